@@ -1,0 +1,587 @@
+"""etcdserverpb: the request and response messages of etcd v3.4's rpc.proto.
+
+Field names, kinds and declaration order follow ../shared/reference/rpc.proto (proto field
+number order). ``InternalRaftRequest`` is raftkv's own envelope for what goes through the Raft
+log (etcd's raft_internal.proto, reduced to what raftkv proposes).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from raftkv.pb.fields import (
+    Kind,
+    bool_,
+    bytes_,
+    enum_,
+    i64,
+    message,
+    msg,
+    rep,
+    str_,
+    u32,
+    u64,
+)
+from raftkv.pb.kv import Event, KeyValue
+
+__all__ = [
+    "AlarmAction",
+    "AlarmMember",
+    "AlarmRequest",
+    "AlarmResponse",
+    "AlarmType",
+    "CompactionRequest",
+    "CompactionResponse",
+    "Compare",
+    "CompareResult",
+    "CompareTarget",
+    "DefragmentRequest",
+    "DefragmentResponse",
+    "DeleteRangeRequest",
+    "DeleteRangeResponse",
+    "FilterType",
+    "HashKVRequest",
+    "HashKVResponse",
+    "HashRequest",
+    "HashResponse",
+    "InternalRaftRequest",
+    "LeaseCheckpoint",
+    "LeaseCheckpointRequest",
+    "LeaseCheckpointResponse",
+    "LeaseGrantRequest",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveRequest",
+    "LeaseKeepAliveResponse",
+    "LeaseLeasesRequest",
+    "LeaseLeasesResponse",
+    "LeaseRevokeRequest",
+    "LeaseRevokeResponse",
+    "LeaseStatus",
+    "LeaseTimeToLiveRequest",
+    "LeaseTimeToLiveResponse",
+    "Member",
+    "MemberAddRequest",
+    "MemberAddResponse",
+    "MemberListRequest",
+    "MemberListResponse",
+    "MemberPromoteRequest",
+    "MemberPromoteResponse",
+    "MemberRemoveRequest",
+    "MemberRemoveResponse",
+    "MemberUpdateRequest",
+    "MemberUpdateResponse",
+    "MoveLeaderRequest",
+    "MoveLeaderResponse",
+    "PutRequest",
+    "PutResponse",
+    "RangeRequest",
+    "RangeResponse",
+    "RequestOp",
+    "ResponseHeader",
+    "ResponseOp",
+    "SnapshotRequest",
+    "SnapshotResponse",
+    "SortOrder",
+    "SortTarget",
+    "StatusRequest",
+    "StatusResponse",
+    "TxnRequest",
+    "TxnResponse",
+    "WatchCancelRequest",
+    "WatchCreateRequest",
+    "WatchProgressRequest",
+    "WatchRequest",
+    "WatchResponse",
+]
+
+
+# --- enums (numbers are proto's) ---------------------------------------------------------------
+
+
+class SortOrder(IntEnum):
+    NONE = 0
+    ASCEND = 1
+    DESCEND = 2
+
+
+class SortTarget(IntEnum):
+    KEY = 0
+    VERSION = 1
+    CREATE = 2
+    MOD = 3
+    VALUE = 4
+
+
+class CompareResult(IntEnum):
+    EQUAL = 0
+    GREATER = 1
+    LESS = 2
+    NOT_EQUAL = 3
+
+
+class CompareTarget(IntEnum):
+    VERSION = 0
+    CREATE = 1
+    MOD = 2
+    VALUE = 3
+    LEASE = 4
+
+
+class FilterType(IntEnum):
+    NOPUT = 0
+    NODELETE = 1
+
+
+class AlarmType(IntEnum):
+    NONE = 0
+    NOSPACE = 1
+    CORRUPT = 2
+
+
+class AlarmAction(IntEnum):
+    GET = 0
+    ACTIVATE = 1
+    DEACTIVATE = 2
+
+
+# --- KV ----------------------------------------------------------------------------------------
+
+
+@message
+class ResponseHeader:
+    cluster_id: int = u64()
+    member_id: int = u64()
+    revision: int = i64()
+    raft_term: int = u64()
+
+
+@message
+class RangeRequest:
+    key: bytes = bytes_()
+    range_end: bytes = bytes_()
+    limit: int = i64()
+    revision: int = i64()
+    sort_order: SortOrder = enum_(SortOrder)
+    sort_target: SortTarget = enum_(SortTarget)
+    serializable: bool = bool_()
+    keys_only: bool = bool_()
+    count_only: bool = bool_()
+    min_mod_revision: int = i64()
+    max_mod_revision: int = i64()
+    min_create_revision: int = i64()
+    max_create_revision: int = i64()
+
+
+@message
+class RangeResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    kvs: list[KeyValue] = rep(Kind.MESSAGE, "KeyValue")
+    more: bool = bool_()
+    count: int = i64()
+
+
+@message
+class PutRequest:
+    key: bytes = bytes_()
+    value: bytes = bytes_()
+    lease: int = i64()
+    prev_kv: bool = bool_()
+    ignore_value: bool = bool_()
+    ignore_lease: bool = bool_()
+
+
+@message
+class PutResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    prev_kv: KeyValue | None = msg("KeyValue")
+
+
+@message
+class DeleteRangeRequest:
+    key: bytes = bytes_()
+    range_end: bytes = bytes_()
+    prev_kv: bool = bool_()
+
+
+@message
+class DeleteRangeResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    deleted: int = i64()
+    prev_kvs: list[KeyValue] = rep(Kind.MESSAGE, "KeyValue")
+
+
+@message
+class RequestOp:
+    """oneof request: exactly one of the fields is set."""
+
+    request_range: RangeRequest | None = msg("RangeRequest")
+    request_put: PutRequest | None = msg("PutRequest")
+    request_delete_range: DeleteRangeRequest | None = msg("DeleteRangeRequest")
+    request_txn: TxnRequest | None = msg("TxnRequest")
+
+
+@message
+class ResponseOp:
+    """oneof response: exactly one of the fields is set."""
+
+    response_range: RangeResponse | None = msg("RangeResponse")
+    response_put: PutResponse | None = msg("PutResponse")
+    response_delete_range: DeleteRangeResponse | None = msg("DeleteRangeResponse")
+    response_txn: TxnResponse | None = msg("TxnResponse")
+
+
+@message
+class Compare:
+    """``target`` says which of the target_union fields (version ... lease) is compared."""
+
+    result: CompareResult = enum_(CompareResult)
+    target: CompareTarget = enum_(CompareTarget)
+    key: bytes = bytes_()
+    version: int = i64()
+    create_revision: int = i64()
+    mod_revision: int = i64()
+    value: bytes = bytes_()
+    lease: int = i64()
+    range_end: bytes = bytes_()
+
+
+@message
+class TxnRequest:
+    compare: list[Compare] = rep(Kind.MESSAGE, "Compare")
+    success: list[RequestOp] = rep(Kind.MESSAGE, "RequestOp")
+    failure: list[RequestOp] = rep(Kind.MESSAGE, "RequestOp")
+
+
+@message
+class TxnResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    succeeded: bool = bool_()
+    responses: list[ResponseOp] = rep(Kind.MESSAGE, "ResponseOp")
+
+
+@message
+class CompactionRequest:
+    revision: int = i64()
+    physical: bool = bool_()
+
+
+@message
+class CompactionResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+# --- maintenance -------------------------------------------------------------------------------
+
+
+@message
+class HashRequest:
+    pass
+
+
+@message
+class HashResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    hash: int = u32()
+
+
+@message
+class HashKVRequest:
+    revision: int = i64()
+
+
+@message
+class HashKVResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    hash: int = u32()
+    compact_revision: int = i64()
+
+
+@message
+class SnapshotRequest:
+    pass
+
+
+@message
+class SnapshotResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    remaining_bytes: int = u64()
+    blob: bytes = bytes_()
+
+
+@message
+class DefragmentRequest:
+    pass
+
+
+@message
+class DefragmentResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class MoveLeaderRequest:
+    targetID: int = u64()
+
+
+@message
+class MoveLeaderResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AlarmRequest:
+    action: AlarmAction = enum_(AlarmAction)
+    memberID: int = u64()
+    alarm: AlarmType = enum_(AlarmType)
+
+
+@message
+class AlarmMember:
+    memberID: int = u64()
+    alarm: AlarmType = enum_(AlarmType)
+
+
+@message
+class AlarmResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    alarms: list[AlarmMember] = rep(Kind.MESSAGE, "AlarmMember")
+
+
+@message
+class StatusRequest:
+    pass
+
+
+@message
+class StatusResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    version: str = str_()
+    dbSize: int = i64()
+    leader: int = u64()
+    raftIndex: int = u64()
+    raftTerm: int = u64()
+    raftAppliedIndex: int = u64()
+    errors: list[str] = rep(Kind.STRING)
+    dbSizeInUse: int = i64()
+    isLearner: bool = bool_()
+
+
+# --- watch -------------------------------------------------------------------------------------
+
+
+@message
+class WatchCreateRequest:
+    key: bytes = bytes_()
+    range_end: bytes = bytes_()
+    start_revision: int = i64()
+    progress_notify: bool = bool_()
+    filters: list[FilterType] = rep(Kind.ENUM, FilterType)
+    prev_kv: bool = bool_()
+    watch_id: int = i64()
+    fragment: bool = bool_()
+
+
+@message
+class WatchCancelRequest:
+    watch_id: int = i64()
+
+
+@message
+class WatchProgressRequest:
+    pass
+
+
+@message
+class WatchRequest:
+    """oneof request_union."""
+
+    create_request: WatchCreateRequest | None = msg("WatchCreateRequest")
+    cancel_request: WatchCancelRequest | None = msg("WatchCancelRequest")
+    progress_request: WatchProgressRequest | None = msg("WatchProgressRequest")
+
+
+@message
+class WatchResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    watch_id: int = i64()
+    created: bool = bool_()
+    canceled: bool = bool_()
+    compact_revision: int = i64()
+    cancel_reason: str = str_()
+    fragment: bool = bool_()
+    events: list[Event] = rep(Kind.MESSAGE, "Event")
+
+
+# --- lease -------------------------------------------------------------------------------------
+
+
+@message
+class LeaseGrantRequest:
+    TTL: int = i64()
+    ID: int = i64()
+
+
+@message
+class LeaseGrantResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    ID: int = i64()
+    TTL: int = i64()
+    error: str = str_()
+
+
+@message
+class LeaseRevokeRequest:
+    ID: int = i64()
+
+
+@message
+class LeaseRevokeResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class LeaseCheckpoint:
+    ID: int = i64()
+    remaining_TTL: int = i64()
+
+
+@message
+class LeaseCheckpointRequest:
+    checkpoints: list[LeaseCheckpoint] = rep(Kind.MESSAGE, "LeaseCheckpoint")
+
+
+@message
+class LeaseCheckpointResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class LeaseKeepAliveRequest:
+    ID: int = i64()
+
+
+@message
+class LeaseKeepAliveResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    ID: int = i64()
+    TTL: int = i64()
+
+
+@message
+class LeaseTimeToLiveRequest:
+    ID: int = i64()
+    keys: bool = bool_()
+
+
+@message
+class LeaseTimeToLiveResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    ID: int = i64()
+    TTL: int = i64()
+    grantedTTL: int = i64()
+    keys: list[bytes] = rep(Kind.BYTES)
+
+
+@message
+class LeaseLeasesRequest:
+    pass
+
+
+@message
+class LeaseStatus:
+    ID: int = i64()
+
+
+@message
+class LeaseLeasesResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    leases: list[LeaseStatus] = rep(Kind.MESSAGE, "LeaseStatus")
+
+
+# --- cluster -----------------------------------------------------------------------------------
+
+
+@message
+class Member:
+    ID: int = u64()
+    name: str = str_()
+    peerURLs: list[str] = rep(Kind.STRING)
+    clientURLs: list[str] = rep(Kind.STRING)
+    isLearner: bool = bool_()
+
+
+@message
+class MemberAddRequest:
+    peerURLs: list[str] = rep(Kind.STRING)
+    isLearner: bool = bool_()
+
+
+@message
+class MemberAddResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    member: Member | None = msg("Member")
+    members: list[Member] = rep(Kind.MESSAGE, "Member")
+
+
+@message
+class MemberRemoveRequest:
+    ID: int = u64()
+
+
+@message
+class MemberRemoveResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    members: list[Member] = rep(Kind.MESSAGE, "Member")
+
+
+@message
+class MemberUpdateRequest:
+    ID: int = u64()
+    peerURLs: list[str] = rep(Kind.STRING)
+
+
+@message
+class MemberUpdateResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    members: list[Member] = rep(Kind.MESSAGE, "Member")
+
+
+@message
+class MemberListRequest:
+    pass
+
+
+@message
+class MemberListResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    members: list[Member] = rep(Kind.MESSAGE, "Member")
+
+
+@message
+class MemberPromoteRequest:
+    ID: int = u64()
+
+
+@message
+class MemberPromoteResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    members: list[Member] = rep(Kind.MESSAGE, "Member")
+
+
+# --- what goes through the Raft log ------------------------------------------------------------
+
+
+@message
+class InternalRaftRequest:
+    """A proposal: ``ID`` pairs it with its waiter; exactly one request field is set."""
+
+    ID: int = u64()
+    put: PutRequest | None = msg("PutRequest")
+    delete_range: DeleteRangeRequest | None = msg("DeleteRangeRequest")
+    txn: TxnRequest | None = msg("TxnRequest")
+    compaction: CompactionRequest | None = msg("CompactionRequest")
+    lease_grant: LeaseGrantRequest | None = msg("LeaseGrantRequest")
+    lease_revoke: LeaseRevokeRequest | None = msg("LeaseRevokeRequest")
+    lease_checkpoint: LeaseCheckpointRequest | None = msg("LeaseCheckpointRequest")
+    alarm: AlarmRequest | None = msg("AlarmRequest")
+    member_attributes: Member | None = msg("Member")
