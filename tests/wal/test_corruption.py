@@ -163,11 +163,12 @@ def test_a_flipped_bit_in_an_older_segment_is_refused_with_file_and_offset(
     middle = sorted(n for n in os.listdir(src) if n.endswith(".wal"))[1]
     recs = records_of(os.path.join(src, middle))
     rec = recs[len(recs) // 2]
-    pos = (
-        {"data": rec.offset + 16 + len(rec.data) // 2, "crc": rec.offset + 13}[where]
-        if (where in ("data", "crc"))
-        else {"type": rec.offset + 8, "length": rec.offset + 2}[where]
-    )
+    pos = {
+        "data": rec.offset + 16 + len(rec.data) // 2,
+        "crc": rec.offset + 13,
+        "type": rec.offset + 8,
+        "length": rec.offset + 2,
+    }[where]
     work = fresh_copy(src, tmp_path)
     seg = os.path.join(work, middle)
     flip_bit(seg, pos)
