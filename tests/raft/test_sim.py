@@ -1,0 +1,43 @@
+"""Randomized whole-cluster runs of the simulator (see sim.py): safety under drops, duplicates,
+reordering, partitions, crashes and restarts; liveness after healing.
+
+``RAFT_SIM_SEED=<seed>`` runs just that seed (in every scenario)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.raft.sim import Sim, SimOptions
+
+BATCH = 50
+
+
+def _seeds(n: int, base: int) -> list[range]:
+    return [range(base + i, base + i + BATCH) for i in range(0, n, BATCH)]
+
+
+def _run(seeds: range, **opts: object) -> None:
+    one = os.environ.get("RAFT_SIM_SEED")
+    if one is not None:
+        seeds = range(int(one), int(one) + 1)
+    for seed in seeds:
+        sim = Sim(seed, SimOptions(**opts))  # type: ignore[arg-type]
+        sim.run()
+        sim.heal_and_check_liveness()
+
+
+@pytest.mark.parametrize("seeds", _seeds(1000, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_three_members(seeds: range) -> None:
+    _run(seeds)
+
+
+@pytest.mark.parametrize("seeds", _seeds(300, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_membership_and_snapshots(seeds: range) -> None:
+    _run(seeds, voters=3, spare=3, p_conf_change=0.05, p_compact=0.05, compact_keep=3)
+
+
+@pytest.mark.parametrize("seeds", _seeds(300, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_five_members_transfer_and_reads(seeds: range) -> None:
+    _run(seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01)
