@@ -180,10 +180,12 @@ class Snapshotter:
             failpoint(fp_name)
             os.rename(tmp, path)
             fsync_dir(self._dir)
-        except OSError as exc:
+        except BaseException as exc:  # leave no partial temp file, whatever broke
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
-            raise SnapError(f"writing {path} failed: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise SnapError(f"writing {path} failed: {exc}") from exc
+            raise
 
     def _load_first(self, names: Sequence[str]) -> Snapshot | None:
         for name in names:
