@@ -1,0 +1,360 @@
+"""The MVCC key-value store: index + backend + lessor + watchers (etcd's kvstore.go,
+kvstore_compaction.go, watchable_store.go joined behind one object).
+
+Backend layout (buckets):
+- ``key``:  revision key (see ``revision``) -> KeyValue as ``raftkv.pb.encode`` writes it; a
+  tombstone's value is ``KeyValue(key=...)`` only.
+- ``meta``: ``consistent_index`` (8-byte big-endian), ``scheduledCompactRev`` and
+  ``finishedCompactRev`` (17-byte revision keys, as etcd writes them).
+
+Revisions: a fresh store is at revision 1 (etcd's first write is revision 2); the compacted
+revision is -1 until the first compaction.
+
+Compaction (etcd's two steps): ``compact(rev)`` checks and records the scheduled revision,
+commits it, and compacts the in-memory index at once; ``compact_step()`` deletes the compacted
+revisions from the backend in batches (the server drives it off the hot path) and records the
+finished revision when done. A restart with scheduled > finished resumes the compaction.
+
+Not thread-safe: the server drives it from its event loop (apply, reads, watch sync).
+Responses and the KeyValues in them are shared with watchers and must not be mutated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from sortedcontainers import SortedDict
+
+from raftkv import errors
+from raftkv.mvcc import apply
+from raftkv.mvcc.index import TreeIndex
+from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
+from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
+from raftkv.mvcc.revision import (
+    bytes_to_rev,
+    is_tombstone,
+    main_of,
+    pack,
+    rev_to_bytes,
+    sub_of,
+)
+from raftkv.mvcc.watchable_store import WatchHub, WatchStream
+from raftkv.pb.kv import KeyValue
+from raftkv.pb.rpc import (
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    LeaseRevokeResponse,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    ResponseHeader,
+    TxnRequest,
+    TxnResponse,
+)
+
+if TYPE_CHECKING:
+    from raftkv.backend import Backend
+    from raftkv.lease.lessor import Lessor
+
+__all__ = ["KVStore"]
+
+META_BUCKET = b"meta"
+CONSISTENT_INDEX_KEY = b"consistent_index"
+SCHEDULED_COMPACT_KEY = b"scheduledCompactRev"
+FINISHED_COMPACT_KEY = b"finishedCompactRev"
+RESTORE_CHUNK_KEYS = 10_000
+_SCAN_CHUNK = 1000
+
+
+class KVStore:
+    def __init__(self, backend: Backend, lessor: Lessor) -> None:
+        self._b = backend
+        self._lessor = lessor
+        lessor.bind(self)
+        self._index = TreeIndex()
+        self.current_revision = 1
+        self.compact_revision = -1
+        self._consistent_index = 0
+        # the pending physical compaction: [revision, next backend key to look at]
+        self._compaction: list | None = None
+        self._hub = WatchHub(self)
+        self._writing: WriteTxn | None = None
+        self._restore()
+
+    # --- consistent index --------------------------------------------------------------------
+
+    @property
+    def consistent_index(self) -> int:
+        return self._consistent_index
+
+    @consistent_index.setter
+    def consistent_index(self, index: int) -> None:
+        self._consistent_index = index
+        self._b.put(META_BUCKET, CONSISTENT_INDEX_KEY, index.to_bytes(8, "big"))
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def range(self, req: RangeRequest) -> RangeResponse:
+        apply.check_range_request(req)
+        return apply.apply_range(ReadTxn(self), req)
+
+    def put(self, req: PutRequest) -> PutResponse:
+        apply.check_put_request(req)
+        if req.lease and not self._lessor.lookup(req.lease):
+            raise errors.ErrLeaseNotFound
+        txn = self._begin_write()
+        try:
+            return apply.apply_put(txn, req)
+        finally:
+            txn.end()
+
+    def delete_range(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
+        apply.check_delete_request(req)
+        txn = self._begin_write()
+        try:
+            return apply.apply_delete_range(txn, req)
+        finally:
+            txn.end()
+
+    def txn(self, req: TxnRequest) -> TxnResponse:
+        return apply.apply_txn(ReadTxn(self), self._begin_write, self._lessor, req)
+
+    def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
+        """Delete every key attached to the lease in one revision, then forget the lease."""
+        keys = self._lessor.keys_of(lease_id)  # ErrLeaseNotFound
+        txn = self._begin_write()
+        try:
+            for k in keys:
+                txn.delete_range(k, None)
+            self._lessor.remove(lease_id)
+        finally:
+            txn.end()
+        return LeaseRevokeResponse(header=ResponseHeader(revision=self.current_revision))
+
+    # --- txn plumbing ------------------------------------------------------------------------
+
+    def _begin_write(self) -> WriteTxn:
+        if self._writing is not None:
+            raise RuntimeError("a write txn is already open")
+        self._writing = WriteTxn(self)
+        return self._writing
+
+    def _end_write(self, txn: WriteTxn) -> None:
+        self._writing = None
+        changes = txn.changes
+        if changes:
+            self.current_revision += 1
+            self._hub.notify(self.current_revision, changes)
+
+    def _range_keys(
+        self,
+        key: bytes,
+        end: bytes | None,
+        cur_rev: int,
+        limit: int = 0,
+        at_rev: int = 0,
+        count_only: bool = False,
+    ) -> tuple[list[KeyValue], int, int]:
+        """(kvs, count, revision to report) of [key, end) as of at_rev (0: cur_rev)."""
+        rev = at_rev
+        if rev > cur_rev:
+            raise errors.ErrFutureRev
+        if rev <= 0:
+            rev = cur_rev
+        if rev < self.compact_revision:
+            raise errors.ErrCompacted
+        if count_only:
+            return [], self._index.count(key, end, rev), cur_rev
+        pairs = self._index.revisions(key, end, rev)
+        if not pairs:
+            return [], 0, cur_rev
+        sel = pairs[:limit] if 0 < limit < len(pairs) else pairs
+        get = self._b.get
+        kvs = [decode_kv(get(KEY_BUCKET, rev_to_bytes(r >> 32, r & 0xFFFFFFFF))) for _, r in sel]
+        return kvs, len(pairs), cur_rev
+
+    def _kv_at(self, key: bytes, rev: int) -> KeyValue | None:
+        """The key's KeyValue as of main revision rev (None if absent or compacted)."""
+        if rev < self.compact_revision or rev <= 0:
+            return None
+        got = self._index.get(key, rev)
+        if got is None:
+            return None
+        r = got[0]
+        return decode_kv(self._b.get(KEY_BUCKET, rev_to_bytes(main_of(r), sub_of(r))))
+
+    # --- compaction --------------------------------------------------------------------------
+
+    def compact(self, revision: int) -> CompactionResponse:
+        if revision <= self.compact_revision:
+            raise errors.ErrCompacted
+        if revision > self.current_revision:
+            raise errors.ErrFutureRev
+        self.compact_revision = revision
+        self._b.put(META_BUCKET, SCHEDULED_COMPACT_KEY, rev_to_bytes(revision))
+        self._b.commit()  # etcd: ensure the desired compaction is persisted
+        self._compact_index(revision)
+        return CompactionResponse(header=ResponseHeader(revision=self.current_revision))
+
+    def _compact_index(self, revision: int) -> None:
+        self._index.compact(revision)
+        self._compaction = [revision, rev_to_bytes(0)]
+
+    @property
+    def compaction_pending(self) -> bool:
+        """A compaction's backend deletes are not finished yet (see compact_step)."""
+        return self._compaction is not None
+
+    def compact_step(self, batch: int = 1000) -> bool:
+        """Delete the next batch of compacted revisions; True while more remain."""
+        job = self._compaction
+        if job is None:
+            return False
+        revision, start = job
+        end = rev_to_bytes(revision + 1)
+        items = self._b.range(KEY_BUCKET, start, end, limit=batch)
+        index = self._index
+        for k, v in items:
+            key = decode_kv(v).key
+            ki = index.key_index(key)
+            r = pack(*bytes_to_rev(k))
+            if ki is None or not _has_rev(ki, r):
+                self._b.delete(KEY_BUCKET, k)
+        if len(items) < batch:
+            self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
+            self._compaction = None
+            return False
+        job[1] = items[-1][0] + b"\x00"
+        return True
+
+    # --- hashes ------------------------------------------------------------------------------
+
+    def _scan(self, bucket: bytes, start: bytes, end: bytes | None) -> Iterator[tuple]:
+        while True:
+            items = self._b.range(bucket, start, end, limit=_SCAN_CHUNK)
+            yield from items
+            if len(items) < _SCAN_CHUNK:
+                return
+            start = items[-1][0] + b"\x00"
+
+    def hash(self) -> int:
+        """CRC-32 of the key, meta (but the consistent index) and lease buckets."""
+        h = 0
+        for bucket in (KEY_BUCKET, META_BUCKET, b"lease"):
+            h = zlib.crc32(bucket, h)
+            for k, v in self._scan(bucket, b"\x00", None):
+                if bucket == META_BUCKET and k == CONSISTENT_INDEX_KEY:
+                    continue
+                h = zlib.crc32(v, zlib.crc32(k, h))
+        return h
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact_revision, current_revision) of the key space up to revision
+        (etcd's HashByRev: compacted-away revisions are skipped, whether deleted yet or not)."""
+        compact, cur = self.compact_revision, self.current_revision
+        if revision > 0 and revision <= compact:
+            raise errors.ErrCompacted
+        if revision > 0 and revision > cur:
+            raise errors.ErrFutureRev
+        if revision == 0:
+            revision = cur
+        keep = self._index.keep(revision)
+        lower = pack(compact + 1)
+        h = zlib.crc32(KEY_BUCKET)
+        for k, v in self._scan(KEY_BUCKET, rev_to_bytes(0), rev_to_bytes(revision + 1)):
+            r = pack(*bytes_to_rev(k))
+            if r < lower and keep and r not in keep:
+                continue
+            h = zlib.crc32(v, zlib.crc32(k, h))
+        return h, compact, cur
+
+    # --- watch -------------------------------------------------------------------------------
+
+    def new_watch_stream(self, on_ready: Callable[[], None]) -> WatchStream:
+        return WatchStream(self._hub, on_ready)
+
+    def sync_watchers(self) -> bool:
+        """Move unsynced watchers forward (bounded work); True if more work remains."""
+        return self._hub.sync()
+
+    # --- restore -----------------------------------------------------------------------------
+
+    def restore(self, backend: Backend | None = None, now: float | None = None) -> None:
+        """Rebuild everything from the backend (after a snapshot's db file was swapped in)."""
+        if backend is not None:
+            self._b = backend
+        self._lessor.recover(backend, now)
+        self._index = TreeIndex()
+        self.current_revision = 1
+        self.compact_revision = -1
+        self._compaction = None
+        self._restore()
+        self._hub.restore()
+
+    def _restore(self) -> None:
+        b = self._b
+        b.create_bucket(KEY_BUCKET)
+        b.create_bucket(META_BUCKET)
+        finished = b.get(META_BUCKET, FINISHED_COMPACT_KEY)
+        if finished:
+            self.compact_revision = bytes_to_rev(finished)[0]
+        scheduled_b = b.get(META_BUCKET, SCHEDULED_COMPACT_KEY)
+        scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
+        ci = b.get(META_BUCKET, CONSISTENT_INDEX_KEY)
+        self._consistent_index = int.from_bytes(ci, "big") if ci else 0
+
+        keys: dict[bytes, KeyIndex] = {}
+        key_to_lease: dict[bytes, int] = {}
+        current = 1
+        start = rev_to_bytes(1)
+        while True:
+            items = b.range(KEY_BUCKET, start, None, limit=RESTORE_CHUNK_KEYS)
+            for k, v in items:
+                kv = decode_kv(v)
+                main, sub = bytes_to_rev(k)
+                current = main
+                key = kv.key
+                tomb = is_tombstone(k)
+                ki = keys.get(key)
+                if ki is not None:
+                    if tomb:
+                        with contextlib.suppress(RevisionNotFoundError):
+                            ki.tombstone(pack(main, sub))
+                    else:
+                        ki.put(pack(main, sub))
+                elif not tomb:
+                    ki = KeyIndex(key)
+                    ki.restore(pack(kv.create_revision), pack(main, sub), kv.version)
+                    keys[key] = ki
+                if tomb or not kv.lease:
+                    key_to_lease.pop(key, None)
+                else:
+                    key_to_lease[key] = kv.lease
+            if len(items) < RESTORE_CHUNK_KEYS:
+                break
+            start = items[-1][0] + b"\x00"
+        # drop keys whose every generation ended (a tombstone after a partial compaction)
+        index = TreeIndex()
+        index._tree = SortedDict({k: ki for k, ki in keys.items() if not ki.is_empty()})
+        self._index = index
+        self.current_revision = max(current, self.compact_revision)
+        for key, lid in key_to_lease.items():
+            if self._lessor.lookup(lid):
+                self._lessor.attach(lid, key)
+        if scheduled > self.compact_revision:
+            # a compaction was scheduled but not finished: resume it
+            self.compact_revision = scheduled
+            self._compact_index(scheduled)
+
+
+def _has_rev(ki: KeyIndex, r: int) -> bool:
+    for g in ki.generations:
+        revs = g.revs
+        if revs and revs[0] <= r <= revs[-1] and r in revs:
+            return True
+    return False

@@ -1,0 +1,205 @@
+"""Watchers, watcher groups and event batches (etcd's mvcc/watcher.go + watcher_group.go).
+
+A watcher watches one key (``end is None``), every key >= key (``end == b""``) or [key, end),
+and accepts events with mod_revision >= ``min_rev``. A group indexes watchers by key (single-key
+watchers: a dict) and by interval (range watchers: a dict of distinct intervals, scanned per
+event -- fine for the tens-to-hundreds of range watchers a member sees).
+
+An event batch holds a watcher's events of at most ``WATCH_BATCH_MAX_REVS`` distinct revisions;
+``more_rev`` is the first revision left out (the watcher stays unsynced from there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raftkv.pb.kv import Event, EventType
+
+if TYPE_CHECKING:
+    from raftkv.mvcc.watchable_store import WatchStream
+
+__all__ = ["WATCH_BATCH_MAX_REVS", "EventBatch", "Watcher", "WatcherGroup", "new_watcher_batch"]
+
+WATCH_BATCH_MAX_REVS = 1000
+
+
+class Watcher:
+    __slots__ = (
+        "canceled",
+        "compacted",
+        "end",
+        "got_events",
+        "id",
+        "key",
+        "min_rev",
+        "no_delete",
+        "no_put",
+        "prev_kv",
+        "progress_notify",
+        "restore",
+        "stream",
+        "victim",
+    )
+
+    def __init__(
+        self,
+        stream: WatchStream,
+        watch_id: int,
+        key: bytes,
+        end: bytes | None,
+        *,
+        no_put: bool = False,
+        no_delete: bool = False,
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.id = watch_id
+        self.key = key
+        self.end = end
+        self.min_rev = 0
+        self.no_put = no_put
+        self.no_delete = no_delete
+        self.prev_kv = prev_kv
+        self.progress_notify = progress_notify
+        self.victim = False  # its events wait in the hub's victims (its stream was full)
+        self.compacted = False  # canceled because its start revision was compacted
+        self.restore = False  # moved from synced to unsynced by a snapshot restore
+        self.canceled = False
+        self.got_events = False  # for progress_notify elision
+
+    def matches(self, key: bytes) -> bool:
+        end = self.end
+        if end is None:
+            return key == self.key
+        return self.key <= key and (not end or key < end)
+
+    def send(self, events: list[Event], revision: int) -> bool:
+        """Offer events (of revisions < min_rev already filtered) to the stream; False when
+        the stream's buffer is full. Events all filtered out count as sent."""
+        if self.no_put or self.no_delete:
+            events = [
+                ev
+                for ev in events
+                if not (
+                    (self.no_put and ev.type == EventType.PUT)
+                    or (self.no_delete and ev.type == EventType.DELETE)
+                )
+            ]
+            if not events:
+                return True
+        return self.stream._push_events(self, events, revision)
+
+    def __repr__(self) -> str:
+        return f"Watcher(id={self.id}, key={self.key!r}, end={self.end!r}, min_rev={self.min_rev})"
+
+
+class EventBatch:
+    __slots__ = ("evs", "more_rev", "revs")
+
+    def __init__(self) -> None:
+        self.evs: list[Event] = []
+        self.revs = 0
+        self.more_rev = 0
+
+    def add(self, ev: Event) -> None:
+        if self.revs > WATCH_BATCH_MAX_REVS:
+            return
+        evs = self.evs
+        if not evs:
+            self.revs = 1
+            evs.append(ev)
+            return
+        ev_rev = ev.kv.mod_revision
+        if ev_rev > evs[-1].kv.mod_revision:
+            self.revs += 1
+            if self.revs > WATCH_BATCH_MAX_REVS:
+                self.more_rev = ev_rev
+                return
+        evs.append(ev)
+
+
+class WatcherGroup:
+    __slots__ = ("key_watchers", "ranges", "watchers")
+
+    def __init__(self) -> None:
+        self.key_watchers: dict[bytes, set[Watcher]] = {}
+        self.ranges: dict[tuple[bytes, bytes], set[Watcher]] = {}
+        self.watchers: set[Watcher] = set()
+
+    def __len__(self) -> int:
+        return len(self.watchers)
+
+    def __contains__(self, w: Watcher) -> bool:
+        return w in self.watchers
+
+    def add(self, w: Watcher) -> None:
+        if w in self.watchers:
+            raise ValueError("add watcher twice")
+        self.watchers.add(w)
+        if w.end is None:
+            self.key_watchers.setdefault(w.key, set()).add(w)
+        else:
+            self.ranges.setdefault((w.key, w.end), set()).add(w)
+
+    def delete(self, w: Watcher) -> bool:
+        if w not in self.watchers:
+            return False
+        self.watchers.discard(w)
+        if w.end is None:
+            ws = self.key_watchers.get(w.key)
+            if ws is not None:
+                ws.discard(w)
+                if not ws:
+                    del self.key_watchers[w.key]
+        else:
+            ivl = (w.key, w.end)
+            ws = self.ranges.get(ivl)
+            if ws is not None:
+                ws.discard(w)
+                if not ws:
+                    del self.ranges[ivl]
+        return True
+
+    def contains_key(self, key: bytes) -> bool:
+        if key in self.key_watchers:
+            return True
+        return any(start <= key and (not end or key < end) for start, end in self.ranges)
+
+    def watchers_of(self, key: bytes) -> set[Watcher] | tuple[()]:
+        """Every watcher of the group that watches key."""
+        ws = self.key_watchers.get(key)
+        if not self.ranges:
+            return ws if ws is not None else ()
+        out = set(ws) if ws is not None else set()
+        for (start, end), rws in self.ranges.items():
+            if start <= key and (not end or key < end):
+                out |= rws
+        return out
+
+    def choose(self, max_watchers: int) -> list[Watcher]:
+        if len(self.watchers) <= max_watchers:
+            return list(self.watchers)
+        out = []
+        for w in self.watchers:
+            out.append(w)
+            if len(out) == max_watchers:
+                break
+        return out
+
+
+def new_watcher_batch(group: WatcherGroup, evs: list[Event]) -> dict[Watcher, EventBatch]:
+    """Each watcher of the group -> its events among evs (those at or after its min_rev)."""
+    wb: dict[Watcher, EventBatch] = {}
+    if not group.watchers:
+        return wb
+    for ev in evs:
+        kv = ev.kv
+        rev = kv.mod_revision
+        for w in group.watchers_of(kv.key):
+            if rev >= w.min_rev:
+                eb = wb.get(w)
+                if eb is None:
+                    eb = wb[w] = EventBatch()
+                eb.add(ev)
+    return wb
