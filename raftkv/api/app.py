@@ -152,7 +152,7 @@ async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamR
         return await grpc_error(request, e)
     if spec.fixup is not None:
         spec.fixup(resp)
-    return json_ok(dumps(encoder(type(resp))(resp)))
+    return await json_ok(request, dumps(encoder(type(resp))(resp)))
 
 
 _HEALTH_HEADERS = {**CORS, "Content-Type": "text/plain; charset=utf-8"}

@@ -61,8 +61,19 @@ class _RawChunked(web.StreamResponse):
         self._headers.popall("Server", None)
 
 
-def json_ok(body: bytes) -> web.Response:
-    return Response(body=body, headers=_OK_HEADERS)
+# Go's net/http buffers 2048 bytes before it commits to a Content-Length; grpc-gateway writes
+# a body in one Write, so a longer body goes out chunked, as a single chunk.
+GO_BUFFER_BEFORE_CHUNKING = 2048
+
+
+async def json_ok(request: web.Request, body: bytes) -> web.StreamResponse:
+    if len(body) <= GO_BUFFER_BEFORE_CHUNKING:
+        return Response(body=body, headers=_OK_HEADERS)
+    resp = _RawChunked(headers={**_OK_HEADERS, "Transfer-Encoding": "chunked"})
+    await resp.prepare(request)
+    await resp.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    await resp.write_eof()
+    return resp
 
 
 def error_body(message: str, code: int) -> bytes:

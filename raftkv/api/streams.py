@@ -20,7 +20,7 @@ from aiohttp import web
 
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
-from raftkv.api.http import CORS
+from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING
 from raftkv.errors import EtcdError, GrpcCode, http_status
 from raftkv.pb import rpc
 
@@ -156,6 +156,16 @@ def _line(obj: Any) -> bytes:
     return dumps({"result": encoder(type(obj))(obj)}) + b"\n"
 
 
+async def _send_line(out: _LineWriter, line: bytes) -> None:
+    """One chunk per message, as grpc-gateway's Write+Write("\\n")+Flush through Go's 2048-byte
+    buffer produces: a message longer than the buffer goes out alone, its newline after it."""
+    if len(line) - 1 > GO_BUFFER_BEFORE_CHUNKING:
+        await out.send(line[:-1])
+        await out.send(b"\n")
+    else:
+        await out.send(line)
+
+
 def _gone(request: web.Request) -> bool:
     t = request.transport
     return t is None or t.is_closing()
@@ -216,7 +226,7 @@ async def handle_watch(request: web.Request, server: Any) -> web.StreamResponse:
             ready.clear()
             batch = stream.drain()
             for r in batch:  # one chunk per response, as grpc-gateway flushes each
-                await out.send(_line(r))
+                await _send_line(out, _line(r))
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
@@ -262,7 +272,7 @@ async def handle_keepalive(request: web.Request, server: Any) -> web.StreamRespo
             await out.stream_error(e)
             return await out.finish()
         try:
-            await out.send(_line(resp))
+            await _send_line(out, _line(resp))
         except ConnectionError:
             return out.resp or web.Response(status=499)
     return await out.finish()
