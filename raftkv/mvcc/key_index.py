@@ -152,7 +152,7 @@ class KeyIndex:
 
     def is_empty(self) -> bool:
         gens = self.generations
-        return len(gens) == 1 and not gens[0].revs
+        return not gens or (len(gens) == 1 and not gens[0].revs)
 
     def all_revisions(self) -> list[int]:
         return [r for g in self.generations for r in g.revs]

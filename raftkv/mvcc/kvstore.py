@@ -346,7 +346,7 @@ class KVStore:
         for key, lid in key_to_lease.items():
             if self._lessor.lookup(lid):
                 self._lessor.attach(lid, key)
-        if scheduled > self.compact_revision:
+        if scheduled and scheduled > self.compact_revision:
             # a compaction was scheduled but not finished: resume it
             self.compact_revision = scheduled
             self._compact_index(scheduled)
