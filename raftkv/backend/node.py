@@ -131,11 +131,13 @@ def merge_leaf(
     return nk, nv, dropped
 
 
-def split_points(sizes: list[int], pack_full: bool) -> list[int]:
+def split_points(sizes: list[int], pack_full: bool, min_elems: int = 1) -> list[int]:
     """Where to cut elements of these sizes (element header included) into nodes.
 
     Returns the start index of every chunk after the first. ``pack_full`` fills each node to
-    ``CAPACITY`` (appends at the right edge); otherwise the chunks are of even size.
+    ``CAPACITY`` (appends at the right edge); otherwise the chunks are of even size. Every
+    chunk gets at least ``min_elems`` elements (a branch needs two to shrink the tree), even
+    if that makes it span more than one page.
     """
     room = CAPACITY - HEADER_SIZE
     total = sum(sizes)
@@ -156,4 +158,14 @@ def split_points(sizes: list[int], pack_full: bool) -> list[int]:
         if acc >= target and i + 1 < len(sizes):
             cuts.append(i + 1)
             acc = 0
+    if min_elems > 1:
+        kept: list[int] = []
+        prev = 0
+        for c in cuts:
+            if c - prev >= min_elems:
+                kept.append(c)
+                prev = c
+        while kept and len(sizes) - kept[-1] < min_elems:
+            kept.pop()
+        cuts = kept
     return cuts

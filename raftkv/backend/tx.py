@@ -231,7 +231,9 @@ def _split_branch(n: Branch, pack_full: bool) -> list[Branch]:
     if n.size() <= PAGE_SIZE:
         return [n]
     sizes = [_ELEM + len(k) for k in n.keys]
-    cuts = split_points(sizes, pack_full)
+    cuts = split_points(sizes, pack_full, 2)
+    if not cuts:
+        return [n]
     bounds = [0, *cuts, len(n.keys)]
     return [Branch(n.keys[a:b], n.children[a:b]) for a, b in itertools.pairwise(bounds)]
 

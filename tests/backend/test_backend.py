@@ -1,0 +1,271 @@
+"""The public Backend API: buffered writes, commits, reopen, ranges, sizes, maintenance."""
+
+import io
+import os
+import struct
+import time
+
+import pytest
+
+from raftkv.backend import Backend, BackendError
+
+BUCKETS = [b"key", b"meta", b"lease", b"members", b"auth"]
+
+
+def rev(main: int, sub: int = 0) -> bytes:
+    return struct.pack(">QcQ", main, b"_", sub)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "db")
+
+
+@pytest.fixture
+def be(path):
+    b = Backend.open(path)
+    for name in BUCKETS:
+        b.create_bucket(name)
+    yield b
+    b.close()
+
+
+def test_open_creates_the_file_and_reopens_it(path):
+    b = Backend.open(path)
+    assert os.path.exists(path)
+    assert b.path == path
+    assert b.check() == []
+    b.close()
+    b = Backend.open(path)
+    assert b.check() == []
+    b.close()
+
+
+def test_writes_are_visible_before_commit_and_durable_after(path, be):
+    be.put(b"key", b"a", b"1")
+    be.put(b"meta", b"consistent_index", b"\x00" * 8)
+    assert be.get(b"key", b"a") == b"1"
+    assert be.pending == 2 + len(BUCKETS)
+    be.commit()
+    assert be.pending == 0
+    be.close()
+    b = Backend.open(path)
+    assert b.get(b"key", b"a") == b"1"
+    assert b.get(b"meta", b"consistent_index") == b"\x00" * 8
+    assert b.get(b"key", b"missing") is None
+    b.close()
+
+
+def test_close_commits_pending_writes(path, be):
+    be.put(b"key", b"a", b"1")
+    be.close()
+    with Backend.open(path) as b:
+        assert b.get(b"key", b"a") == b"1"
+
+
+def test_create_bucket_is_idempotent_and_survives_reopen(path, be):
+    be.create_bucket(b"key")
+    be.commit()
+    be.close()
+    with Backend.open(path) as b:
+        b.create_bucket(b"key")
+        assert b.pending == 0
+        b.put(b"key", b"k", b"v")
+
+
+def test_unknown_bucket_is_an_error(be):
+    with pytest.raises(BackendError, match="nope"):
+        be.put(b"nope", b"k", b"v")
+    with pytest.raises(BackendError):
+        be.get(b"nope", b"k")
+
+
+def test_delete_hides_committed_and_buffered_keys(be):
+    be.put(b"key", b"a", b"1")
+    be.put(b"key", b"b", b"2")
+    be.commit()
+    be.delete(b"key", b"a")
+    be.put(b"key", b"c", b"3")
+    be.delete(b"key", b"c")
+    assert be.get(b"key", b"a") is None
+    assert be.range(b"key", b"") == [(b"b", b"2")]
+    be.commit()
+    assert be.range(b"key", b"") == [(b"b", b"2")]
+
+
+def test_range_merges_buffer_over_committed_in_both_directions_with_limit(be):
+    for i in range(0, 100, 2):
+        be.put(b"key", b"%03d" % i, b"c%d" % i)
+    be.commit()
+    for i in range(1, 100, 2):
+        be.put(b"key", b"%03d" % i, b"b%d" % i)
+    be.put(b"key", b"010", b"overwritten")
+    be.delete(b"key", b"020")
+    expect = [(b"%03d" % i, (b"b%d" if i % 2 else b"c%d") % i) for i in range(100) if i != 20]
+    expect[10] = (b"010", b"overwritten")
+    assert be.range(b"key", b"") == expect
+    assert be.range(b"key", b"005", b"015") == [kv for kv in expect if b"005" <= kv[0] < b"015"]
+    assert be.range(b"key", b"", limit=3) == expect[:3]
+    assert be.range(b"key", b"", reverse=True) == expect[::-1]
+    assert (
+        be.range(b"key", b"015", b"025", reverse=True, limit=4)
+        == [kv for kv in expect[::-1] if b"015" <= kv[0] < b"025"][:4]
+    )
+    assert be.range(b"key", b"5", b"6") == []
+
+
+def test_batch_limit_commits_automatically(path):
+    b = Backend.open(path, batch_limit=100)
+    b.create_bucket(b"key")
+    for i in range(250):
+        b.put(b"key", rev(i), b"v")
+    assert b.pending == 250 + 1 - 200
+    with b.read_snapshot() as snap:
+        assert len(snap.range(b"key", b"")) == 199
+
+
+def test_commit_if_due_waits_for_the_interval(path):
+    b = Backend.open(path, batch_interval=0.05)
+    b.create_bucket(b"key")
+    b.commit()
+    assert not b.commit_if_due()  # nothing pending
+    b.put(b"key", b"a", b"1")
+    assert not b.commit_if_due()
+    time.sleep(0.06)
+    assert b.commit_if_due()
+    assert b.pending == 0
+    b.close()
+
+
+def test_values_larger_than_a_page_live_in_overflow_pages(path, be):
+    big = os.urandom(50_000)
+    be.put(b"key", b"big", big)
+    be.put(b"key", b"small", b"s")
+    be.commit()
+    assert be.get(b"key", b"big") == big
+    be.put(b"key", b"big", b"now small")  # frees the overflow run
+    be.commit()
+    be.close()
+    with Backend.open(path) as b:
+        assert b.get(b"key", b"big") == b"now small"
+        assert b.check() == []
+
+
+def test_large_keys_work(be):
+    keys = [bytes([i]) * 3000 for i in range(1, 20)]
+    for k in keys:
+        be.put(b"auth", k, b"v" * 100)
+    be.commit()
+    assert [k for k, _ in be.range(b"auth", b"")] == keys
+    assert be.check() == []
+
+
+def test_revision_appends_fill_pages_and_file_stays_close_to_data_size(be):
+    value = b"x" * 256
+    for batch in range(10):
+        for i in range(1000):
+            be.put(b"key", rev(batch * 1000 + i), value)
+        be.commit()
+    data = 10_000 * (17 + 256)
+    assert be.size_in_use < data * 1.15
+    assert be.range(b"key", rev(5000), rev(5003)) == [(rev(i), value) for i in range(5000, 5003)]
+    assert be.check() == []
+
+
+def test_freed_pages_are_reused_so_overwrites_do_not_grow_the_file(be):
+    for _ in range(3):
+        for i in range(2000):
+            be.put(b"key", b"%05d" % i, os.urandom(100))
+        be.commit()
+    size = be.size
+    for _ in range(20):
+        for i in range(0, 2000, 7):
+            be.put(b"key", b"%05d" % i, os.urandom(100))
+        be.commit()
+    assert be.size <= size * 1.1
+    assert be.check() == []
+
+
+def test_hash_covers_pending_writes_and_matches_after_reopen(path, be):
+    be.put(b"key", b"a", b"1")
+    h = be.hash()
+    be.put(b"key", b"a", b"2")
+    assert be.hash() != h
+    be.put(b"key", b"a", b"1")
+    assert be.hash() == h
+    be.close()
+    with Backend.open(path) as b:
+        assert b.hash() == h
+
+
+def test_write_to_produces_a_valid_copy_of_the_committed_state(tmp_path, be):
+    for i in range(3000):
+        be.put(b"key", rev(i), b"v%d" % i)
+    be.commit()
+    be.put(b"key", b"uncommitted", b"x")
+    buf = io.BytesIO()
+    n = be.write_to(buf)
+    assert n == len(buf.getvalue()) and n % 4096 == 0
+    copy = tmp_path / "copy"
+    copy.write_bytes(buf.getvalue())
+    with Backend.open(str(copy)) as c:
+        assert c.check() == []
+        assert c.get(b"key", rev(2999)) == b"v2999"
+        assert c.get(b"key", b"uncommitted") is None
+        assert len(c.range(b"key", b"")) == 3000
+
+
+def test_defragment_shrinks_the_file_and_keeps_the_data(path, be):
+    for i in range(20_000):
+        be.put(b"key", rev(i), b"v" * 200)
+    be.commit()
+    for i in range(0, 19_000):
+        be.delete(b"key", rev(i))
+    be.put(b"lease", b"big", b"L" * 9000)
+    be.commit()
+    before = be.size
+    h = be.hash()
+    be.defragment()
+    assert be.size < before / 5
+    assert be.size == be.size_in_use
+    assert be.hash() == h
+    assert be.check() == []
+    be.put(b"key", rev(30_000), b"after")
+    be.commit()
+    be.close()
+    with Backend.open(path) as b:
+        assert b.get(b"key", rev(30_000)) == b"after"
+        assert b.get(b"lease", b"big") == b"L" * 9000
+        assert b.check() == []
+
+
+async def test_defragment_runs_in_a_worker_thread(be):
+    import asyncio
+
+    for i in range(5000):
+        be.put(b"key", rev(i), b"v" * 100)
+    be.commit()
+    await asyncio.to_thread(be.defragment)
+    assert len(be.range(b"key", b"")) == 5000
+
+
+def test_snapshot_opened_before_defragment_keeps_reading_the_old_file(be):
+    for i in range(2000):
+        be.put(b"key", rev(i), b"v")
+    be.commit()
+    snap = be.read_snapshot()
+    be.defragment()
+    assert len(snap.range(b"key", b"")) == 2000
+    snap.close()
+
+
+def test_size_in_use_counts_live_pages(be):
+    for i in range(5000):
+        be.put(b"key", rev(i), b"v" * 100)
+    be.commit()
+    in_use = be.size_in_use
+    for i in range(5000):
+        be.delete(b"key", rev(i))
+    be.commit()
+    assert be.size_in_use < in_use / 10
+    assert be.size >= in_use
