@@ -1,7 +1,8 @@
 """Segmented write-ahead log (etcd's server/wal): durable Raft entries and hard state.
 
 Modules: ``record`` (frame layout, record types, CRC chain), ``encoder`` / ``decoder`` (pure
-byte codecs), ``repair`` (torn-tail truncation), ``file_pipeline`` (background preallocation),
+byte codecs), ``segments`` (names, listing, scanning in order), ``repair`` (torn-tail
+truncation), ``file_pipeline`` (background preallocation),
 ``wal`` (the files: create, open, read_all, save, cut, release).
 """
 

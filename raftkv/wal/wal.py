@@ -35,11 +35,10 @@ import contextlib
 import fcntl
 import itertools
 import os
-import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -51,18 +50,17 @@ from raftkv.raft.messages import (
     decode_hard_state,
     encode_hard_state,
 )
-from raftkv.wal.decoder import DecodeError, Decoder
 from raftkv.wal.encoder import Encoder
 from raftkv.wal.file_pipeline import FilePipeline
 from raftkv.wal.fileutil import fsync_dir, preallocate, write_all
 from raftkv.wal.record import (
-    Record,
     RecordType,
     WalSnapshot,
     decode_snapshot_marker,
     encode_snapshot_marker,
 )
 from raftkv.wal.repair import keep_broken_copy, truncate_tail
+from raftkv.wal.segments import Scan, list_segments, parse_segment_name, segment_name
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
@@ -77,8 +75,6 @@ ZERO_SNAPSHOT = WalSnapshot(0, 0)
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_MAX_WALS = 5
 SLOW_FSYNC_SECONDS = 1.0
-_READ_CHUNK = 1 << 20
-_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 
 FAILPOINTS = (
     "wal.before_write",
@@ -122,31 +118,6 @@ class WalCorruptError(WalError):
         )
 
 
-def segment_name(seq: int, index: int) -> str:
-    return f"{seq:016x}-{index:016x}.wal"
-
-
-def parse_segment_name(name: str) -> tuple[int, int] | None:
-    """(seq, index) of a segment file name, or None if it is not one."""
-    m = _NAME.match(name)
-    return (int(m.group(1), 16), int(m.group(2), 16)) if m else None
-
-
-def _list_segments(dirpath: str) -> list[tuple[int, int, str]]:
-    """(seq, index, path) of every segment in the directory, by sequence."""
-    try:
-        names = os.listdir(dirpath)
-    except FileNotFoundError:
-        return []
-    out = []
-    for name in names:
-        parsed = parse_segment_name(name)
-        if parsed is not None:
-            out.append((*parsed, os.path.join(dirpath, name)))
-    out.sort()
-    return out
-
-
 class WAL:
     """One member's write-ahead log. Build with ``create`` or ``open`` (+ ``read_all``)."""
 
@@ -180,7 +151,7 @@ class WAL:
     @staticmethod
     def exists(dirpath: str) -> bool:
         """True when the directory holds at least one WAL segment."""
-        return bool(_list_segments(dirpath))
+        return bool(list_segments(dirpath))
 
     @classmethod
     def create(
@@ -235,7 +206,7 @@ class WAL:
     ) -> WAL:
         """Open an existing WAL at ``snap``; call ``read_all`` before appending."""
         dirpath = os.path.normpath(dirpath)
-        segments = _list_segments(dirpath)
+        segments = list_segments(dirpath)
         if not segments:
             raise WalError(f"no WAL segments in {dirpath}")
         start = None
@@ -278,7 +249,7 @@ class WAL:
             state = HardState()
             ents: list[Entry] = []
             matched = snap.index == 0
-            scan = _Scan([path for _, _, path in self._to_read])
+            scan = Scan([path for _, _, path in self._to_read])
             for path, rec in scan:
                 t = rec.type
                 try:
@@ -344,8 +315,8 @@ class WAL:
     def valid_snapshots(dirpath: str) -> list[WalSnapshot]:
         """Snapshot markers in the whole WAL whose index is committed by the last hard state
         (etcd's ValidSnapshotEntries); read-only, tolerates a torn tail."""
-        segments = _list_segments(dirpath)
-        scan = _Scan([path for _, _, path in segments])
+        segments = list_segments(dirpath)
+        scan = Scan([path for _, _, path in segments])
         markers: list[WalSnapshot] = []
         state = HardState()
         for _, rec in scan:
@@ -405,7 +376,7 @@ class WAL:
         with self._lock:
             if self._max_wals <= 0:
                 return
-            segments = _list_segments(self._dir)
+            segments = list_segments(self._dir)
             keep_from = len(segments) - 1
             for i, (_, first, _) in enumerate(segments):
                 if first >= index:  # segment i starts at/after index: i-1 may hold it
@@ -449,7 +420,7 @@ class WAL:
     @property
     def segments(self) -> list[str]:
         """Paths of the segment files in the directory, oldest first."""
-        return [path for _, _, path in _list_segments(self._dir)]
+        return [path for _, _, path in list_segments(self._dir)]
 
     @property
     def tail_path(self) -> str:
@@ -549,56 +520,6 @@ class WAL:
         os.close(self._fd)
         self._set_tail(fd, seq, path, len(buf))
         self._encoder.crc = crc
-
-
-class _ScanError:
-    __slots__ = ("end_offset", "offset", "reason", "torn")
-
-    def __init__(self, err: DecodeError, end_offset: int) -> None:
-        self.offset, self.reason, self.torn = err.offset, err.reason, err.torn
-        self.end_offset = end_offset
-
-
-class _Scan:
-    """Decode a run of segments in order, yielding (path, record); after iteration ``error``
-    is (path, _ScanError) for the first damage found (iteration stops there), ``crc`` the
-    chain after the last good record and ``tail_end`` the end of the last good record in the
-    last segment read."""
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        self._paths = paths
-        self.error: tuple[str, _ScanError] | None = None
-        self.crc = 0
-        self.tail_end = 0
-
-    def __iter__(self) -> Iterator[tuple[str, Record]]:
-        crc = 0
-        for path in self._paths:
-            dec = Decoder(crc)
-            first = True
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    while not dec.ended:
-                        chunk = f.read(_READ_CHUNK)
-                        if not chunk:
-                            dec.finish()
-                            break
-                        dec.feed(chunk)
-                        while (rec := dec.next()) is not None:
-                            if first and rec.type != _CRC:
-                                raise WalCorruptError(
-                                    path, rec.offset, "segment does not open with a crc record"
-                                )
-                            first = False
-                            yield path, rec
-            except DecodeError as err:
-                self.error = (path, _ScanError(err, dec.end))
-                self.crc, self.tail_end = dec.crc, dec.end
-                return
-            if first:
-                raise WalCorruptError(path, 0, "segment has no records")
-            crc = dec.crc
-            self.crc, self.tail_end = crc, dec.end
 
 
 def _flock(fd: int, path: str) -> None:
