@@ -1,0 +1,137 @@
+"""A minimal HTTP/1.1 client for peer traffic, on asyncio streams.
+
+The peer stream is one long POST whose chunked body never ends while the link is up, and the
+snapshot send is one POST of a known length; both want exact control over writes (one write
+per batch of frames) and over the socket's source address (the cluster's fault proxy tells
+members apart by source IP), so they are written here in a few lines instead of through a
+general client. The server side is aiohttp (``raftkv.transport.handlers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+__all__ = ["HttpError", "open_post", "post", "source_addr", "split_url"]
+
+
+class HttpError(Exception):
+    """A peer answered with a non-2xx status, or not HTTP at all."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]!r}")
+        self.status = status
+        self.body = body
+
+
+def split_url(url: str) -> tuple[str, int]:
+    u = urlsplit(url)
+    host = u.hostname or "localhost"
+    port = u.port or (443 if u.scheme == "https" else 80)
+    return host, port
+
+
+def source_addr(listen_peer_url: str | None) -> tuple[str, int] | None:
+    """``(ip, 0)`` when the member's first peer listen URL names a specific IP, else None."""
+    if not listen_peer_url:
+        return None
+    host, _ = split_url(listen_peer_url)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a host name: let the OS choose
+    if ip.is_unspecified:
+        return None
+    return (str(ip), 0)
+
+
+def _head(method: str, host: str, port: int, path: str, headers: Mapping[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def open_post(
+    url: str,
+    path: str,
+    headers: Mapping[str, str],
+    local_addr: tuple[str, int] | None,
+    timeout: float,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect and send the head of a chunked POST; the caller writes the chunks."""
+    host, port = split_url(url)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, local_addr=local_addr), timeout
+    )
+    h = dict(headers)
+    h["Transfer-Encoding"] = "chunked"
+    h["Content-Type"] = "application/octet-stream"
+    writer.write(_head("POST", host, port, path, h))
+    return reader, writer
+
+
+async def read_response(reader: asyncio.StreamReader, limit: int = 1 << 20) -> tuple[int, bytes]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("peer closed the connection without answering")
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise HttpError(0, status_line)
+    status = int(parts[1])
+    length = None
+    chunked = False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        k = k.strip().lower()
+        if k == "content-length":
+            length = int(v.strip())
+        elif k == "transfer-encoding" and "chunked" in v.lower():
+            chunked = True
+    body = b""
+    if chunked:
+        chunks = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readline()
+                break
+            chunks.append(await reader.readexactly(size))
+            await reader.readline()
+        body = b"".join(chunks)
+    elif length:
+        body = await reader.readexactly(min(length, limit))
+    return status, body
+
+
+async def post(
+    url: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes | AsyncIterator[bytes],
+    local_addr: tuple[str, int] | None,
+    timeout: float,
+) -> bytes:
+    """One POST with a (possibly streamed) body; returns the body of a 2xx answer."""
+    reader, writer = await open_post(url, path, headers, local_addr, timeout)
+    try:
+        if isinstance(body, bytes):
+            if body:
+                writer.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            async for chunk in body:
+                if chunk:
+                    writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        status, data = await asyncio.wait_for(read_response(reader), timeout)
+    finally:
+        writer.close()
+    if not 200 <= status < 300:
+        raise HttpError(status, data)
+    return data

@@ -1,0 +1,152 @@
+"""The outgoing half of one peer link: a long-lived streaming POST /raft/stream.
+
+Messages queued by ``send`` are framed and written in one chunk per wake-up, so a busy leader
+puts many messages (and many entries) in one write. While the link is down, messages are
+dropped (Raft retransmits) and the core is told the peer is unreachable; the link is retried
+with exponential backoff. A peer that answers the stream's request at all (e.g. 412 for a
+cluster id mismatch) has refused it: the connection is closed and retried later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from raftkv.raft.messages import Message, MessageType
+from raftkv.transport.framing import encode_frames
+from raftkv.transport.http import open_post, read_response
+
+__all__ = ["PeerStream"]
+
+log = structlog.get_logger("raftkv.transport")
+
+MAX_PENDING = 4096  # messages queued for one peer before new ones are dropped (etcd's 4096)
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 1.0
+CONNECT_TIMEOUT = 1.0
+
+
+class PeerStream:
+    def __init__(
+        self,
+        local_id: int,
+        peer_id: int,
+        urls: list[str],
+        headers: dict[str, str],
+        local_addr: tuple[str, int] | None,
+        report_unreachable: Callable[[int], None],
+    ) -> None:
+        self.local_id = local_id
+        self.peer_id = peer_id
+        self.urls = list(urls)
+        self._headers = headers
+        self._local_addr = local_addr
+        self._report_unreachable = report_unreachable
+        self._pending: list[Message] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.connected = False
+        self.active_since: float | None = None  # monotonic time the link came up, or None
+        self._url_index = 0
+
+    # --- public --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def send(self, m: Message) -> None:
+        if not self.connected:
+            if m.type == MessageType.APP:
+                self._report_unreachable(self.peer_id)
+            return
+        if len(self._pending) >= MAX_PENDING:
+            if m.type == MessageType.APP:
+                self._report_unreachable(self.peer_id)
+            return
+        self._pending.append(m)
+        if len(self._pending) == 1:
+            self._wake.set()
+
+    # --- the link ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN
+        failures = 0
+        while not self._closed:
+            url = self.urls[self._url_index % len(self.urls)]
+            try:
+                reader, writer = await open_post(
+                    url, "/raft/stream", self._headers, self._local_addr, CONNECT_TIMEOUT
+                )
+            except (TimeoutError, OSError) as e:
+                failures += 1
+                if failures == 1:
+                    log.warning("peer_unreachable", peer=f"{self.peer_id:x}", url=url, error=str(e))
+                self._url_index += 1
+                self._report_unreachable(self.peer_id)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            failures = 0
+            backoff = BACKOFF_MIN
+            await self._stream(url, reader, writer)
+            if not self._closed:
+                self._report_unreachable(self.peer_id)
+                await asyncio.sleep(backoff)
+
+    async def _stream(
+        self, url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        answered = asyncio.get_running_loop().create_task(read_response(reader))
+        answered.add_done_callback(lambda _t: self._wake.set())
+        self.connected = True
+        self.active_since = time.monotonic()
+        log.info("peer_connected", peer=f"{self.peer_id:x}", url=url)
+        reason = "closed"
+        try:
+            while not self._closed:
+                if not self._pending:
+                    self._wake.clear()
+                    await self._wake.wait()
+                if answered.done():
+                    reason = _refusal(answered)
+                    break
+                if not self._pending:
+                    continue
+                batch, self._pending = self._pending, []
+                data = encode_frames(batch)
+                writer.write(b"%x\r\n%b\r\n" % (len(data), data))
+                await writer.drain()
+        except (OSError, ConnectionError) as e:
+            reason = str(e) or type(e).__name__
+        finally:
+            self.connected = False
+            self.active_since = None
+            self._pending = []
+            answered.cancel()
+            writer.close()
+            if not self._closed:
+                log.warning("peer_disconnected", peer=f"{self.peer_id:x}", reason=reason)
+
+
+def _refusal(task: asyncio.Task) -> str:
+    if task.cancelled():
+        return "cancelled"
+    e = task.exception()
+    if e is not None:
+        return str(e) or type(e).__name__
+    status, body = task.result()
+    return f"peer answered HTTP {status}: {body.decode('utf-8', 'replace')[:200]}"

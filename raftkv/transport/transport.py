@@ -1,0 +1,232 @@
+"""Peer transport: outgoing streams to every peer, and the aiohttp routes peers talk to.
+
+Routes (mounted on the member's peer listener):
+- ``POST /raft/stream``: a long-lived chunked body of length-prefixed msgpack frames
+  (``framing``), each one Raft message for this member; the answer only comes when the
+  stream ends, or at once when the stream is refused.
+- ``POST /raft/snapshot``: one frame holding a SNAP message, then the backend db bytes.
+
+Every connection carries ``X-Raftkv-Cluster-ID``, ``X-Raftkv-From`` and ``X-Raftkv-To`` (hex);
+a connection from another cluster, to another member, or from an unknown member is refused
+with 412/403 and never reaches Raft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from raftkv.raft.messages import Message, MessageType, decode_message, encode_message
+from raftkv.transport.framing import FrameDecoder, FrameError, encode_frame
+from raftkv.transport.http import post, source_addr
+from raftkv.transport.peer import PeerStream
+
+__all__ = ["Transport"]
+
+log = structlog.get_logger("raftkv.transport")
+
+H_CLUSTER = "X-Raftkv-Cluster-ID"
+H_FROM = "X-Raftkv-From"
+H_TO = "X-Raftkv-To"
+
+SnapshotReceiver = Callable[[Message, AsyncIterator[bytes]], Awaitable[None]]
+
+
+class Transport:
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        on_message: Callable[[Message], None],
+        report_unreachable: Callable[[int], None],
+        on_snapshot: SnapshotReceiver,
+        listen_peer_url: str | None = None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self._on_message = on_message
+        self._report_unreachable = report_unreachable
+        self._on_snapshot = on_snapshot
+        self.local_addr = source_addr(listen_peer_url)
+        self.request_timeout = request_timeout
+        self.peers: dict[int, PeerStream] = {}
+        self._inbound: dict[int, int] = {}  # peer id -> open inbound streams
+        self._started = False
+
+    # --- peers ---------------------------------------------------------------------------------
+
+    def headers_to(self, peer_id: int) -> dict[str, str]:
+        return {
+            H_CLUSTER: f"{self.cluster_id:x}",
+            H_FROM: f"{self.member_id:x}",
+            H_TO: f"{peer_id:x}",
+        }
+
+    def add_peer(self, peer_id: int, urls: list[str]) -> None:
+        if peer_id == self.member_id or peer_id in self.peers:
+            return
+        p = PeerStream(
+            self.member_id,
+            peer_id,
+            urls,
+            self.headers_to(peer_id),
+            self.local_addr,
+            self._report_unreachable,
+        )
+        self.peers[peer_id] = p
+        if self._started:
+            p.start()
+
+    def update_peer(self, peer_id: int, urls: list[str]) -> None:
+        p = self.peers.get(peer_id)
+        if p is not None:
+            p.urls = list(urls)
+
+    async def remove_peer(self, peer_id: int) -> None:
+        p = self.peers.pop(peer_id, None)
+        if p is not None:
+            await p.stop()
+
+    def start(self) -> None:
+        self._started = True
+        for p in self.peers.values():
+            p.start()
+
+    async def stop(self) -> None:
+        self._started = False
+        await asyncio.gather(*(p.stop() for p in self.peers.values()), return_exceptions=True)
+
+    def peer_urls(self, peer_id: int) -> list[str]:
+        p = self.peers.get(peer_id)
+        return list(p.urls) if p is not None else []
+
+    def active_since(self, peer_id: int) -> float | None:
+        p = self.peers.get(peer_id)
+        return None if p is None else p.active_since
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send(self, msgs: list[Message]) -> None:
+        peers = self.peers
+        for m in msgs:
+            p = peers.get(m.to)
+            if p is not None:
+                p.send(m)
+
+    async def send_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None:
+        """POST the SNAP message and the db bytes to ``m.to``; raises on any failure."""
+        p = self.peers.get(m.to)
+        if p is None:
+            raise ConnectionError(f"unknown peer {m.to:x}")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield encode_frame(encode_message(m))
+            async for c in body:
+                yield c
+
+        last: Exception | None = None
+        for url in p.urls:
+            try:
+                await post(
+                    url,
+                    "/raft/snapshot",
+                    self.headers_to(m.to),
+                    chunks(),
+                    self.local_addr,
+                    timeout=max(self.request_timeout, 30.0),
+                )
+                return
+            except Exception as e:
+                last = e
+        raise ConnectionError(f"snapshot to {m.to:x} failed: {last}")
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/raft/stream", self._handle_stream),
+            web.post("/raft/snapshot", self._handle_snapshot),
+        ]
+
+    def check_headers(self, request: web.Request) -> tuple[int, web.Response | None]:
+        """The sender's id, or a refusal when the request is not from a member of this cluster
+        addressed to this member."""
+        try:
+            cid = int(request.headers.get(H_CLUSTER, ""), 16)
+            frm = int(request.headers.get(H_FROM, ""), 16)
+            to = int(request.headers.get(H_TO, ""), 16)
+        except ValueError:
+            return 0, web.Response(status=400, text="missing or malformed raftkv peer headers")
+        if cid != self.cluster_id:
+            log.warning("peer_refused", reason="cluster id mismatch", remote_cluster=f"{cid:x}")
+            return frm, web.Response(
+                status=412,
+                text=f"cluster ID mismatch: local={self.cluster_id:x} remote={cid:x}",
+            )
+        if to != self.member_id:
+            return frm, web.Response(
+                status=412, text=f"to ID mismatch: local={self.member_id:x} remote={to:x}"
+            )
+        if frm not in self.peers:
+            log.warning("peer_refused", reason="unknown member", remote=f"{frm:x}")
+            return frm, web.Response(status=403, text=f"unknown member {frm:x}")
+        return frm, None
+
+    async def _handle_stream(self, request: web.Request) -> web.StreamResponse:
+        frm, refusal = self.check_headers(request)
+        if refusal is not None:
+            return refusal
+        self._inbound[frm] = self._inbound.get(frm, 0) + 1
+        log.info("peer_stream_accepted", peer=f"{frm:x}")
+        dec = FrameDecoder()
+        on_message = self._on_message
+        try:
+            async for chunk in request.content.iter_any():
+                for m in dec.feed_messages(chunk):
+                    if m.from_ == frm and m.to == self.member_id:
+                        on_message(m)
+        except FrameError as e:
+            log.warning("peer_stream_corrupt", peer=f"{frm:x}", error=str(e))
+            return web.Response(status=400, text=str(e))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        finally:
+            self._inbound[frm] -= 1
+            log.info("peer_stream_closed", peer=f"{frm:x}")
+        return web.Response(status=200)
+
+    async def _handle_snapshot(self, request: web.Request) -> web.StreamResponse:
+        frm, refusal = self.check_headers(request)
+        if refusal is not None:
+            return refusal
+        start = time.monotonic()
+        try:
+            head = await request.content.readexactly(4)
+            size = int.from_bytes(head, "big")
+            m = decode_message(await request.content.readexactly(size))
+        except Exception as e:
+            return web.Response(status=400, text=f"bad snapshot message: {e}")
+        if m.type != MessageType.SNAP or m.snapshot is None or m.from_ != frm:
+            return web.Response(status=400, text="not a snapshot message")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                yield chunk
+
+        try:
+            await self._on_snapshot(m, body())
+        except Exception as e:
+            log.error("snapshot_receive_failed", peer=f"{frm:x}", error=str(e))
+            return web.Response(status=500, text=f"snapshot not applied: {e}")
+        log.info(
+            "snapshot_received",
+            peer=f"{frm:x}",
+            index=m.snapshot.metadata.index,
+            took_ms=round((time.monotonic() - start) * 1000),
+        )
+        return web.Response(status=204)

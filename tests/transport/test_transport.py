@@ -1,0 +1,138 @@
+"""Two transports joined over loopback HTTP: what one sends the other receives; strangers are
+refused; a peer that comes up late is reached once it is there."""
+
+import asyncio
+import socket
+
+from aiohttp import web
+
+from raftkv.raft.messages import Entry, Message, MessageType, Snapshot, SnapshotMetadata
+from raftkv.transport import Transport
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Member:
+    def __init__(self, member_id: int, cluster_id: int, port: int) -> None:
+        self.got: list[Message] = []
+        self.snaps: list[tuple[Message, bytes]] = []
+        self.unreachable: list[int] = []
+        self.port = port
+        self.tr = Transport(
+            member_id,
+            cluster_id,
+            self.got.append,
+            self.unreachable.append,
+            self._on_snapshot,
+            listen_peer_url=f"http://127.0.0.1:{port}",
+        )
+        self.runner: web.AppRunner | None = None
+
+    async def _on_snapshot(self, m, body) -> None:
+        data = b"".join([c async for c in body])
+        self.snaps.append((m, data))
+
+    async def serve(self) -> None:
+        app = web.Application()
+        app.add_routes(self.tr.routes())
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def close(self) -> None:
+        await self.tr.stop()
+        if self.runner:
+            await self.runner.cleanup()
+
+
+async def _until(pred, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def _pair(cluster_b: int = 7):
+    pa, pb = _free_port(), _free_port()
+    a, b = _Member(1, 7, pa), _Member(2, cluster_b, pb)
+    a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
+    b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
+    await a.serve()
+    await b.serve()
+    a.tr.start()
+    b.tr.start()
+    return a, b
+
+
+async def test_messages_sent_by_one_member_arrive_in_order_at_the_other():
+    a, b = await _pair()
+    try:
+        await _until(lambda: a.tr.peers[2].connected)
+        msgs = [
+            Message(MessageType.APP, 2, 1, term=1, index=i, entries=(Entry(1, i + 1, data=b"x"),))
+            for i in range(500)
+        ]
+        for i in range(0, 500, 50):
+            a.tr.send(msgs[i : i + 50])
+            await asyncio.sleep(0)
+        await _until(lambda: len(b.got) == 500)
+        assert b.got == msgs
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_member_of_another_cluster_is_refused():
+    a, b = await _pair(cluster_b=8)
+    try:
+        await asyncio.sleep(0.5)
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])
+        await asyncio.sleep(0.3)
+        assert b.got == []
+        assert 2 in a.unreachable
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_snapshot_stream_delivers_message_and_db_bytes():
+    a, b = await _pair()
+    try:
+        snap = Snapshot(SnapshotMetadata(index=10, term=2))
+        m = Message(MessageType.SNAP, 2, 1, term=2, snapshot=snap)
+
+        async def body():
+            for _ in range(5):
+                yield b"d" * 100_000
+
+        await a.tr.send_snapshot(m, body())
+        assert len(b.snaps) == 1
+        assert b.snaps[0][0] == m
+        assert b.snaps[0][1] == b"d" * 500_000
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_peer_that_starts_late_is_reached_after_backoff():
+    pa, pb = _free_port(), _free_port()
+    a, b = _Member(1, 7, pa), _Member(2, 7, pb)
+    a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
+    b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
+    await a.serve()
+    a.tr.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert 2 in a.unreachable
+        await b.serve()
+        b.tr.start()
+        await _until(lambda: a.tr.peers[2].connected)
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])
+        await _until(lambda: len(b.got) == 1)
+    finally:
+        await a.close()
+        await b.close()
