@@ -289,12 +289,13 @@ class KVStore:
         if backend is not None:
             self._b = backend
         self._lessor.recover(backend, now)
+        seen_rev = self.current_revision
         self._index = TreeIndex()
         self.current_revision = 1
         self.compact_revision = -1
         self._compaction = None
         self._restore()
-        self._hub.restore()
+        self._hub.restore(seen_rev)
 
     def _restore(self) -> None:
         b = self._b

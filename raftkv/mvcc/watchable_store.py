@@ -78,10 +78,15 @@ class WatchHub:
                 if wb.pop(w, None) is not None:
                     return
 
-    def restore(self) -> None:
-        """After a snapshot restore every synced watcher must catch up from the new state."""
+    def restore(self, seen_rev: int) -> None:
+        """After a snapshot restore every synced watcher must catch up from the new state.
+
+        Synced watchers have seen everything up to ``seen_rev`` (the revision before the
+        restore); they go on from there (etcd replays from their start revision instead).
+        """
         for w in list(self.synced.watchers):
             w.restore = True
+            w.min_rev = max(w.min_rev, seen_rev + 1)
             self.unsynced.add(w)
         self.synced = WatcherGroup()
 
