@@ -1,0 +1,174 @@
+"""The linearizability checker on known-good and known-bad register histories."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cluster.linearizability import Op, check, check_key
+
+
+def put(v, t0, t1, client=0, key="k"):
+    return Op(key, "put", t0, t1, value=v, client=client)
+
+
+def get(v, t0, t1, client=0, key="k"):
+    return Op(key, "get", t0, t1, output=v, client=client)
+
+
+def cas(e, v, ok, t0, t1, client=0, key="k"):
+    return Op(key, "cas", t0, t1, value=v, expected=e, output=ok, client=client)
+
+
+def test_sequential_history_is_linearizable():
+    h = [put(b"1", 0, 1), get(b"1", 2, 3), cas(b"1", b"2", True, 4, 5), get(b"2", 6, 7)]
+    assert check_key(h).ok
+
+
+def test_read_of_a_missing_key_sees_absent():
+    assert check_key([get(None, 0, 1), put(b"1", 2, 3)]).ok
+    assert not check_key([put(b"1", 0, 1), get(None, 2, 3)]).ok
+
+
+def test_concurrent_read_may_see_old_or_new_value():
+    w = put(b"1", 0, 10, client=1)
+    assert check_key([put(b"0", -2, -1), w, get(b"0", 1, 2)]).ok
+    assert check_key([put(b"0", -2, -1), w, get(b"1", 1, 2)]).ok
+
+
+def test_stale_read_after_write_completed_is_a_violation():
+    h = [put(b"0", 0, 1), put(b"1", 2, 3, client=1), get(b"0", 4, 5, client=2)]
+    r = check_key(h)
+    assert not r.ok and not r.exhausted
+    assert "get() -> b'0'" in r.detail
+
+
+def test_reads_going_back_in_time_are_a_violation():
+    # the write is concurrent with both reads, but once one read saw b"1" a later read can't
+    # see b"0"
+    h = [
+        put(b"0", 0, 1),
+        put(b"1", 2, 20, client=1),
+        get(b"1", 3, 4, client=2),
+        get(b"0", 5, 6, client=3),
+    ]
+    assert not check_key(h).ok
+
+
+def test_read_of_a_value_never_written_is_a_violation():
+    assert not check_key([put(b"1", 0, 1), get(b"2", 0.5, 3)]).ok
+
+
+def test_two_cas_from_the_same_value_cannot_both_succeed():
+    base = [put(b"0", 0, 1)]
+    both = [cas(b"0", b"a", True, 2, 5, client=1), cas(b"0", b"b", True, 2, 5, client=2)]
+    assert not check_key(base + both).ok
+    one = [cas(b"0", b"a", True, 2, 5, client=1), cas(b"0", b"b", False, 2, 5, client=2)]
+    assert check_key(base + one).ok
+
+
+def test_failed_cas_must_see_a_different_value():
+    assert not check_key([put(b"0", 0, 1), cas(b"0", b"x", False, 2, 3)]).ok
+    assert check_key([put(b"0", 0, 1), cas(b"9", b"x", False, 2, 3)]).ok
+
+
+def test_cas_on_absent_key():
+    assert check_key([cas(None, b"1", True, 0, 1), get(b"1", 2, 3)]).ok
+    assert not check_key([put(b"0", 0, 1), cas(None, b"1", True, 2, 3)]).ok
+
+
+def test_unknown_put_may_take_effect_late_or_never():
+    lost = put(b"1", 1, None)  # timed out
+    assert check_key([put(b"0", 0, 0.5), lost, get(b"0", 2, 3)]).ok
+    assert check_key([put(b"0", 0, 0.5), lost, get(b"1", 2, 3)]).ok
+    # ... even much later, but not before it was invoked
+    assert check_key([put(b"0", 0, 0.5), lost, get(b"0", 2, 3), get(b"1", 50, 51)]).ok
+    assert not check_key([put(b"0", 0, 0.5), get(b"1", 0.6, 0.9), lost]).ok
+
+
+def test_once_seen_an_unknown_write_cannot_be_unseen():
+    h = [put(b"0", 0, 0.5), put(b"1", 1, None), get(b"1", 2, 3), get(b"0", 4, 5)]
+    assert not check_key(h).ok
+
+
+def test_unknown_cas_applies_only_if_its_compare_holds():
+    h = [put(b"0", 0, 1), cas(b"9", b"x", None, 2, None), get(b"x", 5, 6)]
+    assert not check_key(h).ok
+    h = [put(b"0", 0, 1), cas(b"0", b"x", None, 2, None), get(b"x", 5, 6)]
+    assert check_key(h).ok
+
+
+def test_unknown_get_is_ignored():
+    assert check_key([put(b"0", 0, 1), get(b"zzz", 2, None)]).ok
+
+
+def test_keys_are_checked_independently():
+    h = [put(b"1", 0, 1, key="a"), put(b"2", 0, 1, key="b"), get(b"1", 2, 3, key="a")]
+    assert check(h).ok
+    h.append(get(b"1", 2, 3, key="b"))
+    r = check(h)
+    assert not r.ok
+    assert [k.key for k in r.violations] == ["b"]
+    assert "NOT linearizable: key 'b'" in r.summary()
+
+
+def test_initial_state_is_respected():
+    assert check([get(b"x", 0, 1)], initial={"k": b"x"}).ok
+    assert not check([get(b"x", 0, 1)]).ok
+
+
+def test_budget_exhaustion_is_reported_as_undecided():
+    h = [put(str(i).encode(), 0, 100, client=i) for i in range(12)] + [get(b"zz", 101, 102)]
+    r = check(h, max_steps=50)
+    assert not r.ok and r.undecided and not r.violations
+    assert "undecided" in r.summary()
+
+
+def simulated_history(seed: int, clients: int = 4, ops: int = 40, unknown: float = 0.1):
+    """Histories of an atomic register: each op takes effect at a random point inside its
+    [invoke, complete] interval, so the history is linearizable by construction."""
+    rng = random.Random(seed)
+    events = []  # (linearization point, client, op kind, args)
+    t = [0.0] * clients
+    for n in range(ops):
+        c = rng.randrange(clients)
+        invoke = t[c] + rng.random()
+        dur = rng.random() * 3
+        point = invoke + rng.random() * dur
+        kind = rng.choice(["put", "get", "cas"])
+        events.append((point, invoke, invoke + dur, c, kind, f"{n}".encode()))
+        t[c] = invoke + dur
+    state, history = None, []
+    for _point, invoke, complete, c, kind, v in sorted(events):
+        lost = rng.random() < unknown and kind != "get"
+        end = None if lost else complete
+        if kind == "put":
+            state = v
+            history.append(put(v, invoke, end, client=c))
+        elif kind == "get":
+            history.append(get(state, invoke, end, client=c))
+        else:
+            expected = state if rng.random() < 0.6 else b"other"
+            ok = state == expected
+            if ok:
+                state = v
+            history.append(cas(expected, v, None if lost else ok, invoke, end, client=c))
+    return history, max(e[2] for e in events)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=10**9))
+def test_simulated_atomic_register_histories_are_linearizable(seed):
+    history, _ = simulated_history(seed)
+    r = check_key(history)
+    assert r.ok, r.detail
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=10**9))
+def test_a_read_of_a_value_never_written_after_the_history_is_caught(seed):
+    history, last = simulated_history(seed, unknown=0.0)
+    history.append(get(b"never written", last + 10, last + 11, client=99))
+    assert not check_key(history).ok
