@@ -163,3 +163,22 @@ def test_kill_9_while_saving_leaves_the_old_or_the_new_snapshot(tmp_path, point)
     assert loaded is not None
     assert loaded.metadata.index == (10 if point == "snap.before_rename" else 20)
     assert not [n for n in os.listdir(d) if n.endswith(".tmp")]
+
+
+DB_CHILD = """
+import sys
+from raftkv.snap import Snapshotter
+Snapshotter(sys.argv[1]).save_db(int(sys.argv[2]), [b"x" * 100_000])
+"""
+
+
+def test_kill_9_while_receiving_a_db_leaves_no_image(tmp_path):
+    d = str(tmp_path / "snap")
+    env = dict(os.environ, PYTHONPATH=ROOT, RAFTKV_FAILPOINTS="snap.db_before_rename=crash")
+    proc = subprocess.run(
+        [sys.executable, "-c", DB_CHILD, d, "9"], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    s = Snapshotter(d)
+    assert not os.path.exists(s.db_path(9))
+    assert os.listdir(d) == []

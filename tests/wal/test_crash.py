@@ -164,3 +164,9 @@ def _broken(dirpath: str) -> dict[str, float]:
         for n in os.listdir(dirpath)
         if n.endswith(".broken")
     }
+
+
+def test_every_registered_wal_failpoint_is_crash_tested():
+    from raftkv.failpoint import KNOWN
+
+    assert {n for n in KNOWN if n.startswith("wal.")} == set(FAILPOINTS)
