@@ -1,0 +1,584 @@
+"""raftkvctl: an etcdctl (v3 API, etcd 3.4) work-alike over the JSON gateway.
+
+    raftkvctl [--endpoints=a,b,c] [-w simple|json|table] COMMAND ...
+
+Commands: put, get, del, txn, watch, compaction, lease (grant|revoke|timetolive|keep-alive|
+list), member list, endpoint (status|health). Output matches etcdctl's byte for byte where
+the data is the same; errors print ``Error: <etcd's message>`` to stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from typing import Any
+
+from raftkv.cli.ctl_client import Client, CtlError
+from raftkv.cli.ctl_print import (
+    go_duration,
+    go_json,
+    humanize_bytes,
+    json_line,
+    kv_lines,
+    member_status,
+    table,
+)
+from raftkv.cli.ctl_txn import TxnInputError, read_txn
+from raftkv.pb import kv, rpc
+
+__all__ = ["main"]
+
+
+def _out(lines: list[str] | str) -> None:
+    if isinstance(lines, str):
+        lines = [lines]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+def _prefix_end(key: bytes) -> bytes:
+    """clientv3.GetPrefixRangeEnd: the key with its last incrementable byte incremented."""
+    k = bytearray(key)
+    for i in range(len(k) - 1, -1, -1):
+        if k[i] < 0xFF:
+            k[i] += 1
+            return bytes(k[: i + 1])
+    return b"\x00"
+
+
+def _range_args(a: argparse.Namespace) -> tuple[bytes, bytes]:
+    key = a.key.encode()
+    end = a.range_end.encode() if getattr(a, "range_end", None) else b""
+    if getattr(a, "prefix", False):
+        end = _prefix_end(key) if key else b"\x00"
+    if getattr(a, "from_key", False):
+        end = b"\x00"
+        if not key:
+            key = b"\x00"
+    return key, end
+
+
+# --- printing of responses ---------------------------------------------------------------------
+
+
+def _print_put(a: argparse.Namespace, r: rpc.PutResponse) -> None:
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    _out("OK")
+    if r.prev_kv is not None:
+        _out(kv_lines(r.prev_kv, hex_=a.hex))
+
+
+def _print_get(a: argparse.Namespace, r: rpc.RangeResponse) -> None:
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    if a.write_out == "table":
+        raise CtlError("table not supported as output format", 4)  # ExitBadFeature
+    if getattr(a, "count_only", False):
+        _out(str(r.count))
+        return
+    for x in r.kvs:
+        _out(kv_lines(x, value_only=getattr(a, "print_value_only", False), hex_=a.hex))
+
+
+def _print_del(a: argparse.Namespace, r: rpc.DeleteRangeResponse) -> None:
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    _out(str(r.deleted))
+    for x in r.prev_kvs:
+        _out(kv_lines(x, hex_=a.hex))
+
+
+def _print_txn(a: argparse.Namespace, r: rpc.TxnResponse) -> None:
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    _out("SUCCESS" if r.succeeded else "FAILURE")
+    for op in r.responses:
+        _out("")
+        if op.response_delete_range is not None:
+            _print_del(a, op.response_delete_range)
+        elif op.response_put is not None:
+            _print_put(a, op.response_put)
+        elif op.response_range is not None:
+            _print_get(a, op.response_range)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _put_req(a: argparse.Namespace) -> rpc.PutRequest:
+    if a.value is None and not a.ignore_value:
+        raise CtlError("put command needs 1 argument and input from stdin or 2 arguments")
+    return rpc.PutRequest(
+        key=a.key.encode(),
+        value=(a.value or "").encode(),
+        lease=int(a.lease, 16) if a.lease else 0,
+        prev_kv=a.prev_kv,
+        ignore_value=a.ignore_value,
+        ignore_lease=a.ignore_lease,
+    )
+
+
+def cmd_put(c: Client, a: argparse.Namespace) -> None:
+    _print_put(a, c.call("/v3/kv/put", _put_req(a), rpc.PutResponse))
+
+
+_SORT_ORDERS = {"": 0, "ASCEND": 1, "DESCEND": 2}
+_SORT_TARGETS = {"KEY": 0, "VERSION": 1, "CREATE": 2, "MODIFY": 3, "VALUE": 4}
+
+
+def _get_req(a: argparse.Namespace) -> rpc.RangeRequest:
+    key, end = _range_args(a)
+    order = _SORT_ORDERS.get(a.order.upper()) if a.order else 0
+    if order is None:
+        raise CtlError(f"bad sort order {a.order}")
+    target = _SORT_TARGETS.get(a.sort_by.upper()) if a.sort_by else 0
+    if target is None:
+        raise CtlError(f"bad sort target {a.sort_by}")
+    if a.sort_by and not a.order:
+        order = 1
+    return rpc.RangeRequest(
+        key=key,
+        range_end=end,
+        limit=a.limit,
+        revision=a.rev,
+        sort_order=rpc.SortOrder(order),
+        sort_target=rpc.SortTarget(target),
+        serializable=a.consistency == "s",
+        keys_only=a.keys_only,
+        count_only=a.count_only,
+    )
+
+
+def cmd_get(c: Client, a: argparse.Namespace) -> None:
+    _print_get(a, c.call("/v3/kv/range", _get_req(a), rpc.RangeResponse))
+
+
+def _del_req(a: argparse.Namespace) -> rpc.DeleteRangeRequest:
+    key, end = _range_args(a)
+    return rpc.DeleteRangeRequest(key=key, range_end=end, prev_kv=a.prev_kv)
+
+
+def cmd_del(c: Client, a: argparse.Namespace) -> None:
+    _print_del(a, c.call("/v3/kv/deleterange", _del_req(a), rpc.DeleteRangeResponse))
+
+
+def _txn_op(args: list[str]) -> rpc.RequestOp:
+    with contextlib.redirect_stderr(io.StringIO()):
+        a = _parser().parse_args(args)
+    if a.cmd == "put":
+        return rpc.RequestOp(request_put=_put_req(a))
+    if a.cmd == "get":
+        return rpc.RequestOp(request_range=_get_req(a))
+    if a.cmd == "del":
+        return rpc.RequestOp(request_delete_range=_del_req(a))
+    raise ValueError(a.cmd)
+
+
+def cmd_txn(c: Client, a: argparse.Namespace) -> None:
+    req = read_txn(sys.stdin, _txn_op, interactive=a.interactive)
+    _print_txn(a, c.call("/v3/kv/txn", req, rpc.TxnResponse))
+
+
+def cmd_compaction(c: Client, a: argparse.Namespace) -> None:
+    try:
+        rev = int(a.revision)
+    except ValueError:
+        raise CtlError(f'strconv.ParseInt: parsing "{a.revision}": invalid syntax') from None
+    r = c.call(
+        "/v3/kv/compaction",
+        rpc.CompactionRequest(revision=rev, physical=a.physical),
+        rpc.CompactionResponse,
+    )
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+    else:
+        _out(f"compacted revision {rev}")
+
+
+def cmd_watch(c: Client, a: argparse.Namespace) -> None:
+    if not a.key:
+        raise CtlError("watch in non-interactive mode requires one or two arguments")
+    key, end = _range_args(a)
+    create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=a.rev, prev_kv=a.prev_kv)
+    for r in c.stream("/v3/watch", [rpc.WatchRequest(create_request=create)], rpc.WatchResponse):
+        if r.compact_revision:
+            sys.stdout.write(
+                "watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"
+            )
+            raise CtlError("watch is canceled by the server", 5)  # ExitInterrupted
+        if r.canceled:
+            raise CtlError("watch is canceled by the server", 5)
+        if not r.events:
+            continue
+        if a.write_out == "json":
+            hdr = go_json(r.header) if r.header is not None else {}
+            d = {
+                "Header": hdr,
+                "Events": [go_json(e) for e in r.events],
+                "CompactRevision": r.compact_revision,
+                "Canceled": r.canceled,
+                "Created": r.created,
+            }
+            _out(json_line(d))
+        else:
+            for e in r.events:
+                _out("DELETE" if e.type == kv.EventType.DELETE else "PUT")
+                if e.prev_kv is not None:
+                    _out(kv_lines(e.prev_kv, hex_=a.hex))
+                _out(kv_lines(e.kv, hex_=a.hex))
+        sys.stdout.flush()
+
+
+def _lease_id(s: str) -> int:
+    try:
+        return int(s, 16)
+    except ValueError:
+        raise CtlError(f"bad lease ID arg ({s}), expecting ID in Hex") from None
+
+
+def cmd_lease(c: Client, a: argparse.Namespace) -> None:
+    sub = a.lease_cmd
+    if sub == "grant":
+        try:
+            ttl = int(a.ttl)
+        except ValueError:
+            raise CtlError(f"bad TTL ({a.ttl})") from None
+        r = c.call("/v3/lease/grant", rpc.LeaseGrantRequest(TTL=ttl), rpc.LeaseGrantResponse)
+        if a.write_out == "json":  # clientv3.LeaseGrantResponse: header fields promoted
+            hdr = go_json(r.header) if r.header is not None else {}
+            _out(json_line({**hdr, "ID": r.ID, "TTL": r.TTL, "Error": r.error}))
+        else:
+            _out(f"lease {r.ID:016x} granted with TTL({r.TTL}s)")
+    elif sub == "revoke":
+        lid = _lease_id(a.id)
+        try:
+            r = c.call("/v3/lease/revoke", rpc.LeaseRevokeRequest(ID=lid), rpc.LeaseRevokeResponse)
+        except CtlError as e:
+            raise CtlError(f"failed to revoke lease ({e})") from None
+        if a.write_out == "json":
+            _out(json_line(go_json(r)))
+        else:
+            _out(f"lease {lid:016x} revoked")
+    elif sub == "timetolive":
+        lid = _lease_id(a.id)
+        r = c.call(
+            "/v3/lease/timetolive",
+            rpc.LeaseTimeToLiveRequest(ID=lid, keys=a.keys),
+            rpc.LeaseTimeToLiveResponse,
+        )
+        if a.write_out == "json":
+            h = r.header or rpc.ResponseHeader()
+            import base64
+
+            d = {
+                "cluster_id": h.cluster_id,
+                "member_id": h.member_id,
+                "revision": h.revision,
+                "raft_term": h.raft_term,
+                "id": r.ID,
+                "ttl": r.TTL,
+                "granted-ttl": r.grantedTTL,
+                "keys": [base64.b64encode(k).decode() for k in r.keys] if r.keys else None,
+            }
+            _out(json_line(d))
+        elif r.grantedTTL == 0 and r.TTL == -1:
+            _out(f"lease {lid:016x} already expired")
+        else:
+            line = f"lease {lid:016x} granted with TTL({r.grantedTTL}s), remaining({r.TTL}s)"
+            if a.keys:
+                ks = " ".join(k.decode("utf-8", "replace") for k in r.keys)
+                line += f", attached keys([{ks}])"
+            _out(line)
+    elif sub == "list":
+        r = c.call("/v3/lease/leases", rpc.LeaseLeasesRequest(), rpc.LeaseLeasesResponse)
+        if a.write_out == "json":
+            _out(json_line(go_json(r)))
+        else:
+            _out(f"found {len(r.leases)} leases")
+            _out([f"{x.ID:016x}" for x in r.leases])
+    elif sub == "keep-alive":
+        lid = _lease_id(a.id)
+        while True:
+            got = list(
+                c.stream(
+                    "/v3/lease/keepalive",
+                    [rpc.LeaseKeepAliveRequest(ID=lid)],
+                    rpc.LeaseKeepAliveResponse,
+                )
+            )
+            r = got[0] if got else rpc.LeaseKeepAliveResponse(ID=lid)
+            if r.TTL <= 0:
+                if a.once:  # clientv3's KeepAliveOnce: ErrLeaseNotFound, ExitBadConnection
+                    raise CtlError("etcdserver: requested lease not found", 2)
+                _out(f"lease {lid:016x} expired or revoked.")
+                return
+            if a.write_out == "json":
+                _out(json_line(go_json(r)))
+            else:
+                _out(f"lease {lid:016x} keepalived with TTL({r.TTL})")
+            sys.stdout.flush()
+            if a.once:
+                return
+            time.sleep(max(r.TTL / 3.0, 0.5))
+
+
+def cmd_member(c: Client, a: argparse.Namespace) -> None:
+    if a.member_cmd != "list":
+        raise CtlError(f"member {a.member_cmd} is not supported by raftkvctl")
+    r = c.call("/v3/cluster/member/list", rpc.MemberListRequest(), rpc.MemberListResponse)
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    rows = [
+        [
+            f"{m.ID:x}",
+            member_status(m),
+            m.name,
+            ",".join(m.peerURLs),
+            ",".join(m.clientURLs),
+            "true" if m.isLearner else "false",
+        ]
+        for m in r.members
+    ]
+    if a.write_out == "table":
+        hdr = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
+        _out(table(hdr, rows))
+    else:
+        _out([", ".join(row) for row in rows])
+
+
+def _cluster_endpoints(c: Client) -> list[str]:
+    r = c.call("/v3/cluster/member/list", rpc.MemberListRequest(), rpc.MemberListResponse)
+    return [u for m in r.members for u in m.clientURLs]
+
+
+def cmd_endpoint(c: Client, a: argparse.Namespace) -> None:
+    eps = _cluster_endpoints(c) if a.cluster else c.endpoints
+    if a.endpoint_cmd == "status":
+        got = []
+        for ep in eps:
+            try:
+                got.append(
+                    (
+                        ep,
+                        c.call(
+                            "/v3/maintenance/status",
+                            rpc.StatusRequest(),
+                            rpc.StatusResponse,
+                            endpoint=ep,
+                        ),
+                    )
+                )
+            except CtlError as e:
+                sys.stderr.write(f"Failed to get the status of endpoint {ep} ({e})\n")
+        if a.write_out == "json":
+            _out(json_line([{"Endpoint": ep, "Status": go_json(s)} for ep, s in got]))
+            return
+        rows = []
+        for ep, s in got:
+            mid = s.header.member_id if s.header else 0
+            rows.append(
+                [
+                    ep,
+                    f"{mid:x}",
+                    s.version,
+                    humanize_bytes(s.dbSize),
+                    "true" if s.leader == mid else "false",
+                    "true" if s.isLearner else "false",
+                    str(s.raftTerm),
+                    str(s.raftIndex),
+                    str(s.raftAppliedIndex),
+                    ", ".join(s.errors),
+                ]
+            )
+        if a.write_out == "table":
+            hdr = [
+                "ENDPOINT",
+                "ID",
+                "VERSION",
+                "DB SIZE",
+                "IS LEADER",
+                "IS LEARNER",
+                "RAFT TERM",
+                "RAFT INDEX",
+                "RAFT APPLIED INDEX",
+                "ERRORS",
+            ]
+            _out(table(hdr, rows))
+        else:
+            _out([", ".join(r) for r in rows])
+        return
+    # health: a linearizable read of "health", as etcdctl does
+    results = []
+    for ep in eps:
+        t0 = time.monotonic()
+        err = ""
+        try:
+            c.call("/v3/kv/range", rpc.RangeRequest(key=b"health"), rpc.RangeResponse, endpoint=ep)
+        except CtlError as e:
+            err = str(e)
+        results.append((ep, not err, go_duration(time.monotonic() - t0), err))
+    if a.write_out == "json":
+        _out(
+            json_line(
+                [
+                    {"endpoint": ep, "health": ok, "took": took, **({"error": err} if err else {})}
+                    for ep, ok, took, err in results
+                ]
+            )
+        )
+    elif a.write_out == "table":
+        rows = [[ep, "true" if ok else "false", took, err] for ep, ok, took, err in results]
+        _out(table(["ENDPOINT", "HEALTH", "TOOK", "ERROR"], rows))
+    else:
+        for ep, ok, took, err in results:
+            if ok:
+                sys.stdout.write(
+                    f"{ep} is healthy: successfully committed proposal: took = {took}\n"
+                )
+            else:
+                sys.stderr.write(f"{ep} is unhealthy: failed to commit proposal: {err}\n")
+    if not all(ok for _, ok, _, _ in results):
+        raise CtlError("unhealthy cluster")
+
+
+# --- argument parsing --------------------------------------------------------------------------
+
+
+def _globals(p: argparse.ArgumentParser, default: Any) -> None:
+    d = (lambda v: v) if default else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--endpoints", default=d(os.environ.get("ETCDCTL_ENDPOINTS", "127.0.0.1:2379")))
+    p.add_argument(
+        "-w",
+        "--write-out",
+        default=d("simple"),
+        choices=["simple", "json", "table", "fields", "protobuf"],
+    )
+    p.add_argument("--hex", action="store_true", default=d(False))
+    p.add_argument("--command-timeout", default=d("5s"))
+    p.add_argument("--dial-timeout", default=d("2s"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raftkvctl", description="etcdctl-like client for raftkv")
+    _globals(p, True)
+    common = argparse.ArgumentParser(add_help=False)
+    _globals(common, False)
+    sp = p.add_subparsers(dest="cmd", required=True)
+
+    q = sp.add_parser("put", parents=[common])
+    q.add_argument("key")
+    q.add_argument("value", nargs="?")
+    q.add_argument("--lease", default="")
+    q.add_argument("--prev-kv", action="store_true")
+    q.add_argument("--ignore-value", action="store_true")
+    q.add_argument("--ignore-lease", action="store_true")
+    q.set_defaults(fn=cmd_put)
+
+    q = sp.add_parser("get", parents=[common])
+    q.add_argument("key")
+    q.add_argument("range_end", nargs="?")
+    q.add_argument("--prefix", action="store_true")
+    q.add_argument("--from-key", action="store_true")
+    q.add_argument("--rev", type=int, default=0)
+    q.add_argument("--limit", type=int, default=0)
+    q.add_argument("--keys-only", action="store_true")
+    q.add_argument("--count-only", action="store_true")
+    q.add_argument("--print-value-only", action="store_true")
+    q.add_argument("--order", default="")
+    q.add_argument("--sort-by", default="")
+    q.add_argument("--consistency", default="l")
+    q.set_defaults(fn=cmd_get)
+
+    q = sp.add_parser("del", parents=[common])
+    q.add_argument("key")
+    q.add_argument("range_end", nargs="?")
+    q.add_argument("--prefix", action="store_true")
+    q.add_argument("--from-key", action="store_true")
+    q.add_argument("--prev-kv", action="store_true")
+    q.set_defaults(fn=cmd_del)
+
+    q = sp.add_parser("txn", parents=[common])
+    q.add_argument("-i", "--interactive", action="store_true")
+    q.set_defaults(fn=cmd_txn)
+
+    q = sp.add_parser("watch", parents=[common])
+    q.add_argument("key", nargs="?")
+    q.add_argument("range_end", nargs="?")
+    q.add_argument("--prefix", action="store_true")
+    q.add_argument("--rev", type=int, default=0)
+    q.add_argument("--prev-kv", action="store_true")
+    q.set_defaults(fn=cmd_watch)
+
+    q = sp.add_parser("compaction", parents=[common])
+    q.add_argument("revision")
+    q.add_argument("--physical", action="store_true")
+    q.set_defaults(fn=cmd_compaction)
+
+    q = sp.add_parser("lease", parents=[common])
+    lp = q.add_subparsers(dest="lease_cmd", required=True)
+    x = lp.add_parser("grant", parents=[common])
+    x.add_argument("ttl")
+    x = lp.add_parser("revoke", parents=[common])
+    x.add_argument("id")
+    x = lp.add_parser("timetolive", parents=[common])
+    x.add_argument("id")
+    x.add_argument("--keys", action="store_true")
+    x = lp.add_parser("keep-alive", parents=[common])
+    x.add_argument("id")
+    x.add_argument("--once", action="store_true")
+    lp.add_parser("list", parents=[common])
+    q.set_defaults(fn=cmd_lease)
+
+    q = sp.add_parser("member", parents=[common])
+    mp = q.add_subparsers(dest="member_cmd", required=True)
+    mp.add_parser("list", parents=[common])
+    q.set_defaults(fn=cmd_member)
+
+    q = sp.add_parser("endpoint", parents=[common])
+    q.add_argument("--cluster", action="store_true")
+    ep = q.add_subparsers(dest="endpoint_cmd", required=True)
+    ep.add_parser("status", parents=[common])
+    ep.add_parser("health", parents=[common])
+    q.set_defaults(fn=cmd_endpoint)
+    return p
+
+
+def _seconds(s: str) -> float:
+    s = s.strip()
+    for suffix, mul in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * mul
+    return float(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    client = Client(a.endpoints.split(","), timeout=_seconds(a.command_timeout))
+    try:
+        a.fn(client, a)
+    except CtlError as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: {e}\n")
+        return e.code
+    except TxnInputError as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: {e}\n")
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
