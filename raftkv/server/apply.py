@@ -1,0 +1,181 @@
+"""The applier: committed entries -> MVCC, lessor, membership, alarms (etcd's apply.go).
+
+Apply is idempotent across restarts: every normal entry first records its index as the
+backend's consistent index (in the same backend batch as its writes), and an entry at or below
+the consistent index found at start is skipped. Conf-change entries are always handed to the
+Raft core again (its configuration is rebuilt from the snapshot + log on every start), but
+change the member table only above the consistent index.
+
+The backend commits only between entries (never inside one), every ``BATCH_LIMIT`` writes or
+``batch_interval`` (driven by the server's housekeeping task).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from raftkv import errors
+from raftkv.errors import EtcdError
+from raftkv.pb import decode
+from raftkv.pb.rpc import (
+    AlarmAction,
+    AlarmMember,
+    AlarmRequest,
+    AlarmResponse,
+    AlarmType,
+    InternalRaftRequest,
+    LeaseCheckpointResponse,
+    ResponseHeader,
+)
+from raftkv.raft import ConfChangeType, ConfState, Entry, EntryType, decode_conf_change
+
+if TYPE_CHECKING:
+    from raftkv.server.etcdserver import EtcdServer
+
+__all__ = ["Applier"]
+
+log = structlog.get_logger("raftkv.server")
+
+BATCH_LIMIT = 10_000
+ALARM_BUCKET = b"alarm"
+
+
+class Applier:
+    def __init__(self, server: EtcdServer) -> None:
+        self.s = server
+        self.applied_index = 0
+        self.applied_term = 0
+        self.conf_state = ConfState()
+        self.alarms: dict[tuple[int, AlarmType], AlarmMember] = {}
+        self.compacting = False
+
+    # --- alarms (persisted in the backend's ``alarm`` bucket) ---------------------------------
+
+    def load_alarms(self) -> None:
+        b = self.s.backend
+        b.create_bucket(ALARM_BUCKET)
+        self.alarms = {}
+        for k, _v in b.range(ALARM_BUCKET, b"\x00", None):
+            mid, t = int(k[:16], 16), AlarmType(int(k[17:]))
+            self.alarms[(mid, t)] = AlarmMember(memberID=mid, alarm=t)
+
+    def _alarm(self, r: AlarmRequest) -> AlarmResponse:
+        resp = AlarmResponse(header=ResponseHeader(revision=self.s.kv.current_revision))
+        key = (r.memberID, r.alarm)
+        bkey = f"{r.memberID:016x}-{int(r.alarm)}".encode()
+        if r.action == AlarmAction.GET:
+            resp.alarms = [
+                a for (_m, t), a in sorted(self.alarms.items()) if r.alarm in (AlarmType.NONE, t)
+            ]
+        elif r.action == AlarmAction.ACTIVATE:
+            if r.alarm == AlarmType.NONE:
+                return resp
+            if key not in self.alarms:
+                self.alarms[key] = AlarmMember(memberID=r.memberID, alarm=r.alarm)
+                self.s.backend.put(ALARM_BUCKET, bkey, b"")
+                log.warning("alarm_raised", alarm=r.alarm.name, member=f"{r.memberID:x}")
+            resp.alarms = [self.alarms[key]]
+        elif r.action == AlarmAction.DEACTIVATE:
+            a = self.alarms.pop(key, None)
+            if a is not None:
+                self.s.backend.delete(ALARM_BUCKET, bkey)
+                resp.alarms = [a]
+                log.info("alarm_cleared", alarm=r.alarm.name, member=f"{r.memberID:x}")
+        return resp
+
+    @property
+    def nospace(self) -> bool:
+        return any(t == AlarmType.NOSPACE for (_m, t) in self.alarms)
+
+    # --- entries ------------------------------------------------------------------------------
+
+    def apply_entries(self, entries: list[Entry]) -> None:
+        s = self.s
+        kv = s.kv
+        wait = s.wait
+        backend = s.backend
+        ci = kv.consistent_index
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE:
+                self._apply_conf_change(e, e.index > ci)
+                if e.index > ci:
+                    kv.consistent_index = e.index
+            elif e.index > ci:
+                kv.consistent_index = e.index
+                if e.data:
+                    req = decode(InternalRaftRequest, e.data)
+                    try:
+                        result: Any = self._apply_request(req)
+                    except EtcdError as err:
+                        result = err
+                    if req.ID and wait.is_registered(req.ID):
+                        wait.trigger(req.ID, result)
+                if backend.pending >= BATCH_LIMIT:
+                    backend.commit()
+            self.applied_index = e.index
+            self.applied_term = e.term
+        s.on_applied(self.applied_index)
+
+    def _apply_request(self, r: InternalRaftRequest) -> Any:
+        s = self.s
+        kv = s.kv
+        if r.put is not None:
+            if self.nospace:
+                raise errors.ErrNoSpace
+            return kv.put(r.put)
+        if r.txn is not None:
+            if self.nospace and _txn_writes(r.txn):
+                raise errors.ErrNoSpace
+            return kv.txn(r.txn)
+        if r.delete_range is not None:
+            return kv.delete_range(r.delete_range)
+        if r.compaction is not None:
+            resp = kv.compact(r.compaction.revision)
+            s.schedule_compaction()
+            return resp
+        if r.lease_grant is not None:
+            if self.nospace:
+                raise errors.ErrNoSpace
+            return s.lessor.grant(r.lease_grant.ID, r.lease_grant.TTL, time.monotonic())
+        if r.lease_revoke is not None:
+            return kv.lease_revoke(r.lease_revoke.ID)
+        if r.lease_checkpoint is not None:
+            now = time.monotonic()
+            for cp in r.lease_checkpoint.checkpoints:
+                s.lessor.checkpoint(cp.ID, cp.remaining_TTL, now)
+            return LeaseCheckpointResponse(header=ResponseHeader(revision=kv.current_revision))
+        if r.alarm is not None:
+            return self._alarm(r.alarm)
+        if r.member_attributes is not None:
+            m = r.member_attributes
+            s.cluster.update_attributes(m.ID, m.name, list(m.clientURLs))
+            return None
+        return None
+
+    def _apply_conf_change(self, e: Entry, fresh: bool) -> None:
+        s = self.s
+        cc = decode_conf_change(e.data)
+        self.conf_state = s.node.rn.apply_conf_change(cc)
+        if fresh:
+            if cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+                m = s.cluster.add(cc.node_id)
+                if m.peer_urls and cc.node_id != s.member_id:
+                    s.transport.add_peer(cc.node_id, m.peer_urls)
+            elif cc.type == ConfChangeType.REMOVE_NODE:
+                s.cluster.remove(cc.node_id)
+                s.remove_peer_later(cc.node_id)
+        if cc.id and s.wait.is_registered(cc.id):
+            s.wait.trigger(cc.id, self.conf_state)
+
+
+def _txn_writes(t: Any) -> bool:
+    for ops in (t.success, t.failure):
+        for op in ops:
+            if op.request_put is not None:
+                return True
+            if op.request_txn is not None and _txn_writes(op.request_txn):
+                return True
+    return False

@@ -1,0 +1,89 @@
+"""Lease requests that only the leader can answer, forwarded over the peer listener (etcd's
+leasehttp): a follower POSTs the msgpack-encoded request to the leader's ``/leases`` (renew)
+or ``/leases/internal`` (time-to-live) and relays the answer.
+
+Answers: 200 + msgpack response; 404 lease not found; 503 not the leader (retry elsewhere).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from raftkv import errors
+from raftkv.errors import EtcdError
+from raftkv.lease import ErrNotPrimary
+from raftkv.pb import decode, encode
+from raftkv.pb.rpc import (
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+)
+from raftkv.transport.http import HttpError, post
+
+if TYPE_CHECKING:
+    from raftkv.server.etcdserver import EtcdServer
+
+__all__ = ["LEASE_PATH", "LEASE_TTL_PATH", "forward", "routes"]
+
+LEASE_PATH = "/leases"
+LEASE_TTL_PATH = "/leases/internal"
+
+
+def routes(server: EtcdServer) -> list[web.RouteDef]:
+    async def renew(request: web.Request) -> web.Response:
+        _frm, refusal = server.transport.check_headers(request)
+        if refusal is not None:
+            return refusal
+        req = decode(LeaseKeepAliveRequest, await request.read())
+        try:
+            resp = await server.lease_renew_local(req)
+        except EtcdError as e:
+            return _error(e)
+        return web.Response(body=encode(resp))
+
+    async def ttl(request: web.Request) -> web.Response:
+        _frm, refusal = server.transport.check_headers(request)
+        if refusal is not None:
+            return refusal
+        req = decode(LeaseTimeToLiveRequest, await request.read())
+        try:
+            resp = await server.lease_time_to_live_local(req)
+        except EtcdError as e:
+            return _error(e)
+        return web.Response(body=encode(resp))
+
+    return [web.post(LEASE_PATH, renew), web.post(LEASE_TTL_PATH, ttl)]
+
+
+def _error(e: EtcdError) -> web.Response:
+    if e is errors.ErrLeaseNotFound or e.message == errors.ErrLeaseNotFound.message:
+        return web.Response(status=404, text=e.message)
+    if e is ErrNotPrimary:
+        return web.Response(status=503, text=e.message)
+    return web.Response(status=500, text=e.message)
+
+
+async def forward(server: EtcdServer, leader: int, path: str, req: object, timeout: float):
+    """Send ``req`` to the leader; returns its decoded response. Raises ErrLeaseNotFound,
+    ErrNotPrimary (leader changed: retry), or OSError/HttpError."""
+    urls = server.transport.peer_urls(leader)
+    if not urls:
+        raise ErrNotPrimary
+    try:
+        body = await post(
+            urls[0],
+            path,
+            server.transport.headers_to(leader),
+            encode(req),
+            server.transport.local_addr,
+            timeout,
+        )
+    except HttpError as e:
+        if e.status == 404:
+            raise errors.ErrLeaseNotFound from None
+        raise ErrNotPrimary from None
+    cls = LeaseKeepAliveResponse if path == LEASE_PATH else LeaseTimeToLiveResponse
+    return decode(cls, body)

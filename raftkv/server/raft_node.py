@@ -1,0 +1,265 @@
+"""The asyncio driver of the Raft core (etcd's etcdserver/raft.go): ticks, proposals and peer
+messages go in; each Ready is persisted, sent and applied, in the one correct order.
+
+For each Ready (DESIGN.md §2)::
+
+    soft state   -> leader change hooks (lessor promote/demote, waiters)
+    read states  -> the ReadIndex waiters
+    messages     -> the transport at once: a leader replicates while its own fsync runs
+    snapshot     -> snap file + WAL snapshot marker
+    hard state, entries -> WAL.save, one fsync, in a thread (the loop keeps serving)
+    MemoryStorage <- snapshot, hard state, entries
+    messages_after_append -> the transport (votes and append acks only once durable)
+    committed entries -> the applier
+    advance
+
+Everything that arrives while a Ready is being persisted (proposals, messages, ticks) is
+stepped into the core at once and comes out together in the next Ready: under load one fsync
+and one peer write cover many proposals. Proposals are queued and stepped in as one multi-entry
+PROP per loop turn, so a burst becomes one append message per follower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from raftkv.failpoint import failpoint, register
+from raftkv.raft import (
+    NONE,
+    Entry,
+    Message,
+    MessageType,
+    ProposalDroppedError,
+    RawNode,
+    ReadState,
+    Snapshot,
+    SoftState,
+)
+from raftkv.snap import Snapshotter
+from raftkv.wal import WAL, WalSnapshot
+
+__all__ = ["RaftNode", "ReadyHandler"]
+
+log = structlog.get_logger("raftkv.server")
+
+register("raft.before_save", "raft.after_save", "raft.before_apply")
+
+SLOW_FSYNC = 1.0
+SLOW_APPLY = 0.1
+
+
+class ReadyHandler(Protocol):
+    def on_soft_state(self, ss: SoftState) -> None: ...
+    def on_read_states(self, states: list[ReadState]) -> None: ...
+    def send_snapshot(self, m: Message) -> None: ...
+    def apply_snapshot(self, snap: Snapshot) -> None: ...
+    def apply_entries(self, entries: list[Entry]) -> None: ...
+    def after_ready(self) -> None: ...
+    def on_dropped(self, req_ids: list[int]) -> None: ...
+
+
+class RaftNode:
+    def __init__(
+        self,
+        rn: RawNode,
+        wal: WAL,
+        snapshotter: Snapshotter,
+        send: Callable[[list[Message]], None],
+        heartbeat: float,
+        fatal: Callable[[BaseException], None],
+    ) -> None:
+        self.rn = rn
+        self.id = rn.raft.id
+        self.storage = rn.storage
+        self.wal = wal
+        self.snapshotter = snapshotter
+        self._send = send
+        self.heartbeat = heartbeat
+        self._fatal = fatal
+        self.handler: ReadyHandler | None = None
+        self._wake = asyncio.Event()
+        self._props: list[bytes] = []
+        self._prop_ids: list[int] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self.lead = NONE
+        self.term = rn.raft.term
+        self.committed = rn.raft.raft_log.committed
+
+    # --- inputs (called from the event loop) ----------------------------------------------------
+
+    def propose(self, req_id: int, data: bytes) -> None:
+        """Queue a proposal; it is stepped in on the loop's next turn. If Raft refuses it, the
+        handler's ``on_dropped`` gets its id."""
+        self._props.append(data)
+        self._prop_ids.append(req_id)
+        if len(self._props) == 1:
+            self._wake.set()
+
+    def step(self, m: Message) -> None:
+        try:
+            self.rn.step(m)
+        except ProposalDroppedError:
+            return
+        except Exception as e:  # a message the core refuses is not a reason to stop
+            log.warning("step_failed", type=m.type.name, peer=f"{m.from_:x}", error=repr(e))
+            return
+        self._wake.set()
+
+    def read_index(self, ctx: bytes) -> None:
+        """Raises ProposalDroppedError when no leader is known."""
+        self.rn.read_index(ctx)
+        self._wake.set()
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.rn.report_unreachable(peer_id)
+        self._wake.set()
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.rn.report_snapshot(peer_id, ok)
+        self._wake.set()
+
+    def campaign(self) -> None:
+        self.rn.campaign()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _ticker(self) -> None:
+        rn = self.rn
+        while not self._stopped:
+            await asyncio.sleep(self.heartbeat)
+            rn.tick()
+            self._wake.set()
+
+    # --- the Ready loop -------------------------------------------------------------------------
+
+    def _flush_proposals(self) -> None:
+        props, ids = self._props, self._prop_ids
+        self._props, self._prop_ids = [], []
+        ents = tuple(Entry(0, 0, data=d) for d in props)
+        try:
+            # One multi-entry PROP (RawNode.propose takes one entry at a time).
+            self.rn.raft.step(Message(MessageType.PROP, NONE, self.id, entries=ents))
+        except ProposalDroppedError:
+            assert self.handler is not None
+            self.handler.on_dropped(ids)
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            log.critical("raft_loop_failed", error=repr(e), exc_info=True)
+            self._fatal(e)
+
+    async def _loop(self) -> None:
+        rn = self.rn
+        h = self.handler
+        assert h is not None
+        storage = self.storage
+        wal = self.wal
+        wake = self._wake
+        while not self._stopped:
+            if self._props:
+                self._flush_proposals()
+            if not rn.has_ready():
+                wake.clear()
+                await wake.wait()
+                continue
+            rd = rn.ready()
+            if rd.soft_state is not None:
+                self._on_soft_state(rd.soft_state)
+                h.on_soft_state(rd.soft_state)
+            if rd.hard_state is not None:
+                self.term = rd.hard_state.term
+                self.committed = rd.hard_state.commit
+            if rd.read_states:
+                h.on_read_states(rd.read_states)
+            if rd.messages:
+                self._send_all(rd.messages)
+            if rd.snapshot is not None:
+                await asyncio.to_thread(self._save_snapshot, rd.snapshot)
+            if rd.hard_state is not None or rd.entries:
+                failpoint("raft.before_save")
+                if rd.must_sync:
+                    t0 = time.monotonic()
+                    await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                    took = time.monotonic() - t0
+                    if took > SLOW_FSYNC:
+                        log.warning("slow_fdatasync", took_ms=round(took * 1000))
+                else:
+                    wal.save(rd.hard_state, rd.entries, False)
+                failpoint("raft.after_save")
+            if rd.snapshot is not None:
+                storage.apply_snapshot(rd.snapshot)
+                h.apply_snapshot(rd.snapshot)
+            if rd.hard_state is not None:
+                storage.set_hard_state(rd.hard_state)
+            if rd.entries:
+                storage.append(rd.entries)
+            if rd.messages_after_append:
+                self._send_all(rd.messages_after_append)
+            if rd.committed_entries:
+                failpoint("raft.before_apply")
+                t0 = time.monotonic()
+                h.apply_entries(rd.committed_entries)
+                took = time.monotonic() - t0
+                if took > SLOW_APPLY:
+                    log.warning(
+                        "apply_request_took_too_long",
+                        took_ms=round(took * 1000),
+                        entries=len(rd.committed_entries),
+                    )
+            rn.advance(rd)
+            h.after_ready()
+            # let requests that arrived meanwhile in before the next batch
+            await asyncio.sleep(0)
+
+    def _on_soft_state(self, ss: SoftState) -> None:
+        if ss.lead != self.lead:
+            if ss.lead == NONE:
+                log.info("raft_lost_leader", member=f"{self.id:x}", term=self.rn.raft.term)
+            else:
+                log.info(
+                    "raft_elected_leader",
+                    member=f"{self.id:x}",
+                    leader=f"{ss.lead:x}",
+                    term=self.rn.raft.term,
+                )
+            self.lead = ss.lead
+
+    def _send_all(self, msgs: list[Message]) -> None:
+        snaps = [m for m in msgs if m.type == MessageType.SNAP]
+        if snaps:
+            assert self.handler is not None
+            for m in snaps:
+                self.handler.send_snapshot(m)
+            msgs = [m for m in msgs if m.type != MessageType.SNAP]
+        if msgs:
+            self._send(msgs)
+
+    def _save_snapshot(self, snap: Snapshot) -> None:
+        m = snap.metadata
+        self.snapshotter.save_snap(snap)
+        self.wal.save_snapshot(WalSnapshot(m.index, m.term))

@@ -1,0 +1,142 @@
+"""Linearizable reads by ReadIndex, batched (etcd's linearizableReadLoop).
+
+Every read that arrives while no confirmation is being gathered joins the next round; one
+round = one ``read_index(ctx)`` (one heartbeat round on the leader, one forwarded request on a
+follower). When the core answers with ``ReadState(index, ctx)``, every read of that round waits
+until the local applied index reaches ``index`` and then reads the local MVCC state. Rounds run
+one after another, so a read never shares a confirmation that was requested before it arrived.
+
+A round that gets no answer is re-sent every ``RETRY`` seconds (a leader change can lose it)
+with the same ctx; after the request timeout its reads fail with etcd's "request timed out".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import os
+from typing import TYPE_CHECKING
+
+from raftkv import errors
+from raftkv.raft import ProposalDroppedError, ReadState
+from raftkv.server.tasks import spawn
+
+if TYPE_CHECKING:
+    from raftkv.server.raft_node import RaftNode
+
+__all__ = ["AppliedWaiters", "ReadIndexer"]
+
+RETRY = 0.5
+
+
+class AppliedWaiters:
+    """Futures resolved once the applied index reaches a given index."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def wait(self, index: int) -> asyncio.Future[None]:
+        fut = asyncio.get_running_loop().create_future()
+        if index <= self.applied:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._heap, (index, next(self._seq), fut))
+        return fut
+
+    def applied_to(self, index: int) -> None:
+        if index > self.applied:
+            self.applied = index
+        heap = self._heap
+        while heap and heap[0][0] <= self.applied:
+            _, _, fut = heapq.heappop(heap)
+            if not fut.done():
+                fut.set_result(None)
+
+
+class ReadIndexer:
+    def __init__(self, node: RaftNode, applied: AppliedWaiters, timeout: float) -> None:
+        self._node = node
+        self._applied = applied
+        self._timeout = timeout
+        self._waiting: list[asyncio.Future[None]] = []  # reads for the next round
+        self._have_reads = asyncio.Event()
+        self._answers: dict[bytes, asyncio.Future[int]] = {}
+        self._leader_changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._prefix = os.urandom(4)
+        self._ctr = itertools.count(1)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for f in self._waiting:
+            if not f.done():
+                f.set_exception(errors.ErrStopped)
+
+    async def wait_linearizable(self) -> None:
+        """Return once a read at this moment would be linearizable (or raise ErrTimeout)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        self._have_reads.set()
+        await fut
+
+    # --- from the Ready loop ------------------------------------------------------------------
+
+    def on_read_states(self, states: list[ReadState]) -> None:
+        for rs in states:
+            fut = self._answers.pop(rs.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+
+    def on_leader_change(self) -> None:
+        self._leader_changed.set()
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._have_reads.wait()
+            self._have_reads.clear()
+            batch, self._waiting = self._waiting, []
+            if not batch:
+                continue
+            ctx = self._prefix + next(self._ctr).to_bytes(8, "big")
+            answer: asyncio.Future[int] = loop.create_future()
+            self._answers[ctx] = answer
+            deadline = loop.time() + self._timeout
+            index = None
+            try:
+                while True:
+                    with contextlib.suppress(ProposalDroppedError):  # no leader: retry
+                        self._node.read_index(ctx)
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        index = await asyncio.wait_for(asyncio.shield(answer), min(RETRY, left))
+                        break
+                    except TimeoutError:
+                        continue
+            finally:
+                self._answers.pop(ctx, None)
+            if index is None:
+                for f in batch:
+                    if not f.done():
+                        f.set_exception(errors.ErrTimeout)
+                continue
+            spawn(self._finish(batch, index))
+
+    async def _finish(self, batch: list[asyncio.Future[None]], index: int) -> None:
+        await self._applied.wait(index)
+        for f in batch:
+            if not f.done():
+                f.set_result(None)

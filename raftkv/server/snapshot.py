@@ -1,0 +1,205 @@
+"""Snapshots: taking them every ``snapshot_count`` applied entries, sending the db to a lagging
+follower, receiving one, and swapping it in (DESIGN.md §4; etcd's snapshot.go, and the
+snapshot parts of server.go).
+
+Taking: commit the backend, record a Raft snapshot at the applied index (term, ConfState) in
+MemoryStorage and on disk (snap file + WAL marker), compact MemoryStorage keeping
+``catchup_entries`` for slow followers, and release WAL segments before the snapshot.
+
+Sending: when the core wants to send a SNAP, the leader sends its *current* db (committed
+first) labelled with its applied index and term (etcd's createMergedSnapshotMessage): the
+follower then holds exactly the state the label names. The copy is written to a temp file at
+once (the backend keeps changing) and streamed to the peer; the outcome is reported to Raft.
+
+Receiving: the db bytes are stored as ``snap/<index>.snap.db`` (temp + fsync + rename) before
+the SNAP message is stepped into Raft; when Raft hands the snapshot back in a Ready, it is
+saved, and the applier swaps the db in: close the backend, install the image, reopen, rebuild
+MVCC, leases and the member table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import structlog
+
+from raftkv.raft import (
+    CompactedError,
+    Message,
+    Snapshot,
+    SnapshotMetadata,
+    SnapshotOutOfDateError,
+)
+from raftkv.server.storage import open_backend
+from raftkv.server.tasks import spawn
+from raftkv.wal import WalSnapshot
+
+if TYPE_CHECKING:
+    from raftkv.server.etcdserver import EtcdServer
+
+__all__ = ["Snapshots"]
+
+log = structlog.get_logger("raftkv.server")
+
+CHUNK = 1 << 20
+
+
+class Snapshots:
+    def __init__(self, server: EtcdServer, snapshot_count: int, catchup_entries: int) -> None:
+        self.s = server
+        self.snapshot_count = snapshot_count
+        self.catchup_entries = catchup_entries
+        self.snap_index = 0  # index of the newest snapshot taken or installed
+        self._sending: set[int] = set()
+
+    # --- taking -------------------------------------------------------------------------------
+
+    def maybe_trigger(self) -> None:
+        applied = self.s.applier.applied_index
+        if applied - self.snap_index <= self.snapshot_count:
+            return
+        self.take(applied)
+
+    def take(self, index: int) -> None:
+        s = self.s
+        t0 = time.monotonic()
+        s.backend.commit()
+        storage = s.node.storage
+        try:
+            snap = storage.create_snapshot(index, s.applier.conf_state, b"")
+        except SnapshotOutOfDateError:
+            return
+        m = snap.metadata
+        s.snapshotter.save_snap(snap)
+        s.node.wal.save_snapshot(WalSnapshot(m.index, m.term))
+        self.snap_index = index
+        compact = index - self.catchup_entries
+        if compact > storage.first_index():
+            with contextlib.suppress(CompactedError):
+                storage.compact(compact)
+        s.node.wal.release_to(index)
+        log.info(
+            "saved_snapshot",
+            index=index,
+            term=m.term,
+            compacted_to=max(storage.first_index() - 1, 0),
+            took_ms=round((time.monotonic() - t0) * 1000),
+        )
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(self, m: Message) -> None:
+        s = self.s
+        if m.to in self._sending:
+            s.node.report_snapshot(m.to, False)
+            return
+        applier = s.applier
+        s.backend.commit()
+        fd, path = tempfile.mkstemp(prefix=".send-", suffix=".db", dir=s.snapshotter.dirpath)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                s.backend.write_to(f)
+        except Exception as e:
+            log.error("snapshot_copy_failed", error=repr(e))
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            s.node.report_snapshot(m.to, False)
+            return
+        snap = Snapshot(
+            SnapshotMetadata(applier.conf_state, applier.applied_index, applier.applied_term)
+        )
+        merged = Message(m.type, m.to, m.from_, term=m.term, snapshot=snap)
+        self._sending.add(m.to)
+        spawn(self._send(merged, path))
+
+    async def _send(self, m: Message, path: str) -> None:
+        s = self.s
+        size = os.path.getsize(path)
+        t0 = time.monotonic()
+        log.info(
+            "sending_snapshot",
+            to=f"{m.to:x}",
+            index=m.snapshot.metadata.index if m.snapshot else 0,
+            bytes=size,
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        return
+                    yield chunk
+
+        ok = True
+        try:
+            await s.transport.send_snapshot(m, body())
+        except Exception as e:
+            ok = False
+            log.warning("snapshot_send_failed", to=f"{m.to:x}", error=str(e))
+        finally:
+            self._sending.discard(m.to)
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        if ok:
+            log.info("sent_snapshot", to=f"{m.to:x}", took_ms=round((time.monotonic() - t0) * 1000))
+        s.node.report_snapshot(m.to, ok)
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    async def receive(self, m: Message, body: AsyncIterator[bytes]) -> None:
+        s = self.s
+        assert m.snapshot is not None
+        index = m.snapshot.metadata.index
+        fd, tmp = tempfile.mkstemp(prefix=".recv-", suffix=".db", dir=s.snapshotter.dirpath)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in body:
+                    f.write(chunk)
+
+            def chunks() -> Iterator[bytes]:
+                with open(tmp, "rb") as f:
+                    while True:
+                        c = f.read(CHUNK)
+                        if not c:
+                            return
+                        yield c
+
+            await asyncio.to_thread(s.snapshotter.save_db, index, chunks())
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        s.node.step(m)
+
+    # --- installing (from the Ready loop, after the snapshot was persisted) -------------------
+
+    def install(self, snap: Snapshot) -> None:
+        s = self.s
+        index = snap.metadata.index
+        if index <= s.applier.applied_index:
+            return
+        t0 = time.monotonic()
+        image = s.snapshotter.db_path(index)
+        if not os.path.exists(image):
+            raise RuntimeError(f"snapshot db image for index {index} is missing ({image})")
+        s.backend.close()
+        path = s.snapshotter.install_db(index)
+        backend = open_backend(path)
+        s.swap_backend(backend)
+        s.applier.applied_index = index
+        s.applier.applied_term = snap.metadata.term
+        s.applier.conf_state = snap.metadata.conf_state
+        self.snap_index = index
+        s.on_applied(index)
+        log.info(
+            "applied_snapshot",
+            index=index,
+            term=snap.metadata.term,
+            took_ms=round((time.monotonic() - t0) * 1000),
+        )
