@@ -210,7 +210,7 @@ def cmd_watch(c: Client, a: argparse.Namespace) -> None:
     create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=a.rev, prev_kv=a.prev_kv)
     for r in c.stream("/v3/watch", [rpc.WatchRequest(create_request=create)], rpc.WatchResponse):
         if r.compact_revision:
-            sys.stdout.write(
+            sys.stderr.write(
                 "watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"
             )
             raise CtlError("watch is canceled by the server", 5)  # ExitInterrupted
