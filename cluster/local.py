@@ -251,11 +251,14 @@ class LocalCluster:
         await asyncio.gather(*(m.proc.stop(grace) for m in self.members if m.proc))
         if self.proxy_proc:
             await self.proxy_proc.stop(grace=2)
+        await self.close_clients()
+        if self.base_dir.exists():
+            self.save_state()
+
+    async def close_clients(self) -> None:
         for c in self._clients.values():
             await c.close()
         self._clients.clear()
-        if self.base_dir.exists():
-            self.save_state()
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ if self.env is None else self.env)

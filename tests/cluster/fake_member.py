@@ -57,8 +57,12 @@ async def run(args: argparse.Namespace, extra: list[str], config: dict) -> None:
     kv: dict[str, str] = {}
     revision = [1]
 
-    def leader() -> str:
+    started = time.monotonic()
+
+    def leader() -> str | None:
         now = time.monotonic()
+        if now - started < 0.5:  # "election timeout": no leader until peers had a chance
+            return None
         return min([name] + [n for n, t in heard.items() if now - t < 0.4])
 
     async def on_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -93,7 +97,7 @@ async def run(args: argparse.Namespace, extra: list[str], config: dict) -> None:
                 "header": header(),
                 "version": "3.4.23",
                 "dbSize": "24576",
-                "leader": str(member_id(leader())),
+                "leader": str(member_id(leader())) if leader() else "0",
                 "raftIndex": str(revision[0] + 5),
                 "raftTerm": "2",
                 "raftAppliedIndex": str(revision[0] + 5),
