@@ -140,7 +140,7 @@ def test_watch_and_lease_flows_match_etcdctl(etcd) -> None:
                     env=ENV,
                 )
             )
-    time.sleep(1.5)
+    time.sleep(3.0)  # both tools connected and watching
     for args in (
         ["put", "w1", "a"],
         ["put", "w", "a"],
