@@ -1,7 +1,7 @@
 """Preallocates the next WAL segment in a background thread, so a cut never waits for it.
 
 Like etcd's filePipeline: the thread creates ``<n>.tmp`` (n counting up) in the WAL directory,
-preallocates it to the segment size, and hands it over through a one-slot queue; it then
+preallocates it to the segment size, and hands it over through a one-file slot; it then
 prepares the following one and waits until that is taken. ``take()`` returns a ready
 (path, fd); the WAL writes the segment's opening records into it and renames it into place.
 Names are never reused within a pipeline (a file being taken may still be under its temp name
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import re
 import threading
 
@@ -33,30 +32,32 @@ class FilePipeline:
             if _TMP.match(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(dirpath, name))
-        self._ready: queue.Queue[tuple[str, int] | BaseException] = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
+        self._cv = threading.Condition()
+        self._slot: tuple[str, int] | None = None  # the ready file
+        self._error: OSError | None = None  # why the thread stopped preparing files
+        self._stop = False
         self._thread = threading.Thread(target=self._run, name="wal-file-pipeline", daemon=True)
         self._thread.start()
 
     def take(self) -> tuple[str, int]:
         """A preallocated temp file (path, fd open read-write); blocks only if none is ready."""
-        item = self._ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        with self._cv:
+            while self._slot is None:
+                if self._error is not None:
+                    raise self._error
+                self._cv.wait()
+            item, self._slot = self._slot, None
+            self._cv.notify_all()
+            return item
 
     def close(self) -> None:
-        self._stop.set()
-        while True:  # unblock a pending put, then drain
-            try:
-                item = self._ready.get_nowait()
-            except queue.Empty:
-                if not self._thread.is_alive():
-                    break
-                self._thread.join(0.05)
-                continue
-            if not isinstance(item, BaseException):
-                _discard(*item)
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join()
+        if self._slot is not None:
+            _discard(*self._slot)
+            self._slot = None
 
     def _alloc(self) -> tuple[str, int]:
         path = os.path.join(self._dir, f"{self._count}.tmp")
@@ -70,22 +71,22 @@ class FilePipeline:
         return path, fd
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
-                item: tuple[str, int] | BaseException = self._alloc()
+                item = self._alloc()
             except OSError as exc:
-                item = exc
-            while True:
-                try:
-                    self._ready.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    if self._stop.is_set():
-                        if not isinstance(item, BaseException):
-                            _discard(*item)
-                        return
-            if isinstance(item, BaseException):
+                with self._cv:
+                    self._error = exc
+                    self._cv.notify_all()
                 return
+            with self._cv:
+                while self._slot is not None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    _discard(*item)
+                    return
+                self._slot = item
+                self._cv.notify_all()
 
 
 def _discard(path: str, fd: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftkv.raft.messages import (
     Entry,
@@ -199,3 +202,25 @@ def test_unknown_record_type_is_refused():
     dec.feed(bytes(buf))
     with pytest.raises(DecodeError, match="unknown record type"):
         dec.next()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=70), max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=20),
+)
+def test_any_chunking_decodes_the_same_records(payloads, cuts):
+    buf = bytearray()
+    crc = Encoder.crc_record(buf, 0)
+    for p in payloads:
+        crc = Encoder.record(buf, RecordType.METADATA, p, crc)
+    data = bytes(buf)
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    dec = Decoder()
+    got = []
+    for a, b in itertools.pairwise(bounds):
+        dec.feed(data[a:b])
+        got.extend(_decode_all(dec))
+    dec.finish()
+    assert [r.data for r in got] == [b"", *payloads]
+    assert dec.crc == crc and dec.end == len(data)
