@@ -355,7 +355,7 @@ class LocalCluster:
         for lid, n in votes.items():
             m = self.by_id(lid)
             st = sts.get(m.name) if m else None
-            if n >= quorum and st and int(st["header"]["member_id"]) == int(st["leader"]):
+            if n >= quorum and st and int(st["header"]["member_id"]) == int(st.get("leader", 0)):
                 return m
         return None
 
