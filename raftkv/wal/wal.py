@@ -498,7 +498,11 @@ class WAL:
         self._sync()
         seq = self._tail_seq + 1
         path = os.path.join(self._dir, segment_name(seq, self._last_index + 1))
-        tmp_path, fd = self._pipeline.take()
+        try:
+            tmp_path, fd = self._pipeline.take()
+        except OSError as exc:
+            self._failed = exc
+            raise WalError(f"preparing the next segment {path} failed: {exc}") from exc
         try:
             buf = bytearray()
             crc = Encoder.crc_record(buf, self._encoder.crc)

@@ -30,6 +30,13 @@ def reopen(path: str, snap: WalSnapshot = ZERO, **kw) -> tuple[WAL, tuple]:
     return w, w.read_all()
 
 
+def load(path: str, snap: WalSnapshot = ZERO, **kw) -> tuple:
+    """read_all of a WAL opened just for that, then closed."""
+    w, result = reopen(path, snap, **kw)
+    w.close()
+    return result
+
+
 @pytest.fixture
 def waldir(tmp_path) -> str:
     return str(tmp_path / "member" / "wal")
@@ -68,7 +75,7 @@ def test_create_cleans_a_temp_dir_left_by_a_crash(waldir):
     with open(os.path.join(waldir + ".tmp", "0000000000000000-0000000000000000.wal"), "wb") as f:
         f.write(b"half")
     WAL.create(waldir, b"m", segment_size=SEG).close()
-    _, (meta, _, _) = reopen(waldir)
+    meta, _, _ = load(waldir)
     assert meta == b"m"
 
 
@@ -164,7 +171,7 @@ def test_reopen_at_a_snapshot_in_the_middle_of_a_segment(waldir):
     assert hs == HardState(1, 1, 2010)
     w.save(None, ents(2011, 2011), True)
     w.close()
-    _, (_, _, got) = reopen(waldir, WalSnapshot(1234, 1))
+    _, _, got = load(waldir, WalSnapshot(1234, 1))
     assert got[-1].index == 2011
 
 
@@ -205,7 +212,7 @@ def test_release_to_deletes_segments_before_the_one_holding_the_index(waldir):
     left = w.segments
     assert left == segs[k:]
     w.close()
-    _, (_, _, got) = reopen(waldir, WalSnapshot(index, 1), max_wals=2)
+    _, _, got = load(waldir, WalSnapshot(index, 1), max_wals=2)
     assert got == ents(index + 1, 3000)
 
 
@@ -296,7 +303,7 @@ def test_write_error_makes_the_wal_refuse_further_writes(waldir, monkeypatch):
     with pytest.raises(WalError, match="unusable"):
         w.save(HardState(1, 1, 0), ents(1, 1), True)
     w.close()
-    _, (_, _, got) = reopen(waldir)
+    _, _, got = load(waldir)
     assert got == []
 
 
@@ -306,6 +313,26 @@ def test_a_batch_larger_than_a_segment_is_written_whole_then_cut(waldir):
     assert len(w.segments) == 2
     w.save(HardState(1, 1, 500), ents(501, 510), True)
     w.close()
-    _, (_, hs, got) = reopen(waldir)
+    _, hs, got = load(waldir)
     assert got == ents(1, 500, size=100) + ents(501, 510)
     assert hs.commit == 500
+
+
+def test_a_cut_without_a_next_segment_fails_cleanly_and_keeps_what_was_saved(waldir, monkeypatch):
+    from raftkv.wal import file_pipeline
+
+    def enospc(fd, size):
+        raise OSError(28, "No space left on device")
+
+    w = WAL.create(waldir, b"m", segment_size=SEG)
+    w.close()
+    monkeypatch.setattr(file_pipeline, "preallocate", enospc)
+    w, _ = reopen(waldir)
+    with pytest.raises(WalError, match="next segment"):
+        w.save(HardState(1, 1, 0), ents(1, 300), True)  # fills the segment: cut
+    with pytest.raises(WalError, match="unusable"):
+        w.save(None, ents(301, 301), True)
+    w.close()
+    monkeypatch.undo()
+    _, _, got = load(waldir)
+    assert got == ents(1, 300)
