@@ -372,7 +372,12 @@ class WAL:
 
     def release_to(self, index: int) -> None:
         """Delete segments wholly before the one holding ``index``, keeping the newest
-        ``max_wals`` segments (0 = keep every segment, as etcd's --max-wals=0)."""
+        ``max_wals`` segments (0 = keep every segment, as etcd's --max-wals=0).
+
+        Like etcd's ReleaseLockTo it keeps the segment before the first one named at or after
+        ``index``, so ``release_to(snap.index)`` never deletes what ``open(dir, snap)`` reads
+        (a segment's name is the next index at its cut; a new leader may later write lower
+        indexes into it)."""
         with self._lock:
             if self._max_wals <= 0:
                 return
