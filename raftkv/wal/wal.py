@@ -3,7 +3,7 @@
 Directory ``member/wal/``::
 
     0000000000000000-0000000000000000.wal   seq 0, created empty: crc(0) metadata snap(0,0)
-    0000000000000001-00000000000004d3.wal   seq 1, first entry written into it was 0x4d3
+    0000000000000001-00000000000004d3.wal   seq 1, cut when the next entry to write was 0x4d3
     0000000000000002-0000000000000a11.wal   seq 2 (the tail: appended to, preallocated)
     0.tmp                                   the next segment, preallocated in the background
     0000000000000002-0000000000000a11.wal.broken   a copy kept by a torn-tail repair
