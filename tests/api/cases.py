@@ -494,5 +494,6 @@ def normalize(reply: rawhttp.Reply, case: dict, urls: dict[str, str]) -> dict:
         "trailers": reply.trailers,
         "cors": reply.headers.get("access-control-allow-origin"),
         "allow": reply.headers.get("allow"),
+        "header_names": sorted(h for h in reply.headers if h != "date"),
         "body": body,
     }
