@@ -1,0 +1,308 @@
+"""Chaos: clients write and read through every member while a nemesis breaks the cluster;
+then heal, wait for convergence, and check what the clients saw.
+
+Checks, each a line of the verdict when it fails:
+1. durability: every acknowledged write (put, successful txn compare-and-swap) is readable at
+   the revision its answer gave, with the value written;
+2. agreement: after healing, all members reach the same revision and report the same HashKV
+   at it;
+3. linearizability: the history of puts, gets and CASes, per key, has a legal order
+   (cluster.linearizability); writes whose outcome is unknown (timeouts, connections lost after
+   sending, error answers) may or may not have happened;
+4. liveness: a leader is back within 30 s of every fault being undone.
+
+The CLI is scripts/chaos.py (see its --help); `run_chaos` is the library entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from cluster.client import Client, EtcdError
+from cluster.linearizability import Op, check
+from cluster.nemesis import FAULTS, Nemesis
+
+__all__ = ["ChaosResult", "Workload", "run_chaos"]
+
+KEY_PREFIX = "chaos/"
+
+
+@dataclass
+class Ack:
+    key: str
+    value: bytes
+    revision: int
+
+
+class Workload:
+    """Clients bound to endpoints, each issuing one operation at a time on a few keys."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        clients_per_member: int = 2,
+        keys: int = 8,
+        timeout: float = 3.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoints = endpoints
+        self.keys = [f"{KEY_PREFIX}k{i}" for i in range(keys)]
+        self.timeout = timeout
+        self.rng = rng or random.Random()
+        self.n_clients = clients_per_member * len(endpoints)
+        self.history: list[Op] = []
+        self.acks: list[Ack] = []
+        self.errors: Counter[str] = Counter()
+        self._seq = itertools.count()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        clients = [Client(ep, timeout=self.timeout) for ep in self.endpoints]
+        try:
+            await asyncio.gather(
+                *(
+                    self._client(i, clients[i % len(clients)], random.Random(self.rng.random()))
+                    for i in range(self.n_clients)
+                )
+            )
+        finally:
+            for c in clients:
+                await c.close()
+
+    async def _client(self, cid: int, client: Client, rng: random.Random) -> None:
+        seen: dict[str, bytes | None] = {}
+        while not self._stop.is_set():
+            key = rng.choice(self.keys)
+            r = rng.random()
+            kind = "get" if r < 0.4 else ("put" if r < 0.7 else "cas")
+            value = f"c{cid}-{next(self._seq)}".encode()
+            expected = seen.get(key)
+            t0 = time.monotonic()
+            try:
+                if kind == "get":
+                    kv = await client.get(key)
+                    output = kv.value if kv else None
+                    seen[key] = output
+                    self.history.append(
+                        Op(key, "get", t0, time.monotonic(), output=output, client=cid)
+                    )
+                elif kind == "put":
+                    resp = await client.put(key, value)
+                    t1 = time.monotonic()
+                    self.history.append(Op(key, "put", t0, t1, value=value, client=cid))
+                    self.acks.append(Ack(key, value, resp["header"]["revision"]))
+                    seen[key] = value
+                else:
+                    ok, rev = await client.cas(key, expected, value)
+                    t1 = time.monotonic()
+                    self.history.append(
+                        Op(
+                            key,
+                            "cas",
+                            t0,
+                            t1,
+                            value=value,
+                            expected=expected,
+                            output=ok,
+                            client=cid,
+                        )
+                    )
+                    if ok:
+                        self.acks.append(Ack(key, value, rev))
+                        seen[key] = value
+                    else:
+                        seen.pop(key, None)  # changed under us: read it again before a CAS
+            except aiohttp.ClientConnectorError:
+                self.errors["refused"] += 1  # never sent: did not happen
+                await asyncio.sleep(0.1)
+            except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
+                name = f"http {e.status}" if isinstance(e, EtcdError) else type(e).__name__
+                self.errors[name] += 1
+                if kind != "get":  # may or may not have been applied, then or later
+                    self.history.append(
+                        Op(key, kind, t0, None, value=value, expected=expected, client=cid)
+                    )
+                    seen.pop(key, None)
+                await asyncio.sleep(0.05)
+
+
+@dataclass
+class ChaosResult:
+    ok: bool
+    problems: list[str]
+    ops: int
+    unknown: int
+    acked: int
+    faults: dict[str, int]
+    revision: int = 0
+    hash: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    linearizability: str = ""
+
+    def verdict(self) -> str:
+        faults = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items())) or "no faults"
+        head = f"{self.ops} ops ({self.unknown} unknown), {self.acked} acked writes, {faults}"
+        if self.ok:
+            return (
+                f"chaos PASS: {head}; acked writes readable; members agree at revision "
+                f"{self.revision} (hashkv {self.hash}); {self.linearizability}"
+            )
+        return f"chaos FAIL: {'; '.join(self.problems)} [{head}]"
+
+
+async def _converge(endpoints: list[str], timeout: float) -> tuple[int, dict[str, int], str]:
+    """Wait until every member reports the same revision and applied index; then HashKV."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    async with aiohttp.ClientSession() as s:
+        clients = [Client(ep, timeout=5, session=s) for ep in endpoints]
+        while time.monotonic() < deadline:
+            try:
+                sts = await asyncio.gather(*(c.status() for c in clients))
+            except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
+                last = f"status: {e!r}"
+                await asyncio.sleep(0.3)
+                continue
+            revs = {int(st["header"]["revision"]) for st in sts}
+            applied = {int(st.get("raftAppliedIndex", 0)) for st in sts}
+            if len(revs) == 1 and len(applied) == 1:
+                rev = revs.pop()
+                hashes = await asyncio.gather(*(c.hashkv(rev) for c in clients))
+                return rev, {ep: h["hash"] for ep, h in zip(endpoints, hashes, strict=True)}, ""
+            last = f"revisions {sorted(revs)}, applied {sorted(applied)}"
+            await asyncio.sleep(0.3)
+    return 0, {}, f"members did not converge in {timeout:.0f}s ({last})"
+
+
+async def _check_acks(endpoints: list[str], acks: list[Ack]) -> list[str]:
+    """Read every acknowledged write back at its revision, spread over the members."""
+    problems: list[str] = []
+    sem = asyncio.Semaphore(16)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        clients = [Client(ep, timeout=10, session=s) for ep in endpoints]
+
+        async def one(i: int, ack: Ack) -> None:
+            async with sem:
+                for attempt in range(3):
+                    try:
+                        kv = await clients[(i + attempt) % len(clients)].get(
+                            ack.key, revision=ack.revision
+                        )
+                        break
+                    except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
+                        err = e
+                else:
+                    problems.append(f"reading {ack.key}@{ack.revision} failed: {err!r}")
+                    return
+                if kv is None or kv.value != ack.value or kv.mod_revision != ack.revision:
+                    got = f"{kv.value!r}@{kv.mod_revision}" if kv else "nothing"
+                    problems.append(
+                        f"acked write {ack.key}={ack.value!r}@{ack.revision} lost: read {got}"
+                    )
+
+        await asyncio.gather(*(one(i, a) for i, a in enumerate(acks)))
+    return problems
+
+
+async def _final_reads(endpoints: list[str], keys: list[str], history: list[Op]) -> None:
+    """Read every key through every member once the cluster is quiet: part of the history."""
+    async with aiohttp.ClientSession() as s:
+        for ep in endpoints:
+            c = Client(ep, timeout=10, session=s)
+            for key in keys:
+                t0 = time.monotonic()
+                kv = await c.get(key)
+                history.append(
+                    Op(key, "get", t0, time.monotonic(), output=kv.value if kv else None, client=-1)
+                )
+
+
+async def run_chaos(
+    target,
+    duration: float,
+    *,
+    faults: tuple[str, ...] = FAULTS,
+    clients_per_member: int = 2,
+    keys: int = 8,
+    seed: int | None = None,
+    history_path: Path | None = None,
+    log=print,
+    converge_timeout: float = 60.0,
+) -> ChaosResult:
+    """Drive `target` (nemesis.LocalTarget / ComposeTarget) for `duration` seconds and check."""
+    rng = random.Random(seed)
+    endpoints = target.endpoints
+    workload = Workload(endpoints, clients_per_member, keys, rng=random.Random(rng.random()))
+    nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log)
+    t_start = time.monotonic()
+    # start from a clean key space (an earlier run against the same cluster may have left keys)
+    async with Client(endpoints[0], timeout=10) as c:
+        await c.delete(KEY_PREFIX, KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1))
+    work = asyncio.ensure_future(workload.run())
+    try:
+        await nemesis.run(until=t_start + duration)
+    finally:
+        workload.stop()
+        await asyncio.wait_for(work, timeout=30)
+        log("healing")
+        await target.heal_all()
+    problems: list[str] = []
+    if await nemesis.wait_leader(timeout=30) is None:
+        problems.append("no leader 30 s after healing")
+    rev, hashes, why = await _converge(endpoints, converge_timeout)
+    if why:
+        problems.append(why)
+    elif len(set(hashes.values())) != 1:
+        problems.append(f"members disagree on hashkv at revision {rev}: {hashes}")
+    lin = ""
+    if not problems:
+        log(f"checking {len(workload.acks)} acknowledged writes")
+        problems += _summarize(await _check_acks(endpoints, workload.acks))
+        await _final_reads(endpoints, workload.keys, workload.history)
+        log(f"checking linearizability of {len(workload.history)} ops")
+        result = await asyncio.get_running_loop().run_in_executor(None, check, workload.history)
+        lin = result.summary()
+        if not result.ok:
+            problems.append(lin)
+    slow = [round(s, 1) for s in nemesis.leaderless if s >= 30]
+    if slow:
+        problems.append(f"{len(slow)} faults left the cluster without a leader for 30 s")
+    if history_path is not None:
+        history_path.write_text(
+            "\n".join(
+                json.dumps(
+                    {k: (v.decode() if isinstance(v, bytes) else v) for k, v in asdict(op).items()}
+                )
+                for op in workload.history
+            )
+        )
+    return ChaosResult(
+        ok=not problems,
+        problems=problems,
+        ops=len(workload.history),
+        unknown=sum(op.unknown for op in workload.history),
+        acked=len(workload.acks),
+        faults=dict(nemesis.done),
+        revision=rev,
+        hash=next(iter(hashes.values()), 0),
+        errors=dict(workload.errors),
+        linearizability=lin,
+    )
+
+
+def _summarize(problems: list[str], limit: int = 5) -> list[str]:
+    if len(problems) <= limit:
+        return problems
+    return [*problems[:limit], f"... and {len(problems) - limit} more"]
