@@ -162,8 +162,11 @@ def _entry_to_wire(e: Entry) -> list[Any]:
     return [e.term, e.index, int(e.type), e.data]
 
 
+_ENTRY_TYPES = tuple(EntryType)  # index by value: avoids the slow IntEnum call per decoded entry
+
+
 def _entry_from_wire(w: Sequence[Any]) -> Entry:
-    return Entry(w[0], w[1], EntryType(w[2]), w[3])
+    return Entry(w[0], w[1], _ENTRY_TYPES[w[2]], w[3])
 
 
 def _snapshot_to_wire(s: Snapshot) -> list[Any]:
@@ -201,7 +204,7 @@ def _message_from_wire(w: Sequence[Any]) -> Message:
         term=w[3],
         log_term=w[4],
         index=w[5],
-        entries=tuple(_entry_from_wire(e) for e in w[6]),
+        entries=tuple([_entry_from_wire(e) for e in w[6]]),
         commit=w[7],
         snapshot=None if w[8] is None else _snapshot_from_wire(w[8]),
         reject=w[9],
@@ -213,8 +216,7 @@ def _message_from_wire(w: Sequence[Any]) -> Message:
 # --- bytes codecs ------------------------------------------------------------------------------
 
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+_pack = msgpack.Packer(use_bin_type=True).pack  # a reused packer saves its setup per call
 
 
 def _unpack(data: bytes) -> Any:
