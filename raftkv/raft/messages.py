@@ -216,7 +216,8 @@ def _message_from_wire(w: Sequence[Any]) -> Message:
 # --- bytes codecs ------------------------------------------------------------------------------
 
 
-_pack = msgpack.Packer(use_bin_type=True).pack  # a reused packer saves its setup per call
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
 
 
 def _unpack(data: bytes) -> Any:
