@@ -142,6 +142,7 @@ class DB:
     ) -> None:
         """Apply sorted per-bucket changes (value or TOMBSTONE) and create buckets; durable."""
         st = self.state
+        self._release()  # readers that closed since the last commit no longer hold pages
         tx = WriteTx(st.pager, self.freelist, st.meta, self.freelist_npages)
         roots = st.roots
         updates: dict[bytes, int] = {}
@@ -161,7 +162,13 @@ class DB:
         with self.lock:
             self.state = State(st.pager, meta, new_roots)
             self.freelist_npages = tx.freelist_npages
-            self.freelist.release(min(self.readers) if self.readers else meta.txid)
+        self._release()
+
+    def _release(self) -> None:
+        """Make allocatable the pages no pinned state can reach (writer thread only)."""
+        with self.lock:
+            oldest = min(self.readers) if self.readers else self.state.meta.txid
+        self.freelist.release(oldest)
 
     # --- copies -------------------------------------------------------------------------------
 
