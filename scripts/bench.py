@@ -1,0 +1,299 @@
+"""Side-by-side load test: the same put / range workload against a 3-member raftkv cluster and a
+3-member real etcd 3.4 cluster, in one run, through the JSON gateway.
+
+    python scripts/bench.py                       # both, 64 clients, 256-byte values, 10 s each
+    python scripts/bench.py --only raftkv --seconds 5
+    python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd
+
+Each system gets its own fresh cluster on free loopback ports (data under a temp dir), started
+one after the other so they never share the CPU. Clients are spread round-robin over the three
+members' client URLs (``--target leader`` sends everything to the leader). Puts write
+``bench/<client>/<n % 1000>`` with a 256-byte value; ranges are linearizable single-key reads
+of keys the put phase wrote. Prints throughput, p50/p99/max latency, and raftkv/etcd ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ETCD = "/opt/etcd-reference/usr/bin/etcd"
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class LocalCluster:
+    def __init__(self, kind: str, etcd_bin: str, workdir: Path, extra: list[str]) -> None:
+        self.kind = kind
+        self.etcd_bin = etcd_bin
+        self.workdir = workdir
+        self.extra = extra
+        ports = free_ports(6)
+        self.client = [f"http://127.0.0.1:{p}" for p in ports[0::2]]
+        self.peer = [f"http://127.0.0.1:{p}" for p in ports[1::2]]
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        ic = ",".join(f"m{i + 1}={u}" for i, u in enumerate(self.peer))
+        for i in range(3):
+            name = f"m{i + 1}"
+            cmd = [self.etcd_bin] if self.kind == "etcd" else [sys.executable, "-m", "raftkv"]
+            cmd += [
+                "--name", name,
+                "--data-dir", str(self.workdir / f"{name}.etcd"),
+                "--listen-client-urls", self.client[i],
+                "--advertise-client-urls", self.client[i],
+                "--listen-peer-urls", self.peer[i],
+                "--initial-advertise-peer-urls", self.peer[i],
+                "--initial-cluster", ic,
+                "--initial-cluster-token", f"bench-{self.kind}",
+                "--initial-cluster-state", "new",
+                *self.extra,
+            ]  # fmt: skip
+            if self.kind == "etcd":
+                cmd += ["--logger", "zap", "--log-level", "error"]
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            log = open(self.workdir / f"{self.kind}-{name}.log", "wb")  # noqa: SIM115
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=str(self.workdir))
+            )
+            log.close()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+
+async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: float) -> str:
+    """Wait until every member reports the same leader; returns the leader's client URL."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leaders, ids = set(), {}
+        try:
+            for u in urls:
+                async with session.post(u + "/v3/maintenance/status", data=b"{}") as r:
+                    body = await r.json(content_type=None)
+                    leaders.add(body.get("leader"))
+                    ids[body["header"]["member_id"]] = u
+            if len(leaders) == 1 and None not in leaders and next(iter(leaders)) in ids:
+                async with session.post(
+                    urls[0] + "/v3/kv/put",
+                    data=json.dumps({"key": "d2FybXVw", "value": "MQ=="}).encode(),
+                ) as r:
+                    if r.status == 200:
+                        return ids[next(iter(leaders))]
+        except (aiohttp.ClientError, KeyError, ValueError):
+            pass
+        await asyncio.sleep(0.3)
+    raise RuntimeError(f"cluster at {urls} did not elect a leader within {timeout}s")
+
+
+@dataclass
+class Result:
+    ops: int
+    errors: int
+    seconds: float
+    lat: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds
+
+    def pct(self, p: float) -> float:
+        if not self.lat:
+            return float("nan")
+        s = sorted(self.lat)
+        return s[min(len(s) - 1, int(p * len(s)))] * 1000
+
+
+async def run_phase(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    kind: str,
+    clients: int,
+    seconds: float,
+    value: bytes,
+    warmup: float,
+) -> Result:
+    val_b64 = base64.b64encode(value).decode()
+    lat: list[float] = []
+    counts = [0, 0]
+    start = time.monotonic()
+    t_measure = start + warmup
+    t_end = t_measure + seconds
+
+    async def client(c: int) -> None:
+        url = urls[c % len(urls)] + ("/v3/kv/put" if kind == "put" else "/v3/kv/range")
+        n = 0
+        while True:
+            key = base64.b64encode(f"bench/{c}/{n % 1000}".encode()).decode()
+            if kind == "put":
+                body = f'{{"key":"{key}","value":"{val_b64}"}}'
+            else:
+                body = f'{{"key":"{key}"}}'
+            t0 = time.monotonic()
+            if t0 >= t_end:
+                return
+            try:
+                async with session.post(url, data=body.encode()) as r:
+                    await r.read()
+                    ok = r.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            t1 = time.monotonic()
+            if t0 >= t_measure:
+                if ok:
+                    counts[0] += 1
+                    lat.append(t1 - t0)
+                else:
+                    counts[1] += 1
+            n += 1
+
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return Result(counts[0], counts[1], seconds, lat)
+
+
+async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> dict:
+    c = LocalCluster(kind, args.etcd, workdir, args.extra.split() if args.extra else [])
+    c.start()
+    out: dict = {}
+    try:
+        conn = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+            leader = await wait_ready(session, c.client, 90)
+            urls = [leader] if args.target == "leader" else c.client
+            value = os.urandom(args.value_size)
+            cpu0 = _cpu_seconds(c.pids())
+            for phase in ("put", "range"):
+                r = await run_phase(
+                    session, urls, phase, args.clients, args.seconds, value, args.warmup
+                )
+                out[phase] = r
+                if phase == "put":
+                    cpu1 = _cpu_seconds(c.pids())
+                    if cpu0 is not None and cpu1 is not None and r.ops:
+                        total = r.ops + r.errors
+                        out["put_cpu_us"] = (
+                            (cpu1 - cpu0)
+                            / max(total, 1)
+                            * 1e6
+                            * (args.seconds / (args.seconds + args.warmup))
+                        )
+    finally:
+        c.stop()
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
+
+
+def _line(name: str, phase: str, r: Result) -> str:
+    return (
+        f"{name:7s} {phase:5s} {r.rate:9.0f} ops/s   p50 {r.pct(0.5):7.1f} ms   "
+        f"p99 {r.pct(0.99):7.1f} ms   max {r.pct(1.0):7.1f} ms   errors {r.errors}"
+    )
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    kinds = ["raftkv", "etcd"] if args.only is None else [args.only]
+    if "etcd" in kinds and not os.path.exists(args.etcd):
+        print(f"etcd binary not found at {args.etcd} (run scripts/install-etcd.sh)")
+        return 2
+    results: dict[str, dict] = {}
+    base = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
+    try:
+        for kind in kinds:
+            d = base / kind
+            d.mkdir()
+            print(f"--- {kind}: 3 members, {args.clients} clients, {args.value_size}-byte values")
+            results[kind] = await bench_cluster(args, kind, d)
+            for phase in ("put", "range"):
+                print(_line(kind, phase, results[kind][phase]))
+            if "put_cpu_us" in results[kind]:
+                cpu = results[kind]["put_cpu_us"]
+                print(f"{kind:7s} put CPU per op (all 3 members): {cpu:.0f} us")
+    finally:
+        if args.keep:
+            print(f"data and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    if len(results) == 2:
+        print("--- raftkv / etcd")
+        for phase in ("put", "range"):
+            a, b = results["raftkv"][phase], results["etcd"][phase]
+            print(
+                f"{phase:5s} throughput x{a.rate / max(b.rate, 1e-9):.2f}   "
+                f"p99 x{a.pct(0.99) / max(b.pct(0.99), 1e-9):.2f}"
+            )
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--value-size", type=int, default=256)
+    p.add_argument("--only", choices=["raftkv", "etcd"])
+    p.add_argument("--target", choices=["all", "leader"], default="all")
+    p.add_argument("--etcd", default=os.environ.get("RAFTKV_ETCD_BIN", DEFAULT_ETCD))
+    p.add_argument("--extra", default="", help="extra flags for every member")
+    p.add_argument("--keep", action="store_true", help="keep data dirs and logs")
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
