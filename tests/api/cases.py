@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from typing import Any
 
 from tests.api import rawhttp
@@ -356,6 +358,48 @@ CASES: list[Any] = [
         "stream_for": 1.0,
     },
     {"name": "watch_bad_json", "path": "/v3/watch", "body": '{"bad', "stream_for": 1.0},
+    {
+        "name": "watch_live",
+        "path": "/v3/watch",
+        # one watcher per stream: etcd orders two watchers' replies by Go map iteration
+        "body": j(create_request={"key": b("live/"), "range_end": b("live0"), "prev_kv": True}),
+        "stream_for": 2.0,
+        "during": [
+            ("/v3/kv/put", _put("live/a", "1")),
+            ("/v3/kv/put", _put("live/a", "2")),
+            (
+                "/v3/kv/txn",
+                json.dumps(
+                    {
+                        "success": [
+                            _op("put", key=b("live/b"), value=b("x")),
+                            _op("put", key=b("live/c"), value=b("y")),
+                        ]
+                    }
+                ),
+            ),
+            ("/v3/kv/put", _put("other", "z")),
+            ("/v3/kv/deleterange", j(key=b("live/"), range_end=b("live0"))),
+        ],
+    },
+    {
+        "name": "watch_live_filtered",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("live/"), "range_end": b("live0"), "filters": [0]}),
+        "stream_for": 2.0,
+        "during": [
+            ("/v3/kv/put", _put("live/a", "1")),
+            ("/v3/kv/deleterange", j(key=b("live/"), range_end=b("live0"), prev_kv=True)),
+        ],
+    },
+    {
+        "name": "watch_big_event",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("bigv")}),
+        "stream_for": 1.5,
+        "during": [("/v3/kv/put", _put("bigv", "v" * 3000))],
+    },
+    ("range_big_value", "/v3/kv/range", j(key=b("bigv"))),
     ("lease_grant_ka", "/v3/lease/grant", j(TTL=30, ID=5151)),
     {
         "name": "keepalive",
@@ -407,6 +451,21 @@ def as_dict(c: Any) -> dict:
 
 
 def send(url: str, case: dict) -> rawhttp.Reply:
+    during = case.get("during")
+    if during:
+        # a stream open while other requests change the store
+        box: list[rawhttp.Reply] = []
+        t = threading.Thread(target=lambda: box.append(_send(url, case)), daemon=True)
+        t.start()
+        time.sleep(0.5)
+        for path, body in during:
+            rawhttp.request(url, path, body)
+        t.join(30)
+        return box[0]
+    return _send(url, case)
+
+
+def _send(url: str, case: dict) -> rawhttp.Reply:
     return rawhttp.request(
         url,
         case["path"],
@@ -461,6 +520,8 @@ def _norm_json_text(text: str, path: str, urls: dict[str, str]) -> str:
         ttl, granted = int(d.get("TTL", 0)), int(d.get("grantedTTL", 0))
         if granted and 0 < ttl <= granted:
             d["TTL"] = "<ttl>"
+        if "keys" in d:  # etcd lists a lease's keys in Go map order
+            d["keys"] = sorted(d["keys"])
     if path == "/v3/cluster/member/list" and isinstance(d, dict):
         for m in d.get("members", []):
             m["ID"] = "<id>"
