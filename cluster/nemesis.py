@@ -1,8 +1,8 @@
 """The faults chaos injects, against a LocalCluster or a docker compose cluster.
 
 A Target names its members (m1, m2, ...) and can kill -9 / restart / pause / resume / isolate
-one and heal everything; `leader()` asks the members. The Nemesis loop picks a fault at random,
-holds it for a while, undoes it, waits for a leader, and logs each step.
+one and heal everything; `leader()` asks the members. The Nemesis loop picks a fault at random
+(each kind once per round), holds it for a while, undoes it, waits for a leader, and logs it.
 """
 
 from __future__ import annotations
@@ -174,11 +174,14 @@ class Nemesis:
 
     async def run(self, until: float) -> None:
         """Inject faults until time.monotonic() >= until (each one is undone before the next)."""
+        deck: list[str] = []
         while time.monotonic() < until:
             await asyncio.sleep(self.rng.uniform(*self.interval))
             if time.monotonic() >= until:
                 break
-            fault = self.rng.choice(self.faults)
+            if not deck:  # every fault once per round, in a random order
+                deck = self.rng.sample(self.faults, len(self.faults))
+            fault = deck.pop()
             await self.inject(fault, until)
             t0 = time.monotonic()
             if await self.wait_leader() is None:
