@@ -162,9 +162,9 @@ class Raft:
         else:
             assert m.term == 0, f"term should not be set when sending {m.type.name} ({m.term})"
             if m.type not in _TERMLESS:
-                m = _replace(m, term=self.term)
+                m = _stamped(m, self.term, m.from_ or self.id)
         if m.from_ == NONE:
-            m = _replace(m, from_=self.id)
+            m = _stamped(m, m.term, self.id)
         if m.type in _AFTER_APPEND:
             self.msgs_after_append.append(m)
         else:
@@ -600,10 +600,22 @@ class Raft:
             self.send_read_index_response(m)
 
 
-def _replace(m: Message, **kw: object) -> Message:
-    from dataclasses import replace
-
-    return replace(m, **kw)
+def _stamped(m: Message, term: int, from_: int) -> Message:
+    # positional construction: several times faster than dataclasses.replace on the hot path
+    return Message(
+        m.type,
+        m.to,
+        from_,
+        term,
+        m.log_term,
+        m.index,
+        m.entries,
+        m.commit,
+        m.snapshot,
+        m.reject,
+        m.reject_hint,
+        m.context,
+    )
 
 
 def conf_change_of(e: Entry) -> ConfChange | None:

@@ -193,19 +193,21 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
-        if self._soft_state() != self._prev_soft:
+        if r.msgs or r.msgs_after_append or r.read_states:
             return True
-        hs = r.hard_state()
-        if not hs.is_empty() and hs != self._prev_hard:
+        ps = self._prev_soft
+        if r.lead != ps.lead or r.state != ps.raft_state:
             return True
         log = r.raft_log
+        ph = self._prev_hard
+        if (r.term, r.vote, log.committed) != (ph.term, ph.vote, ph.commit) and (
+            r.term or r.vote or log.committed
+        ):
+            return True
         return bool(
-            log.next_unstable_snapshot() is not None
-            or r.msgs
-            or r.msgs_after_append
+            log.unstable.next_snapshot() is not None
             or log.has_next_unstable_ents()
             or log.has_next_committed_ents(True)
-            or r.read_states
         )
 
     def ready(self) -> Ready:

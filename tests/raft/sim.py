@@ -105,6 +105,7 @@ class Sim:
         self.applied: dict[int, Entry] = {}  # index -> entry applied by anyone
         self.proposed = 0
         self.marker = b""
+        self.reads: dict[bytes, int] = {}  # pending read ctx -> highest index applied at issue
         self.marker_index = 0
         self.used_ids = set(range(1, opts.voters + 1))
         self.unused_ids = list(range(opts.voters + 1, opts.voters + opts.spare + 1))
@@ -183,34 +184,37 @@ class Sim:
             if rd.entries:
                 d.append(rd.entries)
                 rn.storage.append(rd.entries)
+            for rs in rd.read_states:
+                floor = self.reads[rs.request_ctx]  # (a duplicated request is answered twice)
+                if not (rs.index >= floor):
+                    self.fail(
+                        f"read index {rs.index} for {rs.request_ctx!r} misses entry {floor} "
+                        "acknowledged before the read was issued"
+                    )
+                m.read_states += 1
             for msg in rd.messages_after_append:
                 self._send(msg)
             for e in rd.committed_entries:
                 self._apply(m, e)
             rn.advance(rd)
-            self.check(
-                r.raft_log.committed >= m.applied_index, f"{m.id} applied past its commit index"
-            )
+            if not (r.raft_log.committed >= m.applied_index):
+                self.fail(f"{m.id} applied past its commit index")
 
     def _apply(self, m: SimMember, e: Entry) -> None:
-        self.check(
-            e.index == m.applied_index + 1,
-            f"member {m.id} applied index {e.index} after {m.applied_index}",
-        )
+        if e.index != m.applied_index + 1:
+            self.fail(f"member {m.id} applied index {e.index} after {m.applied_index}")
         d = m.durable
-        self.check(
-            d.last_index() >= e.index and d.term(e.index) == e.term,
-            f"member {m.id} applied entry {e.index}/{e.term} it has not persisted",
-        )
+        if not (d.last_index() >= e.index and d.term(e.index) == e.term):
+            self.fail(f"member {m.id} applied entry {e.index}/{e.term} it has not persisted")
         prev = self.applied.get(e.index)
         if prev is None:
             self.applied[e.index] = e
         else:
-            self.check(
-                prev == e,
-                f"state machine safety: member {m.id} applied {e} at {e.index}, "
-                f"another member applied {prev}",
-            )
+            if prev != e:
+                self.fail(
+                    f"state machine safety: member {m.id} applied {e} at {e.index}, "
+                    f"another member applied {prev}"
+                )
         m.applied_index = e.index
         if self.marker and e.data == self.marker:
             self.marker_index = e.index
@@ -222,7 +226,8 @@ class Sim:
         assert m.rn is not None
         term = m.rn.raft.term
         other = self.leaders.setdefault(term, m.id)
-        self.check(other == m.id, f"election safety: {other} and {m.id} both lead term {term}")
+        if other != m.id:
+            self.fail(f"election safety: {other} and {m.id} both lead term {term}")
         self._check_leader_completeness(m)
 
     def _check_leader_completeness(self, m: SimMember) -> None:
@@ -232,11 +237,11 @@ class Sim:
         for idx, e in self.applied.items():
             if idx < first:
                 continue
-            self.check(
-                idx <= log.last_index() and log.term(idx) == e.term,
-                f"leader completeness: leader {m.id} (term {m.rn.raft.term}) lacks applied "
-                f"entry {idx}/{e.term}",
-            )
+            if not (idx <= log.last_index() and log.term(idx) == e.term):
+                self.fail(
+                    f"leader completeness: leader {m.id} (term {m.rn.raft.term}) lacks applied "
+                    f"entry {idx}/{e.term}"
+                )
 
     # --- network ------------------------------------------------------------------------------
 
@@ -379,8 +384,11 @@ class Sim:
             return
         m = self.rng.choice(live)
         self.seq += 1
+        ctx = b"r%d" % self.seq
+        # linearizability: the read point must cover every entry already acknowledged
+        self.reads[ctx] = max(self.applied, default=0)
         try:
-            m.rn.read_index(b"r%d" % self.seq)  # type: ignore[union-attr]
+            m.rn.read_index(ctx)  # type: ignore[union-attr]
         except ProposalDroppedError:
             return
         self._handle_ready(m)
@@ -406,11 +414,11 @@ class Sim:
                         top = i
                         break
                 for i in range(lo, top + 1):
-                    self.check(
-                        ea[i - fa] == eb[i - fb],
-                        f"log matching: members {a} and {b} agree on the term at {top} but "
-                        f"differ at {i}: {ea[i - fa]} vs {eb[i - fb]}",
-                    )
+                    if ea[i - fa] != eb[i - fb]:
+                        self.fail(
+                            f"log matching: members {a} and {b} agree on the term at {top} but "
+                            f"differ at {i}: {ea[i - fa]} vs {eb[i - fb]}"
+                        )
         for m in self.live():
             if m.rn.raft.state == StateType.LEADER:  # type: ignore[union-attr]
                 self._check_leader_completeness(m)

@@ -28,16 +28,21 @@ def _run(seeds: range, **opts: object) -> None:
         sim.heal_and_check_liveness()
 
 
-@pytest.mark.parametrize("seeds", _seeds(1000, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(600, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_three_members(seeds: range) -> None:
     _run(seeds)
 
 
-@pytest.mark.parametrize("seeds", _seeds(300, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(600, 5_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_five_members_harsh_network(seeds: range) -> None:
+    _run(seeds, voters=5, p_crash=0.02, p_partition=0.05, p_drop=0.1, max_delay=6)
+
+
+@pytest.mark.parametrize("seeds", _seeds(400, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_membership_and_snapshots(seeds: range) -> None:
     _run(seeds, voters=3, spare=3, p_conf_change=0.05, p_compact=0.05, compact_keep=3)
 
 
-@pytest.mark.parametrize("seeds", _seeds(300, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
-def test_sim_five_members_transfer_and_reads(seeds: range) -> None:
+@pytest.mark.parametrize("seeds", _seeds(400, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_transfer_and_reads(seeds: range) -> None:
     _run(seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01)
