@@ -18,6 +18,7 @@ from aiohttp import web
 from raftkv.api import validate
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
+from raftkv.api.gojson import fast_decode as _fast_decode
 from raftkv.api.http import (
     CORS,
     Response,
@@ -121,7 +122,11 @@ def parse_body(body: bytes, cls: type) -> Any:
     """The first JSON value of ``body`` as a ``cls``; raises GoJSONError with Go's message."""
     if not body:
         return cls()
-    _found, value, _end = decode_first_value(body.decode("utf-8", "replace"))
+    text = body.decode("utf-8", "replace")
+    try:
+        value = _fast_decode(text)  # the whole body is one JSON value: the common case
+    except ValueError:
+        _found, value, _end = decode_first_value(text)
     return decode_message(cls, value)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 
 __all__ = [
     "FloatLit",
     "GoJSONError",
     "decode_first_value",
+    "fast_decode",
     "go_b64decode",
     "go_quote",
     "go_syntax_error",
@@ -42,6 +42,7 @@ def _reject_constant(name: str) -> None:
 
 _decoder = json.JSONDecoder(parse_float=FloatLit, parse_constant=_reject_constant)
 _raw_decode = _decoder.raw_decode
+fast_decode = _decoder.decode  # the whole text as one value (ValueError otherwise)
 _WS = " \t\n\r"
 
 
@@ -276,14 +277,17 @@ def unmarshal_error_of_text(text: str) -> str | None:
 
 # --- base64 (Go's StdEncoding, padded) ---------------------------------------------------------
 
-_B64_OK = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_a2b = binascii.a2b_base64
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 def go_b64decode(s: str) -> bytes:
     """Decode as Go's ``base64.StdEncoding.Decode``; errors carry Go's message."""
-    if _B64_OK.fullmatch(s):
-        return binascii.a2b_base64(s)
+    try:
+        # strict mode accepts a subset of what Go accepts (no \r\n), so success is final
+        return _a2b(s, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     _go_b64_check(s)
     # Valid for Go (it skips \r and \n): decode what is left.
     return binascii.a2b_base64(s.replace("\n", "").replace("\r", ""))
