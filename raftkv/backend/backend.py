@@ -10,8 +10,10 @@ Threads: every method but those of ``ReadSnapshot`` belongs to the one writer th
 ``ReadSnapshot`` pins the last committed state and may be used from any thread; pages it can
 reach are not reused until it is closed.
 
-If a commit fails (I/O error, failpoint) the in-memory freelist no longer matches the file:
-the backend refuses further commits (fail-stop, as etcd panics); reopen it.
+A commit that fails before its meta write is rolled back: the batch stays buffered and the
+next commit retries it (e.g. after ENOSPC). One that fails during or after the meta write
+leaves the file's state unknown (fsync errors cannot be retried): the backend refuses further
+commits (fail-stop, as etcd panics) and must be reopened.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import BinaryIO
 from . import check as _check
 from . import defrag as _defrag
 from .cursor import tree_get, tree_iter
-from .db import DB, State
+from .db import DB, CommitAbandoned, State
 from .errors import BackendError
 from .node import TOMBSTONE
 from .page import PAGE_SIZE
@@ -107,9 +109,10 @@ class Backend:
                 changes[name] = (keys, [d[k] for k in keys])
         try:
             self._db.commit(changes, self._new_buckets)
-        except BaseException as e:
-            self._failed = e
-            raise
+        except CommitAbandoned as e:
+            self._failed = e.cause
+            raise BackendError(f"{self.path}: {e}; reopen the backend") from e.cause
+        # any other error was rolled back: the buffer is kept, a later commit retries it
         for name in changes:
             self._buf[name] = {}
             self._sorted[name] = []

@@ -19,7 +19,15 @@ from .page import BUCKET_VALUE, PAGE_SIZE, Meta
 from .pager import DEFAULT_CACHE_NODES, Pager
 from .tx import WriteTx
 
-__all__ = ["DB", "State", "create_file", "fsync_dir"]
+__all__ = ["DB", "CommitAbandoned", "State", "create_file", "fsync_dir"]
+
+
+class CommitAbandoned(Exception):
+    """A commit failed during or after its meta write: the file's state is unknown."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"commit failed at or after the meta write: {cause!r}")
+        self.cause = cause
 
 
 class State:
@@ -149,14 +157,20 @@ class DB:
         for name in new_buckets:
             if name not in roots:
                 updates[name] = 0
-        for name, (ck, cv) in changes.items():
-            old = updates.get(name, roots.get(name))
-            if old is None:
-                raise BackendError(f"bucket {name!r} does not exist")
-            new = tx.apply(old, ck, cv)
-            if new != old or name in updates:
-                updates[name] = new
-        meta = tx.commit(updates)
+        try:
+            for name, (ck, cv) in changes.items():
+                old = updates.get(name, roots.get(name))
+                if old is None:
+                    raise BackendError(f"bucket {name!r} does not exist")
+                new = tx.apply(old, ck, cv)
+                if new != old or name in updates:
+                    updates[name] = new
+            meta = tx.commit(updates)
+        except BaseException as e:
+            if tx.meta_started:
+                raise CommitAbandoned(e) from e
+            tx.rollback()
+            raise
         new_roots = dict(roots)
         new_roots.update(updates)
         with self.lock:

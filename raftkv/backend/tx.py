@@ -11,6 +11,8 @@ Commit order (the only commit point is the meta page)::
     7. fdatasync                                  failpoint backend.after_meta_sync
 
 A crash before 6 completes leaves the previous meta (and every page it reaches) untouched.
+An error before 6 starts is rolled back (the freelist forgets this tx); an error from 6 on
+is not recoverable in process (did the meta reach the disk?): the caller must stop.
 """
 
 from __future__ import annotations
@@ -48,13 +50,17 @@ class WriteTx:
         self.old_freelist_npages = freelist_npages
         self.freelist_npages = freelist_npages
         self.pages: dict[int, bytes] = {}
+        self.from_free: list[tuple[int, int]] = []  # runs allocated out of the freelist
+        self.meta_started = False  # past this point a failure cannot be rolled back
         self.nodes: dict[int, Leaf | Branch] = {}  # nodes written by this tx, by page id
 
     # --- page allocation ----------------------------------------------------------------------
 
     def allocate(self, npages: int) -> int:
         pgid = self.freelist.allocate(npages)
-        if not pgid:
+        if pgid:
+            self.from_free.append((pgid, npages))
+        else:
             pgid = self.meta.hwm
             self.meta.hwm += npages
         return pgid
@@ -211,11 +217,19 @@ class WriteTx:
         failpoint("backend.after_page_write")
         pager.sync()
         failpoint("backend.before_meta_write")
+        self.meta_started = True
         pager.write_at(self.txid % 2, page.encode_meta(self.txid % 2, self.meta))
         failpoint("backend.after_meta_write")
         pager.sync()
         failpoint("backend.after_meta_sync")
         return self.meta
+
+    def rollback(self) -> None:
+        """Undo this tx's freelist changes (valid until the meta write starts)."""
+        assert not self.meta_started
+        self.freelist.pending.pop(self.txid, None)
+        for pgid, n in self.from_free:
+            self.freelist.free.update(range(pgid, pgid + n))
 
 
 def _split_leaf(n: Leaf) -> list[Leaf]:

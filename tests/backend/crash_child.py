@@ -75,7 +75,7 @@ def main() -> None:
     raw = be.get(b"meta", b"batch")
     i = int.from_bytes(raw, "big") if raw else 0
     done = 0
-    while True:
+    for _ in range(100_000):  # bounded, in case nobody kills us
         i += 1
         for bucket, key, value in batch_ops(seed, i):
             if value is None:

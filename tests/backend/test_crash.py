@@ -32,6 +32,17 @@ OUTCOME = {
 }
 
 
+@pytest.fixture
+def children():
+    """Child processes of a test; killed at teardown whatever happened."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def start_child(path: str, seed: int, failpoints: str = "", arm_after: int = 0):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -64,13 +75,14 @@ def test_failpoints_are_registered():
     assert set(OUTCOME) == set(FAILPOINTS)
 
 
-def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path):
+def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path, children):
     path = str(tmp_path / "db")
     seed = 11
     rnd = random.Random(seed)
     last = 0
     for _ in range(12):
         child = start_child(path, seed)
+        children.append(child)
         lines = 0
         want = rnd.randint(1, 4)
         while lines < want:
@@ -92,12 +104,13 @@ def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOME))
-def test_kill_at_failpoint_leaves_the_expected_state(tmp_path, name):
+def test_kill_at_failpoint_leaves_the_expected_state(tmp_path, name, children):
     path = str(tmp_path / "db")
     seed = 23
     last = 0
     for arm_after in (1, 3):  # the second run resumes on the recovered file
         child = start_child(path, seed, f"{name}=crash", arm_after)
+        children.append(child)
         out, _ = child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL
         reported = [int(x) for x in out.split()]
@@ -108,22 +121,50 @@ def test_kill_at_failpoint_leaves_the_expected_state(tmp_path, name):
         last = got
 
 
-def test_failed_commit_keeps_the_old_state_and_the_backend_stops(tmp_path):
+def test_commit_failing_before_the_meta_write_rolls_back_and_can_be_retried(tmp_path):
+    path = str(tmp_path / "db")
+    be = Backend.open(path)
+    be.create_bucket(b"key")
+    for i in range(3000):
+        be.put(b"key", b"%05d" % i, b"1" * 50)
+    be.commit()
+    for i in range(3000):
+        be.put(b"key", b"%05d" % i, b"2" * 50)
+    for name in ("backend.after_page_write", "backend.before_meta_write"):
+        failpoint.arm(name, "raise")
+        try:
+            with pytest.raises(failpoint.FailpointTriggered):
+                be.commit()
+        finally:
+            failpoint.disarm(name)
+        assert be.get(b"key", b"00007") == b"2" * 50  # still buffered
+        with be.read_snapshot() as snap:
+            assert snap.get(b"key", b"00007") == b"1" * 50
+        assert be.check() == []
+    be.commit()
+    assert be.check() == []
+    be.close()
+    with Backend.open(path) as b:
+        assert b.get(b"key", b"02999") == b"2" * 50
+        assert b.check() == []
+
+
+def test_commit_failing_after_the_meta_write_stops_the_backend(tmp_path):
     path = str(tmp_path / "db")
     be = Backend.open(path)
     be.create_bucket(b"key")
     be.put(b"key", b"a", b"1")
     be.commit()
     be.put(b"key", b"a", b"2")
-    failpoint.arm("backend.before_meta_write", "raise")
+    failpoint.arm("backend.after_meta_write", "raise")
     try:
-        with pytest.raises(failpoint.FailpointTriggered):
+        with pytest.raises(BackendError, match="meta write"):
             be.commit()
     finally:
-        failpoint.disarm("backend.before_meta_write")
+        failpoint.disarm("backend.after_meta_write")
     with pytest.raises(BackendError, match="reopen"):
         be.commit()
     be.close()  # does not try to commit again
     with Backend.open(path) as b:
-        assert b.get(b"key", b"a") == b"1"
+        assert b.get(b"key", b"a") in (b"1", b"2")
         assert b.check() == []
