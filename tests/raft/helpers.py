@@ -160,3 +160,64 @@ class Network:
 
     def applied_data(self, i: int) -> list[bytes]:
         return [e.data for e in self.drivers[i].applied if e.data and e.type == EntryType.NORMAL]
+
+
+def take(r: Raft) -> list[Message]:
+    """Pop everything the core queued to send (both lists, self-addressed ones excluded)."""
+    out = [m for m in r.msgs + r.msgs_after_append if m.to != r.id]
+    r.msgs = []
+    r.msgs_after_append = []
+    return out
+
+
+def raft_with_log(
+    node_id: int,
+    voters: Iterable[int],
+    entries: Iterable[tuple[int, int]] = (),
+    term: int = 0,
+    commit: int = 0,
+    **cfg: object,
+) -> Raft:
+    """A core whose storage already holds entries given as (index, term)."""
+    from raftkv.raft import HardState
+
+    st = storage_with(voters)
+    st.append([Entry(t, i) for i, t in entries])
+    st.set_hard_state(HardState(term, 0, commit))
+    return new_node(node_id, voters, storage=st, **cfg).raft
+
+
+def elect(r: Raft) -> None:
+    """Make ``r`` leader (no pre-vote needed) by granting it every vote, then persist."""
+    r.become_candidate()
+    r.become_leader()
+    # count the leader's own empty entry as durable
+    r.raft_log.storage.append(r.raft_log.unstable.entries)
+    r.raft_log.stable_to(r.raft_log.last_index(), r.term)
+    r.trk.progress[r.id].maybe_update(r.raft_log.last_index())
+    take(r)
+
+
+def app(frm: int, to: int, term: int, prev: tuple[int, int], ents=(), commit: int = 0) -> Message:
+    """An APP message with prev (index, term) and entries given as (index, term)."""
+    return Message(
+        MT.APP,
+        to,
+        frm,
+        term=term,
+        index=prev[0],
+        log_term=prev[1],
+        entries=tuple(Entry(t, i) for i, t in ents),
+        commit=commit,
+    )
+
+
+def rawnode_of(r: Raft) -> RawNode:
+    """Wrap an existing core (built by raft_with_log) in a RawNode for Ready handling."""
+    rn = RawNode.__new__(RawNode)
+    rn.raft = r
+    rn.storage = r.raft_log.storage
+    rn._prev_soft = rn._soft_state()
+    rn._prev_hard = r.hard_state()
+    rn._steps_on_advance = None
+    return rn
