@@ -74,8 +74,7 @@ def main() -> None:
         be.create_bucket(b)
     raw = be.get(b"meta", b"batch")
     i = int.from_bytes(raw, "big") if raw else 0
-    done = 0
-    for _ in range(100_000):  # bounded, in case nobody kills us
+    for done in range(1, 100_001):  # bounded, in case nobody kills us
         i += 1
         for bucket, key, value in batch_ops(seed, i):
             if value is None:
@@ -85,7 +84,6 @@ def main() -> None:
         be.commit()
         sys.stdout.write(f"{i}\n")  # the parent reads this: batch i is durable
         sys.stdout.flush()
-        done += 1
         if arm_after and done == arm_after:
             for name in armed:
                 failpoint.arm(name, "crash")

@@ -40,7 +40,9 @@ def children():
     for p in procs:
         if p.poll() is None:
             p.kill()
-        p.communicate()
+        p.wait()
+        if p.stdout and not p.stdout.closed:
+            p.stdout.close()
 
 
 def start_child(path: str, seed: int, failpoints: str = "", arm_after: int = 0):
