@@ -6,11 +6,12 @@ For each Ready (DESIGN.md §2)::
     soft state   -> leader change hooks (lessor promote/demote, waiters)
     read states  -> the ReadIndex waiters
     messages     -> the transport at once: a leader replicates while its own fsync runs
-    snapshot     -> snap file + WAL snapshot marker
+    snapshot     -> snap file + WAL snapshot marker, MemoryStorage, db swap
+    committed entries -> the applier (they are durable on a quorum: applied while this
+                    Ready's own entries are being written, as etcd does)
     hard state, entries -> WAL.save, one fsync, in a thread (the loop keeps serving)
-    MemoryStorage <- snapshot, hard state, entries
+    MemoryStorage <- hard state, entries
     messages_after_append -> the transport (votes and append acks only once durable)
-    committed entries -> the applier
     advance
 
 Everything that arrives while a Ready is being persisted (proposals, messages, ticks) is
@@ -228,6 +229,22 @@ class RaftNode:
                 self._send_all(rd.messages)
             if rd.snapshot is not None:
                 await asyncio.to_thread(self._save_snapshot, rd.snapshot)
+                storage.apply_snapshot(rd.snapshot)
+                h.apply_snapshot(rd.snapshot)
+            if rd.committed_entries:
+                # Committed entries are durable on a quorum already: apply them while this
+                # Ready's own entries are being made durable (as etcd does), so a client's
+                # answer never waits for the next batch's fsync.
+                failpoint("raft.before_apply")
+                t0 = time.monotonic()
+                h.apply_entries(rd.committed_entries)
+                took = time.monotonic() - t0
+                if took > SLOW_APPLY:
+                    log.warning(
+                        "apply_request_took_too_long",
+                        took_ms=round(took * 1000),
+                        entries=len(rd.committed_entries),
+                    )
             if rd.hard_state is not None or rd.entries:
                 failpoint("raft.before_save")
                 if rd.must_sync:
@@ -239,26 +256,12 @@ class RaftNode:
                 else:
                     wal.save(rd.hard_state, rd.entries, False)
                 failpoint("raft.after_save")
-            if rd.snapshot is not None:
-                storage.apply_snapshot(rd.snapshot)
-                h.apply_snapshot(rd.snapshot)
             if rd.hard_state is not None:
                 storage.set_hard_state(rd.hard_state)
             if rd.entries:
                 storage.append(rd.entries)
             if rd.messages_after_append:
                 self._send_all(rd.messages_after_append)
-            if rd.committed_entries:
-                failpoint("raft.before_apply")
-                t0 = time.monotonic()
-                h.apply_entries(rd.committed_entries)
-                took = time.monotonic() - t0
-                if took > SLOW_APPLY:
-                    log.warning(
-                        "apply_request_took_too_long",
-                        took_ms=round(took * 1000),
-                        entries=len(rd.committed_entries),
-                    )
             rn.advance(rd)
             h.after_ready()
             # let requests that arrived meanwhile in before the next batch
