@@ -8,6 +8,7 @@ that the kernel handed to some other program after ours died is never signalled.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import os
@@ -20,6 +21,13 @@ from pathlib import Path
 __all__ = ["Proc", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
+_attached: list[Proc] = []  # non-detached children: SIGKILLed at interpreter exit if still alive
+
+
+@atexit.register
+def _kill_attached() -> None:
+    for proc in _attached:
+        proc.signal(signal.SIGKILL)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -147,4 +155,8 @@ def spawn(
         if started is not None:
             break
         time.sleep(0.001)
-    return Proc(pid=popen.pid, started=started or 0, popen=popen)
+    proc = Proc(pid=popen.pid, started=started or 0, popen=popen)
+    if not detached:
+        _attached[:] = [p for p in _attached if p.alive()]
+        _attached.append(proc)
+    return proc
