@@ -214,5 +214,8 @@ def create_app(server: Any) -> web.Application:
     """An aiohttp application serving etcd v3.4's JSON gateway over ``server``."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
+    # exact paths first (aiohttp looks plain routes up in a dict), then everything else
+    for path in (*_UNARY, *_STREAMS, "/health", "/version"):
+        app.router.add_route("*", path, _dispatch)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -67,7 +67,7 @@ GO_BUFFER_BEFORE_CHUNKING = 2048
 
 
 async def json_ok(request: web.Request, body: bytes) -> web.StreamResponse:
-    if len(body) <= GO_BUFFER_BEFORE_CHUNKING:
+    if len(body) <= GO_BUFFER_BEFORE_CHUNKING or request.version < (1, 1):
         return Response(body=body, headers=_OK_HEADERS)
     resp = _RawChunked(headers={**_OK_HEADERS, "Transfer-Encoding": "chunked"})
     await resp.prepare(request)
@@ -90,6 +90,9 @@ def gateway_error(message: str, code: GrpcCode = GrpcCode.INVALID_ARGUMENT) -> w
 async def grpc_error(request: web.Request, err: EtcdError) -> web.StreamResponse:
     """An error returned by the gRPC server: chunked JSON, then the gRPC trailer."""
     body = error_body(err.message, int(err.code))
+    if request.version < (1, 1):  # no chunks (nor trailers) in HTTP/1.0
+        headers = {**_ERR_HEADERS, "Trailer": "Grpc-Trailer-Content-Type"}
+        return Response(status=err.http_status, body=body, headers=headers)
     resp = _RawChunked(
         status=err.http_status,
         headers={
