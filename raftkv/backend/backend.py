@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from . import check as _check
 from . import defrag as _defrag
-from .cursor import tree_get, tree_iter
+from .cursor import Cursor, tree_get, tree_iter
 from .db import DB, CommitAbandoned, State
 from .errors import BackendError
 from .node import TOMBSTONE
@@ -276,6 +276,11 @@ class ReadSnapshot:
         value = st.pager.value
         for k, v in tree_iter(st.pager, st.roots.get(bucket, 0), b"", None):
             yield k, value(v)
+
+    def cursor(self, bucket: bytes) -> Cursor:
+        """A cursor over ``bucket`` (first/last/seek/next/prev), valid while this is open."""
+        st = self._state()
+        return Cursor(st.pager, st.roots.get(bucket, 0))
 
     def buckets(self) -> list[bytes]:
         return sorted(self._state().roots)

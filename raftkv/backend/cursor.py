@@ -68,7 +68,8 @@ def _iter_rev(pager: Pager, n: Leaf | Branch, start: bytes, end: bytes | None):
 class Cursor:
     """A position in one tree (bbolt's cursor): first/last/seek then next/prev.
 
-    Each call returns (key, stored value) or None past either end.
+    Each call returns (key, value) or None past either end. Valid while the state whose tree
+    it walks is pinned (a ``ReadSnapshot``) or, on the writer thread, until the next commit.
     """
 
     def __init__(self, pager: Pager, root: int) -> None:
@@ -90,7 +91,7 @@ class Cursor:
             return None
         leaf, i = self._stack[-1]
         if 0 <= i < len(leaf.keys):
-            return leaf.keys[i], leaf.values[i]
+            return leaf.keys[i], self._pager.value(leaf.values[i])
         return None
 
     def first(self):
@@ -130,7 +131,7 @@ class Cursor:
         i += d
         if 0 <= i < len(leaf.keys):
             stack[-1] = (leaf, i)
-            return leaf.keys[i], leaf.values[i]
+            return leaf.keys[i], self._pager.value(leaf.values[i])
         # climb until a branch has a sibling in direction d, then descend to its edge
         stack.pop()
         while stack:

@@ -54,12 +54,16 @@ class Pager:
         return buf
 
     def node(self, pgid: int) -> Leaf | Branch:
+        # Each OrderedDict call is atomic under the GIL; a hit needs no lock (a concurrent
+        # eviction between get and move_to_end only costs the LRU bump).
         cache = self._cache
-        with self._lock:
-            n = cache.get(pgid)
-            if n is not None:
+        n = cache.get(pgid)
+        if n is not None:
+            try:  # noqa: SIM105 (hot path: suppress() costs a context manager)
                 cache.move_to_end(pgid)
-                return n
+            except KeyError:
+                pass
+            return n
         buf = self.read_run(pgid)
         flags = page.parse_header(buf)[2]
         if flags == page.LEAF:
@@ -77,7 +81,7 @@ class Pager:
         cache = self._cache
         with self._lock:
             cache[pgid] = n
-            if len(cache) > self._cache_cap:
+            while len(cache) > self._cache_cap:
                 cache.popitem(last=False)
 
     def value(self, v: bytes | ValueRef) -> bytes:
