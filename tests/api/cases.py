@@ -409,6 +409,56 @@ CASES: list[Any] = [
         "during": [("/v3/kv/put", _put("bigv", "v" * 3000))],
     },
     ("range_big_value", "/v3/kv/range", j(key=b("bigv"))),
+    # --- through a follower (forwarded to the leader) ---
+    {
+        "name": "f_put",
+        "path": "/v3/kv/put",
+        "body": _put("fw", "1", prev_kv=True),
+        "to": "follower",
+    },
+    {
+        "name": "f_put2",
+        "path": "/v3/kv/put",
+        "body": _put("fw", "2", prev_kv=True),
+        "to": "follower",
+    },
+    {"name": "f_range", "path": "/v3/kv/range", "body": j(key=b("fw")), "to": "follower"},
+    {
+        "name": "f_txn",
+        "path": "/v3/kv/txn",
+        "body": json.dumps(
+            {
+                "compare": [{"key": b("fw"), "target": "VERSION", "result": "EQUAL", "version": 2}],
+                "success": [_op("delete_range", key=b("fw"), prev_kv=True)],
+            }
+        ),
+        "to": "follower",
+    },
+    {"name": "f_lease", "path": "/v3/lease/grant", "body": j(TTL=40, ID=6161), "to": "follower"},
+    {
+        "name": "f_lease_dup",
+        "path": "/v3/lease/grant",
+        "body": j(TTL=40, ID=6161),
+        "to": "follower",
+    },
+    {"name": "f_ttl", "path": "/v3/lease/timetolive", "body": j(ID=6161), "to": "follower"},
+    {
+        "name": "f_keepalive",
+        "path": "/v3/lease/keepalive",
+        "body": j(ID=6161),
+        "stream_for": 3.0,
+        "to": "follower",
+    },
+    {"name": "f_revoke", "path": "/v3/lease/revoke", "body": j(ID=6161), "to": "follower"},
+    {"name": "f_compact_old", "path": "/v3/kv/compaction", "body": j(revision=2), "to": "follower"},
+    {
+        "name": "f_watch",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("fw2")}),
+        "stream_for": 2.0,
+        "to": "follower",
+        "during": [("/v3/kv/put", _put("fw2", "x")), ("/v3/kv/deleterange", j(key=b("fw2")))],
+    },
     ("lease_grant_ka", "/v3/lease/grant", j(TTL=30, ID=5151)),
     {
         "name": "keepalive",

@@ -37,11 +37,13 @@ def _url_names(c: Cluster) -> dict[str, str]:
 
 
 def run_cases(c: Cluster) -> dict[str, dict]:
-    url = c.leader_url()
+    leader = c.leader_url()
+    follower = next((u for u in c.client_urls if u != leader), leader)
     names = _url_names(c)
     out = {}
     for raw in C.CASES:
         case = C.as_dict(raw)
+        url = follower if case.get("to") == "follower" else leader
         out[case["name"]] = C.normalize(C.send(url, case), case, names)
     return out
 
