@@ -305,8 +305,12 @@ class ReadSnapshot:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_st", None) is not None:
-            self.close()
+        # a snapshot dropped without close(): never take a lock in a finalizer (it may run
+        # inside a section holding that very lock); the writer unpins it at its next commit
+        st = getattr(self, "_st", None)
+        if st is not None:
+            self._st = None
+            self._db.unpin_later(st)
 
 
 def _collect(pager, it, limit: int) -> list[tuple[bytes, bytes]]:

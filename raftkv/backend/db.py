@@ -73,10 +73,13 @@ class DB:
         self.cache_nodes = cache_nodes
         self.lock = threading.Lock()
         self.readers: dict[int, int] = {}  # pinned txid -> count
+        self._late: list[State] = []  # states of snapshots dropped without close()
         self._load()
 
     def _load(self) -> None:
         path = self.path
+        if os.path.exists(path + ".defrag"):  # a defragment that crashed before its rename
+            os.unlink(path + ".defrag")
         if not os.path.exists(path):
             create_file(path)
         try:
@@ -133,6 +136,10 @@ class DB:
             st.pager.incref()
             return st
 
+    def unpin_later(self, st: State) -> None:
+        """Unpin from a finalizer: no lock may be taken there; the writer unpins it later."""
+        self._late.append(st)
+
     def unpin(self, st: State) -> None:
         with self.lock:
             txid = st.meta.txid
@@ -171,6 +178,8 @@ class DB:
                 raise CommitAbandoned(e) from e
             tx.rollback()
             raise
+        for pgid, n in tx.nodes.items():  # recent data is the hot data: keep it decoded
+            st.pager.cache_put(pgid, n)
         new_roots = dict(roots)
         new_roots.update(updates)
         with self.lock:
@@ -180,6 +189,8 @@ class DB:
 
     def _release(self) -> None:
         """Make allocatable the pages no pinned state can reach (writer thread only)."""
+        while self._late:
+            self.unpin(self._late.pop())
         with self.lock:
             oldest = min(self.readers) if self.readers else self.state.meta.txid
         self.freelist.release(oldest)

@@ -97,3 +97,19 @@ def test_pages_a_snapshot_can_reach_are_not_reused_until_it_closes(tmp_path):
             changed += f.read(PAGE_SIZE) != buf
     assert changed > 0
     be.close()
+
+
+def test_snapshot_dropped_without_close_is_unpinned_by_the_next_commit(tmp_path):
+    import gc
+
+    be = Backend.open(str(tmp_path / "db"))
+    be.create_bucket(b"key")
+    be.create_bucket(b"meta")
+    commit_generation(be, 0)
+    snap = be.read_snapshot()
+    assert be._db.readers
+    del snap
+    gc.collect()
+    commit_generation(be, 1)
+    assert not be._db.readers
+    be.close()

@@ -170,3 +170,27 @@ def test_commit_failing_after_the_meta_write_stops_the_backend(tmp_path):
     with Backend.open(path) as b:
         assert b.get(b"key", b"a") in (b"1", b"2")
         assert b.check() == []
+
+
+def test_defragment_interrupted_before_its_rename_leaves_the_file_as_it_was(tmp_path):
+    path = str(tmp_path / "db")
+    be = Backend.open(path)
+    be.create_bucket(b"key")
+    for i in range(3000):
+        be.put(b"key", b"%05d" % i, b"v" * 100)
+    be.commit()
+    h = be.hash()
+    failpoint.arm("backend.defrag_before_rename", "raise")
+    try:
+        with pytest.raises(failpoint.FailpointTriggered):
+            be.defragment()
+    finally:
+        failpoint.disarm("backend.defrag_before_rename")
+    assert os.path.exists(path + ".defrag")
+    assert be.hash() == h
+    be.put(b"key", b"after", b"x")
+    be.close()
+    with Backend.open(path) as b:
+        assert not os.path.exists(path + ".defrag")
+        assert b.get(b"key", b"after") == b"x"
+        assert b.check() == []
