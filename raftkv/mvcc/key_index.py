@@ -39,29 +39,36 @@ class RevisionNotFoundError(Exception):
     """The key has no revision satisfying the request (etcd's ErrRevisionNotFound)."""
 
 
-class Generation:
-    """One life of a key: ``created`` (first revision), ``ver`` (changes so far), ``revs``."""
+class Generation(list):
+    """One life of a key: the list of its revisions, plus ``created`` (its first revision)
+    and ``ver`` (changes so far). A list subclass to keep one object per generation."""
 
-    __slots__ = ("created", "revs", "ver")
+    __slots__ = ("created", "ver")
 
     def __init__(self, created: int = 0, ver: int = 0, revs: list[int] | None = None) -> None:
+        super().__init__(revs or ())
         self.created = created
         self.ver = ver
-        self.revs: list[int] = [] if revs is None else revs
+
+    @property
+    def revs(self) -> Generation:
+        return self
 
     def is_empty(self) -> bool:
-        return not self.revs
+        return not self
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Generation)
             and self.ver == other.ver
-            and self.revs == other.revs
             and self.created == other.created
+            and list.__eq__(self, other)
         )
 
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        revs = ", ".join(_fmt(r) for r in self.revs)
+        revs = ", ".join(_fmt(r) for r in self)
         return f"Generation(created={_fmt(self.created)}, ver={self.ver}, revs=[{revs}])"
 
 
@@ -69,15 +76,19 @@ def _fmt(rev: int) -> str:
     return f"{main_of(rev)}.{rev & ((1 << SUB_BITS) - 1)}"
 
 
-class KeyIndex:
-    """The generations of one key. Invariant: only the last generation may be empty."""
+class KeyIndex(list):
+    """The generations of one key (the list itself). Only the last one may be empty."""
 
-    __slots__ = ("generations", "key", "modified")
+    __slots__ = ("key", "modified")
 
     def __init__(self, key: bytes) -> None:
+        super().__init__()
         self.key = key
         self.modified = 0  # packed revision of the last change
-        self.generations: list[Generation] = []
+
+    @property
+    def generations(self) -> KeyIndex:
+        return self
 
     # --- changes ---------------------------------------------------------------------------
 
@@ -169,9 +180,9 @@ class KeyIndex:
         gen_idx, rev_idx = self._do_compact(at, available)
         gens = self.generations
         g = gens[gen_idx]
-        if g.revs:
-            if rev_idx != -1:
-                g.revs = g.revs[rev_idx:]
+        if g:
+            if rev_idx > 0:
+                del g[:rev_idx]
             if len(g.revs) == 1 and gen_idx != len(gens) - 1:
                 # only the tombstone is left: the key did not exist at ``at``
                 if available is not None:
@@ -217,8 +228,10 @@ class KeyIndex:
             isinstance(other, KeyIndex)
             and self.key == other.key
             and self.modified == other.modified
-            and self.generations == other.generations
+            and list.__eq__(self, other)
         )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         gens = " ".join(repr(g) for g in self.generations)

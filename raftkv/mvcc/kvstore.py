@@ -330,7 +330,11 @@ class KVStore:
                         ki.put(pack(main, sub))
                 elif not tomb:
                     ki = KeyIndex(key)
-                    ki.restore(pack(kv.create_revision), pack(main, sub), kv.version)
+                    r = pack(main, sub)
+                    created = (
+                        r if kv.create_revision == main and not sub else pack(kv.create_revision)
+                    )
+                    ki.restore(created, r, kv.version)
                     keys[key] = ki
                 if tomb or not kv.lease:
                     key_to_lease.pop(key, None)

@@ -25,7 +25,7 @@ def docstring_example() -> KeyIndex:
 def test_key_index_docstring_example_generations():
     ki = docstring_example()
     assert ki.modified == pack(5)
-    assert ki.generations == [gen(1, 3, 1, 2, 3), gen(4, 2, 4, 5), Generation()]
+    assert list(ki.generations) == [gen(1, 3, 1, 2, 3), gen(4, 2, 4, 5), Generation()]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,159 @@
+"""Benchmark the MVCC store on a real backend file: puts/s, ranges/s, memory per key.
+
+    python scripts/bench_mvcc.py --keys 100000
+    python scripts/bench_mvcc.py --keys 1000000 --value-size 256
+
+Phases (one process, one core):
+  load       N puts of new keys, one write txn each (the backend commits every 10,000 ops)
+  update     puts to existing random keys
+  get        single-key ranges of random keys (current revision)
+  range100   ranges of 100 consecutive keys
+  count      count_only over every key
+  txn        compare-and-put txns
+  reopen     close, reopen: index rebuilt from the backend
+Memory per key is the RSS growth of rebuilding the index on reopen, divided by N (the index and
+the lessor's map are all a store keeps in memory per key; values stay in the backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import shutil
+import tempfile
+import time
+
+from raftkv.backend import Backend
+from raftkv.lease import Lessor
+from raftkv.mvcc import KVStore
+from raftkv.pb.rpc import (
+    Compare,
+    CompareTarget,
+    PutRequest,
+    RangeRequest,
+    RequestOp,
+    TxnRequest,
+)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def key_of(i: int) -> bytes:
+    return b"/registry/pods/default/pod-%08d" % i
+
+
+def timed(label: str, n: int, f) -> float:
+    t0 = time.perf_counter()
+    f()
+    dt = time.perf_counter() - t0
+    print(
+        f"{label:<10} {n:>9,} ops  {dt:8.2f} s  {n / dt:>10,.0f} ops/s  {dt / n * 1e6:7.1f} us/op"
+    )
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--value-size", type=int, default=256)
+    ap.add_argument("--ops", type=int, default=50_000, help="ops of each timed read/update phase")
+    ap.add_argument("--dir", default=None, help="where to put the db file (default: a temp dir)")
+    args = ap.parse_args()
+
+    n, ops = args.keys, min(args.ops, args.keys)
+    d = args.dir or tempfile.mkdtemp(prefix="bench_mvcc_")
+    path = os.path.join(d, "db")
+    value = os.urandom(args.value_size)
+    rnd = random.Random(1)
+    print(f"keys={n:,} value_size={args.value_size} db={path}")
+
+    b = Backend.open(path)
+    s = KVStore(b, Lessor(b))
+
+    def load():
+        p = s.put
+        for i in range(n):
+            p(PutRequest(key=key_of(i), value=value))
+            if i % 1000 == 999:
+                b.commit_if_due()
+        b.commit()
+
+    timed("load", n, load)
+    idx = [rnd.randrange(n) for _ in range(ops)]
+
+    def update():
+        p = s.put
+        for j, i in enumerate(idx):
+            p(PutRequest(key=key_of(i), value=value))
+            if j % 1000 == 999:
+                b.commit_if_due()
+        b.commit()
+
+    timed("update", ops, update)
+
+    def get():
+        r = s.range
+        for i in idx:
+            r(RangeRequest(key=key_of(i)))
+
+    timed("get", ops, get)
+
+    nr = max(ops // 20, 100)
+
+    def range100():
+        r = s.range
+        for i in idx[:nr]:
+            lo = min(i, n - 100)
+            resp = r(RangeRequest(key=key_of(lo), range_end=key_of(lo + 100)))
+            assert len(resp.kvs) == 100
+
+    timed("range100", nr, range100)
+
+    def count():
+        resp = s.range(RangeRequest(key=b"\x00", range_end=b"\x00", count_only=True))
+        assert resp.count == n
+
+    timed("count", 1, count)
+
+    def txn():
+        t = s.txn
+        for i in idx[: ops // 2]:
+            k = key_of(i)
+            t(
+                TxnRequest(
+                    compare=[Compare(key=k, target=CompareTarget.VERSION, version=0)],
+                    success=[RequestOp(request_put=PutRequest(key=k, value=value))],
+                    failure=[RequestOp(request_range=RangeRequest(key=k))],
+                )
+            )
+
+    timed("txn", ops // 2, txn)
+    rev = s.current_revision
+    b.close()
+    del s, b
+    gc.collect()
+
+    size = os.path.getsize(path)
+    rss0 = rss_bytes()
+    t0 = time.perf_counter()
+    b = Backend.open(path)
+    s = KVStore(b, Lessor(b))
+    dt = time.perf_counter() - t0
+    gc.collect()
+    rss1 = rss_bytes()
+    assert s.current_revision == rev
+    print(f"reopen     {n:>9,} keys {dt:8.2f} s  ({rev - 1:,} revisions in the db)")
+    print(f"db file    {size / 1e6:,.1f} MB")
+    print(f"memory     {(rss1 - rss0) / n:,.0f} bytes/key (RSS growth of the rebuilt index)")
+    b.close()
+    if args.dir is None:
+        shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    main()
