@@ -57,6 +57,7 @@ def main() -> None:
         commit_time = 0.0
         commits = 0
         t_all = time.perf_counter()
+        c_all = time.process_time()
         for start in range(1, n + 1, args.batch):
             stop = min(start + args.batch, n + 1)
             keys = [rev_key(i) for i in range(start, stop)]
@@ -73,12 +74,16 @@ def main() -> None:
             commit_time += t2 - t1
             commits += 1
         total = time.perf_counter() - t_all
+        cpu = time.process_time() - c_all
         data = n * (17 + args.value_size)
         print(f"append {n:,} revision keys x {args.value_size} B in batches of {args.batch:,}")
         print(
             f"  total {total:.2f} s  = {n / total:,.0f} keys/s"
             f"  (put {put_time * 1e6 / n:.2f} us/key, commit {commit_time * 1e3 / commits:.1f}"
             f" ms/batch of {args.batch:,})"
+        )
+        print(
+            f"  cpu {cpu:.2f} s = {cpu * 1e6 / n:.2f} us/key (wall includes fsync and other load)"
         )
         print(
             f"  file {fmt_mb(b.size)}, in use {fmt_mb(b.size_in_use)},"
@@ -90,14 +95,17 @@ def main() -> None:
         ids = [rnd.randrange(1, n + 1) for _ in range(args.reads)]
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
+            c0 = time.process_time()
             get = b.get
             for i in ids:
                 if get(b"key", rev_key(i)) is None:
                     raise SystemExit(f"missing key {i}")
             dt = time.perf_counter() - t0
+            cpu = time.process_time() - c0
             print(
                 f"random get ({label} cache) {args.reads:,}: {dt:.2f} s"
-                f" = {args.reads / dt:,.0f} gets/s ({dt * 1e6 / args.reads:.1f} us/get)"
+                f" = {args.reads / dt:,.0f} gets/s ({dt * 1e6 / args.reads:.1f} us/get,"
+                f" cpu {cpu * 1e6 / args.reads:.1f} us/get)"
             )
 
         for width, reverse in ((10, False), (100, False), (1000, False), (100, True)):

@@ -54,9 +54,7 @@ def _iter_rev(pager: Pager, n: Leaf | Branch, start: bytes, end: bytes | None):
         keys = n.keys
         stop = len(keys) if end is None else bisect_left(keys, end)
         i = bisect_left(keys, start, 0, stop)
-        vals = n.values
-        for j in range(stop - 1, i - 1, -1):
-            yield keys[j], vals[j]
+        yield from zip(reversed(keys[i:stop]), reversed(n.values[i:stop]), strict=True)
         return
     keys = n.keys
     first = child_index(keys, start)
