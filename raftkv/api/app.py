@@ -171,7 +171,12 @@ def _health(server: Any) -> web.Response:
         ok = False
     if ok:
         return Response(body=b'{"health":"true"}', headers=_HEALTH_HEADERS)
-    return Response(status=503, body=b'{"health":"false"}', headers=_HEALTH_HEADERS)
+    # etcd answers this one through http.Error: nosniff, and a newline after the body
+    return Response(
+        status=503,
+        body=b'{"health":"false"}\n',
+        headers={**_HEALTH_HEADERS, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
