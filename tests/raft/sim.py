@@ -27,6 +27,7 @@ Replay one run with ``RAFT_SIM_SEED=<seed> python -m pytest tests/raft/test_sim.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field, replace
 
@@ -63,6 +64,7 @@ class SimOptions:
     partition_len: tuple[int, int] = (5, 40)
     p_crash: float = 0.005
     p_crash_mid_ready: float = 0.002
+    p_interleave: float = 0.0  # step/tick/propose between ready() and advance()
     restart_after: tuple[int, int] = (5, 40)
     p_propose: float = 0.3
     p_conf_change: float = 0.0
@@ -168,6 +170,8 @@ class Sim:
                 self._check_new_leader(m)
             for msg in rd.messages:
                 self._send(self._fresh_snapshot(m, msg))
+            if self.o.p_interleave and self.rng.random() < self.o.p_interleave:
+                self._interleave(m)
             if allow_crash and self.rng.random() < self.o.p_crash_mid_ready:
                 self._crash(m)  # the Ready was never persisted
                 return
@@ -199,6 +203,27 @@ class Sim:
             rn.advance(rd)
             if not (r.raft_log.committed >= m.applied_index):
                 self.fail(f"{m.id} applied past its commit index")
+
+    def _interleave(self, m: SimMember) -> None:
+        """While the Ready is being persisted the driver keeps stepping (as etcd's node loop
+        and an asyncio server with the fsync in a thread do): messages, ticks, proposals."""
+        rn = m.rn
+        assert rn is not None
+        mine = [x for x in self.inflight if x[2].to == m.id and x[0] <= self.now + 1]
+        for x in mine[: self.rng.randint(0, 3)]:
+            self.inflight.remove(x)
+            msg = x[2]
+            if self._cut(msg.from_, msg.to):
+                self._report_snapshot(msg, False)
+                continue
+            rn.step(msg)
+            self._report_snapshot(msg, True)
+        if self.rng.random() < 0.3:
+            rn.tick()
+        if self.rng.random() < 0.3:
+            self.proposed += 1
+            with contextlib.suppress(ProposalDroppedError):
+                rn.propose(f"s{self.seed}-p{self.proposed}".encode())
 
     def _apply(self, m: SimMember, e: Entry) -> None:
         if e.index != m.applied_index + 1:
@@ -468,7 +493,7 @@ class Sim:
         """Stop every fault; a leader must emerge and a new proposal commit everywhere."""
         o = self.o
         o.p_drop = o.p_dup = o.p_partition = o.p_crash = o.p_crash_mid_ready = 0.0
-        o.p_propose = o.p_conf_change = o.p_transfer = 0.0
+        o.p_propose = o.p_conf_change = o.p_transfer = o.p_interleave = 0.0
         o.p_tick = 1.0
         self.partition = None
         for m in self.members.values():

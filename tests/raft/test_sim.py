@@ -33,16 +33,27 @@ def test_sim_three_members(seeds: range) -> None:
     _run(seeds)
 
 
-@pytest.mark.parametrize("seeds", _seeds(600, 5_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(500, 5_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_five_members_harsh_network(seeds: range) -> None:
-    _run(seeds, voters=5, p_crash=0.02, p_partition=0.05, p_drop=0.1, max_delay=6)
+    _run(seeds, voters=5, p_crash=0.02, p_partition=0.05, p_drop=0.1, max_delay=6, p_interleave=0.2)
 
 
-@pytest.mark.parametrize("seeds", _seeds(400, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(500, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_membership_and_snapshots(seeds: range) -> None:
-    _run(seeds, voters=3, spare=3, p_conf_change=0.05, p_compact=0.05, compact_keep=3)
+    _run(
+        seeds,
+        voters=3,
+        spare=3,
+        p_conf_change=0.05,
+        p_compact=0.05,
+        compact_keep=3,
+        p_read=0.05,
+        p_interleave=0.2,
+    )
 
 
 @pytest.mark.parametrize("seeds", _seeds(400, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_transfer_and_reads(seeds: range) -> None:
-    _run(seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01)
+    _run(
+        seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01, p_interleave=0.1
+    )
