@@ -229,7 +229,7 @@ class WriteTx:
         assert not self.meta_started
         self.freelist.pending.pop(self.txid, None)
         for pgid, n in self.from_free:
-            self.freelist.free.update(range(pgid, pgid + n))
+            self.freelist.give_back(pgid, n)
 
 
 def _split_leaf(n: Leaf) -> list[Leaf]:
