@@ -19,7 +19,6 @@ import structlog
 
 from raftkv import errors
 from raftkv.errors import EtcdError
-from raftkv.pb import decode
 from raftkv.pb.rpc import (
     AlarmAction,
     AlarmMember,
@@ -31,6 +30,7 @@ from raftkv.pb.rpc import (
     ResponseHeader,
 )
 from raftkv.raft import ConfChangeType, ConfState, Entry, EntryType, decode_conf_change
+from raftkv.server.codec import decode_request
 
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
@@ -106,7 +106,7 @@ class Applier:
             elif e.index > ci:
                 kv.consistent_index = e.index
                 if e.data:
-                    req = decode(InternalRaftRequest, e.data)
+                    req = decode_request(e.data)
                     try:
                         result: Any = self._apply_request(req)
                     except EtcdError as err:

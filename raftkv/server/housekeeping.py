@@ -1,6 +1,7 @@
 """Background jobs of a member, each off the request path:
 
 - every 100 ms: commit the backend batch when due, move unsynced watchers forward;
+- every 50 ms: fail proposals whose request timeout passed;
 - every 500 ms on the leader: propose revokes of expired leases and lease checkpoints
   (expiry is decided by the leader only, and carried out through Raft);
 - physical compaction in batches after a compaction was applied;
@@ -33,6 +34,7 @@ COMMIT_INTERVAL = 0.1
 LEASE_INTERVAL = 0.5
 COMPACTION_BATCH = 1000
 COMPACTION_PAUSE = 0.01
+WAITER_SWEEP = 0.05
 
 
 class Housekeeping:
@@ -50,6 +52,7 @@ class Housekeeping:
             loop.create_task(self._guard(self._commit_and_sync, "commit_and_sync")),
             loop.create_task(self._guard(self._leases, "leases")),
             loop.create_task(self._guard(self._publish, "publish")),
+            loop.create_task(self._guard(self._expire_waiters, "expire_waiters")),
         ]
         if self.s.kv.compaction_pending:
             self.schedule_compaction()
@@ -84,6 +87,13 @@ class Housekeeping:
             while more:
                 await asyncio.sleep(0)
                 more = s.kv.sync_watchers()
+
+    async def _expire_waiters(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self.s.wait
+        while True:
+            await asyncio.sleep(WAITER_SWEEP)
+            wait.expire(loop.time())
 
     # --- leases (leader only) -----------------------------------------------------------------
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from raftkv import errors
 from raftkv.errors import EtcdError
-from raftkv.pb import encode
 from raftkv.pb.rpc import InternalRaftRequest
 from raftkv.raft import NONE
-from raftkv.server.wait import DROPPED
+from raftkv.server.codec import encode_request
+from raftkv.server.wait import DROPPED, TIMED_OUT
 
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
@@ -60,7 +60,7 @@ class Proposer:
         if node.committed - s.applier.applied_index > MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.ErrTooManyRequests
         req.ID = s.idgen.next()
-        data = encode(req)
+        data = encode_request(req)
         if len(data) > s.max_request_bytes + 4096:
             raise errors.ErrRequestTooLarge
         loop = asyncio.get_running_loop()
@@ -70,16 +70,15 @@ class Proposer:
         while True:
             if node.lead == NONE and not await self.wait_leader(deadline):
                 raise errors.ErrContextDeadline
-            fut = wait.register(req.ID)
+            fut = wait.register(req.ID, deadline)
             node.propose(req.ID, data)
             try:
-                result = await asyncio.wait_for(fut, max(deadline - loop.time(), 0.001))
-            except TimeoutError:
-                wait.cancel(req.ID)
-                raise self._timeout_error(start) from None
+                result = await fut
             except asyncio.CancelledError:
                 wait.cancel(req.ID)
                 raise
+            if result is TIMED_OUT:
+                raise self._timeout_error(start)
             if result is DROPPED:
                 # Raft refused it: not in the log. Give the cluster a moment, then retry.
                 if loop.time() >= deadline:

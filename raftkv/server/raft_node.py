@@ -89,6 +89,7 @@ class RaftNode:
         self._prop_ids: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._saving = False  # the Ready loop is waiting for a WAL fsync
         self.lead = NONE
         self.term = rn.raft.term
         self.committed = rn.raft.raft_log.committed
@@ -101,7 +102,10 @@ class RaftNode:
         self._props.append(data)
         self._prop_ids.append(req_id)
         if len(self._props) == 1:
-            self._wake.set()
+            if self._saving:
+                asyncio.get_running_loop().call_soon(self._flush_while_saving)
+            else:
+                self._wake.set()
 
     def step(self, m: Message) -> None:
         t = m.type
@@ -114,6 +118,8 @@ class RaftNode:
         except Exception as e:  # a message the core refuses is not a reason to stop
             log.warning("step_failed", type=m.type.name, peer=f"{m.from_:x}", error=repr(e))
             return
+        if self._saving:
+            self._send_pending()
         self._wake.set()
 
     def _lost_log_workaround(self, m: Message) -> Message:
@@ -178,6 +184,8 @@ class RaftNode:
         while not self._stopped:
             await asyncio.sleep(self.heartbeat)
             rn.tick()
+            if self._saving:
+                self._send_pending()
             self._wake.set()
 
     # --- the Ready loop -------------------------------------------------------------------------
@@ -192,6 +200,24 @@ class RaftNode:
         except ProposalDroppedError:
             assert self.handler is not None
             self.handler.on_dropped(ids)
+
+    def _flush_while_saving(self) -> None:
+        if self._props and self._saving:
+            self._flush_proposals()
+            self._send_pending()
+        elif self._props:
+            self._wake.set()
+
+    def _send_pending(self) -> None:
+        """While the loop waits for the WAL, send what the core queued since the last Ready
+        (appends of new proposals, commit updates, heartbeats): these messages may go before
+        anything is persisted (``Ready.messages``' contract), and holding them until the fsync
+        ends would add a whole fsync to every commit. Replication of the next batch thus
+        overlaps this member's fsync of the current one."""
+        r = self.rn.raft
+        if r.msgs:
+            msgs, r.msgs = r.msgs, []
+            self._send_all(msgs)
 
     async def _run(self) -> None:
         try:
@@ -249,7 +275,11 @@ class RaftNode:
                 failpoint("raft.before_save")
                 if rd.must_sync:
                     t0 = time.monotonic()
-                    await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                    self._saving = True
+                    try:
+                        await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                    finally:
+                        self._saving = False
                     took = time.monotonic() - t0
                     if took > SLOW_FSYNC:
                         log.warning("slow_fdatasync", took_ms=round(took * 1000))

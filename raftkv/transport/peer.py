@@ -28,6 +28,8 @@ MAX_PENDING = 4096  # messages queued for one peer before new ones are dropped (
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
+STALL_BYTES = 1 << 20  # unsent bytes buffered for a peer before the writer waits for it
+STALL_TIMEOUT = 5.0  # how long a peer may not read before the link is dropped
 
 
 class PeerStream:
@@ -128,8 +130,15 @@ class PeerStream:
                     continue
                 batch, self._pending = self._pending, []
                 data = encode_frames(batch)
-                writer.write(b"%x\r\n%b\r\n" % (len(data), data))
-                await writer.drain()
+                writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+                if writer.transport.get_write_buffer_size() > STALL_BYTES:
+                    # The peer does not read (paused, or the path is cut without a reset):
+                    # wait a while, then drop the link and start over.
+                    try:
+                        await asyncio.wait_for(writer.drain(), STALL_TIMEOUT)
+                    except TimeoutError:
+                        reason = f"peer stopped reading for {STALL_TIMEOUT}s"
+                        break
         except (OSError, ConnectionError) as e:
             reason = str(e) or type(e).__name__
         finally:

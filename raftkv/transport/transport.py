@@ -55,7 +55,7 @@ class Transport:
         self.local_addr = source_addr(listen_peer_url)
         self.request_timeout = request_timeout
         self.peers: dict[int, PeerStream] = {}
-        self._inbound: dict[int, int] = {}  # peer id -> open inbound streams
+        self._inbound: dict[int, asyncio.Task] = {}  # peer id -> its current inbound stream
         self._started = False
 
     # --- peers ---------------------------------------------------------------------------------
@@ -181,7 +181,14 @@ class Transport:
         frm, refusal = self.check_headers(request)
         if refusal is not None:
             return refusal
-        self._inbound[frm] = self._inbound.get(frm, 0) + 1
+        # A new stream from a peer replaces its old one (which may be dead without a reset,
+        # after a partition).
+        old = self._inbound.get(frm)
+        if old is not None and not old.done():
+            old.cancel()
+        me = asyncio.current_task()
+        assert me is not None
+        self._inbound[frm] = me
         log.info("peer_stream_accepted", peer=f"{frm:x}")
         dec = FrameDecoder()
         on_message = self._on_message
@@ -196,7 +203,8 @@ class Transport:
         except (ConnectionError, asyncio.CancelledError):
             raise
         finally:
-            self._inbound[frm] -= 1
+            if self._inbound.get(frm) is me:
+                del self._inbound[frm]
             log.info("peer_stream_closed", peer=f"{frm:x}")
         return web.Response(status=200)
 
