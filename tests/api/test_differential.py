@@ -105,3 +105,89 @@ def _record() -> None:
 if __name__ == "__main__":
     if "--record" in sys.argv:
         _record()
+
+
+# --- without quorum ----------------------------------------------------------------------------
+
+NO_QUORUM_CASES = [
+    ("nq_range", "/v3/kv/range", '{"key":"YQ=="}'),
+    ("nq_put", "/v3/kv/put", '{"key":"YQ==","value":"YQ=="}'),
+    ("nq_txn_write", "/v3/kv/txn", '{"success":[{"request_put":{"key":"YQ=="}}]}'),
+    ("nq_serializable_range", "/v3/kv/range", '{"key":"YQ==","serializable":true}'),
+    ("nq_lease_grant", "/v3/lease/grant", '{"TTL":10,"ID":77}'),
+    ("nq_status", "/v3/maintenance/status", "{}"),
+    ("nq_member_list", "/v3/cluster/member/list", "{}"),
+    {"name": "nq_health", "method": "GET", "path": "/health"},
+    {"name": "nq_keepalive", "path": "/v3/lease/keepalive", "body": '{"ID":1}', "stream_for": 12},
+    {
+        "name": "nq_watch",
+        "path": "/v3/watch",
+        "body": '{"create_request":{"key":"YQ=="}}',
+        "stream_for": 2,
+    },
+]
+
+
+def run_without_quorum(c: Cluster) -> dict[str, dict]:
+    """Kill the leader and one follower; ask the survivor everything at once (etcd gives up
+    on a proposal or a ReadIndex after ~7 s, so the requests run concurrently)."""
+    import concurrent.futures
+    import time
+
+    leader = c.leader_url()
+    survivor = next(u for u in c.client_urls if u != leader)
+    for u, p in zip(c.client_urls, c.procs, strict=True):
+        if u != survivor:
+            p.kill()
+    time.sleep(0.5)
+    names = _url_names(c)
+    cases = [C.as_dict(x) for x in NO_QUORUM_CASES]
+    with concurrent.futures.ThreadPoolExecutor(len(cases)) as ex:
+        replies = list(ex.map(lambda case: C.send(survivor, case), cases))
+    return {
+        case["name"]: C.normalize(r, case, names) for case, r in zip(cases, replies, strict=True)
+    }
+
+
+@pytest.fixture(scope="module")
+def etcd_no_quorum() -> dict[str, dict]:
+    bins = etcd_binaries()
+    if bins is None:
+        pytest.skip("scripts/install-etcd.sh could not provide etcd")
+    c = start_etcd(bins[0])
+    try:
+        return run_without_quorum(c)
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def raftkv_no_quorum() -> dict[str, dict]:
+    why = raftkv_available()
+    if why is not None:
+        pytest.skip(f"raftkv side not runnable: {why}")
+    c = start_raftkv()
+    try:
+        return run_without_quorum(c)
+    finally:
+        c.stop()
+
+
+NQ_NAMES = [C.as_dict(c)["name"] for c in NO_QUORUM_CASES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NQ_NAMES)
+def test_raftkv_without_quorum_answers_like_etcd(
+    name: str, etcd_no_quorum: dict[str, dict], raftkv_no_quorum: dict[str, dict]
+) -> None:
+    if name in KNOWN_SERVER_GAPS and raftkv_no_quorum[name] != etcd_no_quorum[name]:
+        pytest.xfail(KNOWN_SERVER_GAPS[name])
+    assert raftkv_no_quorum[name] == etcd_no_quorum[name]
+
+
+# Differences that belong to raftkv/server (not the API): reported, tracked here until fixed.
+KNOWN_SERVER_GAPS = {
+    "nq_keepalive": "EtcdServer.lease_renew with no leader should raise ErrNoLeader after the "
+    "request timeout (etcd's waitLeader), not ErrTimeout",
+}
