@@ -37,6 +37,8 @@ class Pager:
 
     def read_run(self, pgid: int) -> bytes:
         """The verified bytes of the page run starting at ``pgid``."""
+        if self.closed:
+            raise BackendError(f"{self.path}: backend is closed")
         try:
             buf = os.pread(self.fd, PAGE_SIZE, pgid * PAGE_SIZE)
             if len(buf) == PAGE_SIZE:

@@ -274,3 +274,18 @@ def test_size_in_use_counts_live_pages(be):
     be.commit()
     assert be.size_in_use < in_use / 10
     assert be.size >= in_use
+
+
+def test_reads_after_close_fail_cleanly_but_open_snapshots_keep_working(path, be):
+    be.put(b"key", b"a", b"1")
+    be.commit()
+    snap = be.read_snapshot()
+    be.close()
+    be.close()  # idempotent
+    assert snap.get(b"key", b"a") == b"1"
+    snap.close()
+    reopened = Backend.open(path)
+    reopened._db.state.pager.clear_cache()
+    reopened.close()
+    with pytest.raises(BackendError, match="closed"):
+        reopened.get(b"key", b"a")
