@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import msgpack
 from sortedcontainers import SortedDict
 
 from raftkv import errors
@@ -34,8 +35,10 @@ from raftkv.mvcc.index import TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
 from raftkv.mvcc.revision import (
+    REV_BYTES_LEN,
+    REV_STRUCT,
+    SUB_BITS,
     bytes_to_rev,
-    is_tombstone,
     main_of,
     pack,
     rev_to_bytes,
@@ -62,6 +65,8 @@ if TYPE_CHECKING:
     from raftkv.lease.lessor import Lessor
 
 __all__ = ["KVStore"]
+
+_unpackb = msgpack.unpackb
 
 META_BUCKET = b"meta"
 CONSISTENT_INDEX_KEY = b"consistent_index"
@@ -313,39 +318,38 @@ class KVStore:
         key_to_lease: dict[bytes, int] = {}
         current = 1
         start = rev_to_bytes(1)
+        unpack_rev = REV_STRUCT.unpack_from
+        restored = KeyIndex.restored
         while True:
             items = b.range(KEY_BUCKET, start, None, limit=RESTORE_CHUNK_KEYS)
             for k, v in items:
-                kv = decode_kv(v)
-                main, sub = bytes_to_rev(k)
+                # the stored KeyValue: [key, create_revision, mod_revision, version, value, lease]
+                f = _unpackb(v)
+                key = f[0]
+                main, _, sub = unpack_rev(k)
                 current = main
-                key = kv.key
-                tomb = is_tombstone(k)
+                r = (main << SUB_BITS) | sub
+                tomb = len(k) != REV_BYTES_LEN
                 ki = keys.get(key)
                 if ki is not None:
                     if tomb:
                         with contextlib.suppress(RevisionNotFoundError):
-                            ki.tombstone(pack(main, sub))
+                            ki.tombstone(r)
                     else:
-                        ki.put(pack(main, sub))
+                        ki.put(r)
                 elif not tomb:
-                    ki = KeyIndex(key)
-                    r = pack(main, sub)
-                    created = (
-                        r if kv.create_revision == main and not sub else pack(kv.create_revision)
-                    )
-                    ki.restore(created, r, kv.version)
-                    keys[key] = ki
-                if tomb or not kv.lease:
+                    created = r if f[1] == main and not sub else pack(f[1])
+                    keys[key] = restored(key, created, r, f[3])
+                if tomb or not f[5]:
                     key_to_lease.pop(key, None)
                 else:
-                    key_to_lease[key] = kv.lease
+                    key_to_lease[key] = f[5]
             if len(items) < RESTORE_CHUNK_KEYS:
                 break
             start = items[-1][0] + b"\x00"
-        # drop keys whose every generation ended (a tombstone after a partial compaction)
+        # (every key index restored here holds at least one revision)
         index = TreeIndex()
-        index._tree = SortedDict({k: ki for k, ki in keys.items() if not ki.is_empty()})
+        index._tree = SortedDict(keys)
         self._index = index
         self.current_revision = max(current, self.compact_revision)
         for key, lid in key_to_lease.items():

@@ -21,6 +21,7 @@ import struct
 __all__ = [
     "MARK_TOMBSTONE",
     "REV_BYTES_LEN",
+    "REV_STRUCT",
     "SUB_BITS",
     "bytes_to_rev",
     "is_tombstone",
@@ -35,7 +36,7 @@ _SUB_MASK = (1 << SUB_BITS) - 1
 REV_BYTES_LEN = 17
 MARK_TOMBSTONE = b"t"
 
-_REV = struct.Struct(">QcQ")
+REV_STRUCT = _REV = struct.Struct(">QcQ")  # main, b"_", sub
 assert _REV.size == REV_BYTES_LEN
 
 

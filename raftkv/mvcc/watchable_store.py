@@ -182,7 +182,8 @@ class WatchHub:
         but always whole revisions; and the last revision they cover."""
         b = self._s._b
         end = rev_to_bytes(cur + 1)
-        records = b.range(KEY_BUCKET, rev_to_bytes(min_rev), end, limit=MAX_SYNC_RECORDS)
+        start = rev_to_bytes(max(min_rev, 0))  # a negative start_revision reads from 0
+        records = b.range(KEY_BUCKET, start, end, limit=MAX_SYNC_RECORDS)
         if len(records) < MAX_SYNC_RECORDS:
             return records, cur
         last_main = bytes_to_rev(records[-1][0])[0]

@@ -241,3 +241,15 @@ def test_restore_moves_synced_watchers_to_catch_up(env, tmp_path):
     while s.sync_watchers():
         pass
     assert events(st.drain()) == [(EventType.PUT, b"a", r) for r in (3, 4, 5)]
+
+
+def test_negative_start_revision_behaves_like_etcd(env):
+    s = env.store
+    s.put(put(b"a"))
+    st = Stream(s)
+    st.ws.create(watch(b"a", start_revision=-1))
+    s.sync_watchers()
+    created, *rest = st.drain()
+    assert created.created
+    # etcd: min_rev -1 is not below the compacted revision -1: it replays everything
+    assert events(rest) == [(EventType.PUT, b"a", 2)]
