@@ -138,26 +138,30 @@ async def cmd_up(args: argparse.Namespace) -> int:
         old = LocalCluster.attach(state_dir)
     except ClusterError:
         old = None
-    if old is not None:
-        if live := _live(old):
-            print(
-                f"a cluster is already running from {state_dir} ({', '.join(live)}); "
-                "run `python -m cluster down` first",
-                file=sys.stderr,
-            )
-            return 1
-        if args.fresh:
-            shutil.rmtree(state_dir)
-    c = LocalCluster(
-        size=args.size,
-        base_dir=state_dir,
-        member_cmd=shlex.split(args.member_cmd) if args.member_cmd else None,
-        proxy=not args.no_proxy,
-        detached=True,
-        etcd_ports=True,
-        ready_timeout=args.timeout,
-        **_settings(args.set),
-    )
+    if old is not None and (live := _live(old)):
+        print(
+            f"a cluster is already running from {state_dir} ({', '.join(live)}); "
+            "run `python -m cluster down` first",
+            file=sys.stderr,
+        )
+        return 1
+    if old is not None and args.fresh:
+        shutil.rmtree(state_dir)
+    if old is not None and not args.fresh:
+        c = old  # start the stopped cluster again: same members, ports and data
+        c.ready_timeout = args.timeout
+        print(f"starting the stopped cluster in {state_dir} again (--fresh for a new one)")
+    else:
+        c = LocalCluster(
+            size=args.size,
+            base_dir=state_dir,
+            member_cmd=shlex.split(args.member_cmd) if args.member_cmd else None,
+            proxy=not args.no_proxy,
+            detached=True,
+            etcd_ports=True,
+            ready_timeout=args.timeout,
+            **_settings(args.set),
+        )
     try:
         await c.start()
         leader = await c.wait_ready()
@@ -271,7 +275,9 @@ def parser() -> argparse.ArgumentParser:
         help="a member flag for every member, e.g. heartbeat-interval=50",
     )
     up.add_argument("-f", "--follow", action="store_true", help="then stream the logs")
-    up.add_argument("--fresh", action="store_true", help="delete an old stopped cluster's data")
+    up.add_argument(
+        "--fresh", action="store_true", help="delete a stopped cluster's state and data first"
+    )
     up.add_argument("--no-proxy", action="store_true", help="direct peer links (no faults)")
     up.add_argument("--member-cmd", help="member command instead of `python -m raftkv`")
     up.add_argument("--timeout", type=float, default=60.0)

@@ -103,6 +103,7 @@ class LocalCluster:
         self.ready_timeout = ready_timeout
         self.settings = dict(settings)
         self.token = f"raftkv-local-{secrets.token_hex(4)}"
+        self._attached = False
         self.proxy_proc: Proc | None = None
         self.proxy_control: ProxyControl | None = None
         self._clients: dict[str, Client] = {}
@@ -191,6 +192,7 @@ class LocalCluster:
         self.member_cmd = st["member_cmd"]
         self.proxy_enabled = st["proxy"]["enabled"]
         self.detached = True
+        self._attached = True
         self.env = None
         self.ready_timeout = 60.0
         self.settings = st["settings"]
@@ -224,7 +226,19 @@ class LocalCluster:
         await self.stop(grace=0 if exc[0] is not None else 5.0)
 
     async def start(self) -> None:
-        """Start the proxy helper and every member (does not wait for a leader)."""
+        """Start the proxy helper and every member (does not wait for a leader).
+
+        A new LocalCluster needs data dirs that are empty: members keep their cluster's
+        membership (peer URLs) in their data, so an earlier cluster's data with this one's new
+        ports would never elect. To start a stopped cluster again with its data, use
+        LocalCluster.attach(base_dir).start()."""
+        if not self._attached:
+            used = [m.name for m in self.members if any(Path(m.spec.data_dir).glob("*"))]
+            if used:
+                raise ClusterError(
+                    f"{self.base_dir} holds an earlier cluster's data ({', '.join(used)}): "
+                    "use a fresh base_dir, or LocalCluster.attach(base_dir) to start it again"
+                )
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self.proxy_enabled:
             await self._start_proxy()

@@ -16,8 +16,11 @@ Faults per directed link (src, dst):
   and src redials.
 - cut, mode "reset": open connections are closed and new ones closed at once.
 - latency_ms: every chunk from src is delivered that much later (order kept).
-- drop (0..1): the share of chunks from src that, instead of being delivered, break their
-  connection (closed, never corrupted); a new connection is refused with the same probability.
+- drop (0..1): the share of Raft messages from src that are lost. The proxy reads the peer
+  stream's framing (cluster.peerstream: chunked HTTP body of length-prefixed frames) and drops
+  whole frames, so the member receives a valid stream with messages missing. On a connection
+  that is not a peer stream (a snapshot POST), that share of the chunks breaks the connection
+  instead (closed, never corrupted).
 """
 
 from __future__ import annotations
@@ -27,9 +30,15 @@ import contextlib
 import random
 from dataclasses import asdict, dataclass, field
 
+from cluster.peerstream import StreamFilter
+
 __all__ = ["FaultProxy", "Faults", "LinkRule"]
 
 _CHUNK = 65536
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -54,6 +63,7 @@ class _Conn:
         self.client = writer
         self.upstream: asyncio.StreamWriter | None = None
         self.silenced = False  # blackholed: swallow everything, deliver nothing
+        self.filter = StreamFilter()  # src->dst bytes, frame by frame
         self.tasks: list[asyncio.Task] = []
 
     def abort(self) -> None:
@@ -154,7 +164,7 @@ class FaultProxy:
         conn = _Conn((src, self.name), writer)
         faults = self.faults
         rule = faults.rule(src, self.name)
-        if (rule.cut and rule.mode == "reset") or (rule.drop and faults.rng.random() < rule.drop):
+        if rule.cut and rule.mode == "reset":
             conn.abort()
             return
         faults.conns.add(conn)
@@ -202,9 +212,16 @@ class FaultProxy:
                 delay = 0.0
                 if forward:
                     rule = self.faults.rule(*conn.link)
-                    if rule.drop and self.faults.rng.random() < rule.drop:
-                        conn.abort()
+                    rng, share = self.faults.rng, rule.drop
+                    if not conn.filter.raw:
+                        data = conn.filter.feed(
+                            data, (lambda r=rng, p=share: r.random() < p) if share else _never
+                        )
+                    if conn.filter.raw and share and rng.random() < share:
+                        conn.abort()  # not a peer stream: lose it all rather than corrupt it
                         return
+                    if not data:
+                        continue
                     delay = rule.latency_ms / 1000.0
                 if delay > 0 and queue is None:
                     queue = asyncio.Queue()

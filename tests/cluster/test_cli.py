@@ -71,6 +71,13 @@ def test_up_status_faults_down(cli, tmp_path):
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     assert cli("down").stdout.strip() == "stopped: nothing was running"
+    # `up` again starts the stopped cluster with its ports (and data); --fresh starts anew
+    endpoints = up.stdout.split("endpoints: ")[1].strip()
+    again = cli("up")
+    assert "starting the stopped cluster" in again.stdout
+    assert again.stdout.split("endpoints: ")[1].strip() == endpoints
+    cli("down", "--clean")
+    assert not state.exists()
 
 
 def test_commands_without_a_cluster_explain(cli):

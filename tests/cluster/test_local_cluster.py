@@ -141,6 +141,13 @@ async def test_attach_reads_the_state_of_a_running_cluster(tmp_path, fake_member
         await other.close_clients()
 
 
+async def test_a_new_cluster_refuses_an_earlier_clusters_data(tmp_path, fake_member_cmd):
+    (tmp_path / "data" / "m2" / "member").mkdir(parents=True)
+    with pytest.raises(ClusterError, match="earlier cluster's data"):
+        async with LocalCluster(3, tmp_path, member_cmd=fake_member_cmd):
+            pass
+
+
 async def test_a_member_that_cannot_start_fails_fast_with_its_log(tmp_path):
     cmd = ["/bin/sh", "-c", "echo 'no such member'; exit 3", "sh"]
     with pytest.raises(ClusterError, match="no such member"):

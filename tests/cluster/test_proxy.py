@@ -9,6 +9,7 @@ import pytest
 
 from cluster.config import free_port
 from cluster.proxy_server import ProxySet
+from tests.cluster.test_peerstream import HEAD, chunk, decode, frame
 
 IPS = {"m1": "127.0.0.11", "m2": "127.0.0.12", "m3": "127.0.0.13"}
 
@@ -109,7 +110,28 @@ async def test_latency_delays_the_link_in_order(proxies):
     assert time.monotonic() - t1 < 0.15
 
 
-async def test_drop_breaks_connections_instead_of_corrupting(proxies):
+async def test_drop_loses_whole_messages_of_a_peer_stream(proxies):
+    proxies.faults.rng.seed(7)
+    proxies.faults.set("m1", "m2", drop=0.5)
+    reader, writer = await dial(proxies, "m1")
+    payloads = [b"message %d" % i for i in range(200)]
+    writer.write(HEAD + b"".join(chunk(frame(p)) for p in payloads))
+    await writer.drain()
+    await asyncio.sleep(0.3)  # let the proxy read it all while dropping
+    stream = HEAD + b"".join(chunk(frame(p)) for p in [b"end"])
+    proxies.faults.set("m1", "m2", drop=0.0)
+    writer.write(stream[len(HEAD) :] + b"0\r\n\r\n")
+    await writer.drain()
+    got = b""
+    while not got.endswith(b"0\r\n\r\n"):
+        got += await asyncio.wait_for(reader.read(65536), 2)
+    head, frames, _ = decode(got)  # a valid stream: whole frames, in order
+    assert head == HEAD and frames[-1] == b"end"
+    assert 60 < len(frames) - 1 < 140
+    assert frames[:-1] == [p for p in payloads if p in set(frames)]
+
+
+async def test_drop_breaks_other_connections_instead_of_corrupting(proxies):
     proxies.faults.set("m1", "m2", drop=1.0)
     for _ in range(3):
         assert await roundtrip(await dial(proxies, "m1")) in (b"", None)
