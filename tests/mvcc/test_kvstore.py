@@ -385,3 +385,30 @@ def test_lease_attachments_are_rebuilt_on_reopen(env):
     s = env.reopen()
     assert env.lessor.keys_of(1) == [b"a"]
     assert s.lease_revoke(1).header.revision == 5
+
+
+@pytest.mark.parametrize(
+    ("txn", "err"),
+    [
+        (TxnRequest(compare=[Compare(key=b"")]), errors.ErrEmptyKey),
+        (TxnRequest(success=[RequestOp()]), errors.ErrKeyNotFound),  # etcd: an empty op
+        (TxnRequest(failure=[op_get(b"")]), errors.ErrEmptyKey),
+        (TxnRequest(success=[op_put(b"a", b"v", ignore_value=True)]), errors.ErrValueProvided),
+    ],
+)
+def test_txn_request_validation(env, txn, err):
+    with pytest.raises(type(err)) as e:
+        env.store.txn(txn)
+    assert e.value is err
+
+
+def test_txn_delete_from_key_then_put_is_allowed_as_in_etcd(env):
+    """etcd's duplicate check compares range_end b"\\0" literally, so it lets this through."""
+    s = env.store
+    s.put(put(b"b", b"old"))
+    r = s.txn(TxnRequest(success=[op_del(b"a", b"\x00"), op_put(b"b", b"new")]))
+    assert r.responses[0].response_delete_range.deleted == 1
+    assert s.range(get(b"b")).kvs[0] == KeyValue(b"b", 3, 3, 1, b"new", 0)
+    # where etcd would panic (ignore_value on the key just deleted), the put goes through empty
+    s.txn(TxnRequest(success=[op_del(b"a", b"\x00"), op_put(b"b", ignore_value=True)]))
+    assert s.range(get(b"b")).kvs[0].value == b""
