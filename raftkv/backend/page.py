@@ -55,15 +55,18 @@ __all__ = [
     "VALUE_REF_FLAG",
     "VERSION",
     "Meta",
+    "ValueRef",
     "decode_branch",
     "decode_freelist",
     "decode_leaf",
     "decode_meta",
+    "decode_overflow",
     "encode_branch",
     "encode_freelist",
     "encode_leaf",
     "encode_meta",
     "encode_overflow",
+    "freelist_pages",
     "pages_for",
     "parse_header",
     "verify",
@@ -91,7 +94,6 @@ BRANCH_ELEM = struct.Struct("<QI")
 LEAF_ELEM = struct.Struct("<III")
 VALUE_REF = struct.Struct("<QQ")
 BUCKET_VALUE = struct.Struct("<QQ")
-_U64 = struct.Struct("<Q")
 assert HEADER_SIZE == 32 and _HEAD28.size == 28
 assert struct.calcsize("<QQHHIII") == 32
 assert META_BODY.size == 48
@@ -327,16 +329,3 @@ def encode_overflow(pgid: int, txid: int, value: bytes) -> bytes:
 
 def decode_overflow(buf: bytes, length: int) -> bytes:
     return buf[HEADER_SIZE : HEADER_SIZE + length]
-
-
-def leaf_size(keys: list[bytes], values: list) -> int:
-    """Bytes a leaf with these elements needs (header included)."""
-    return HEADER_SIZE + 12 * len(keys) + sum(map(len, keys)) + sum(map(len, values))
-
-
-def branch_size(keys: list[bytes]) -> int:
-    return HEADER_SIZE + 12 * len(keys) + sum(map(len, keys))
-
-
-def u64(n: int) -> bytes:
-    return _U64.pack(n)

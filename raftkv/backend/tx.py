@@ -121,7 +121,7 @@ class WriteTx:
             n = self.node(pgid)
             if n.is_leaf or len(n.children) > 1:
                 return pgid
-            self.free(pgid, 1)
+            self.free(pgid, (n.size() + PAGE_SIZE - 1) // PAGE_SIZE)
             pgid = n.children[0]
 
     def _apply_node(self, n: Leaf | Branch, ck: list[bytes], cv: list, rightmost: bool) -> list:
