@@ -18,20 +18,28 @@ from collections.abc import Callable
 from cluster.client import Client
 from cluster.local import LocalCluster
 
-__all__ = ["FAULTS", "ComposeTarget", "LocalTarget", "Nemesis"]
+__all__ = ["ALL_FAULTS", "FAULTS", "LINK_FAULTS", "ComposeTarget", "LocalTarget", "Nemesis"]
 
+# the default set: kill -9 the leader (and restart it), SIGSTOP a member, isolate a member / the
+# leader from its peers
 FAULTS = ("kill-leader", "pause", "isolate", "isolate-leader")
+# more, through the fault proxies (local clusters only): cut leader->follower one way, lose 30%
+# of the messages on every link, add 100 ms to every link
+LINK_FAULTS = ("one-way", "lossy", "slow")
+ALL_FAULTS = FAULTS + LINK_FAULTS
 
 
 class LocalTarget:
     """A LocalCluster: signals by PID, link cuts through its fault proxies."""
 
-    can_isolate = True
-
     def __init__(self, cluster: LocalCluster) -> None:
         self.c = cluster
         self.names = [m.name for m in cluster.members]
         self.endpoints = cluster.endpoints
+
+    def supports(self, fault: str) -> bool:
+        proxied = self.c.proxy_control is not None
+        return proxied or fault not in ("isolate", "isolate-leader", *LINK_FAULTS)
 
     async def leader(self) -> str | None:
         m = await self.c.leader()
@@ -51,6 +59,15 @@ class LocalTarget:
 
     async def isolate(self, name: str) -> None:
         await self.c.isolate(name)
+
+    async def cut_one_way(self, src: str, dst: str) -> None:
+        await self.c.cut(src, dst, both=False)
+
+    async def all_links(self, **rule: float) -> None:
+        for a in self.names:
+            for b in self.names:
+                if a != b:
+                    await self.c.proxy_control.set(a, b, **rule)
 
     async def heal_all(self) -> None:
         """Heal every link, resume paused members, restart dead ones."""
@@ -81,10 +98,13 @@ class ComposeTarget:
         self.names = services
         self.endpoints = endpoints
         self.base = ["docker", "compose", "-f", compose_file, "-p", project]
+
         self.network = f"{project}_{network}"
-        self.can_isolate = True
         self._isolated: set[str] = set()
         self._ids: dict[int, str] = {}
+
+    def supports(self, fault: str) -> bool:
+        return fault not in LINK_FAULTS  # no proxies between compose members
 
     async def _run(self, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -156,6 +176,11 @@ class Nemesis:
         hold: tuple[float, float] = (2.0, 4.0),
     ) -> None:
         self.t = target
+        if skipped := [f for f in faults if not target.supports(f)]:
+            log(f"this cluster can't do {', '.join(skipped)}: skipped")
+            faults = tuple(f for f in faults if target.supports(f))
+        if not faults:
+            raise ValueError("no faults to inject on this target")
         self.faults = faults
         self.rng = rng or random.Random()
         self.log = log
@@ -192,7 +217,7 @@ class Nemesis:
 
     async def inject(self, fault: str, until: float) -> None:
         hold = min(self.rng.uniform(*self.hold), max(until - time.monotonic(), 0.5))
-        if fault in ("kill-leader", "isolate-leader"):
+        if fault in ("kill-leader", "isolate-leader", "one-way"):
             victim = await self.wait_leader(timeout=10)
             if victim is None:
                 self.log(f"{fault}: no leader to hit, skipped")
@@ -210,6 +235,18 @@ class Nemesis:
             await self.t.pause(victim)
             await asyncio.sleep(hold)
             await self.t.resume(victim)
+        elif fault == "one-way":
+            dst = self.rng.choice([n for n in self.t.names if n != victim])
+            self.log(f"cut {victim} (leader) -> {dst} one way for {hold:.1f}s")
+            await self.t.cut_one_way(victim, dst)
+            await asyncio.sleep(hold)
+            await self.t.heal_all()
+        elif fault in ("lossy", "slow"):
+            rule = {"drop": 0.3} if fault == "lossy" else {"latency_ms": 100.0}
+            self.log(f"{fault} links ({rule}) for {hold:.1f}s")
+            await self.t.all_links(**rule)
+            await asyncio.sleep(hold)
+            await self.t.heal_all()
         else:
             what = "leader " if fault == "isolate-leader" else ""
             self.log(f"isolate {what}{victim} for {hold:.1f}s")

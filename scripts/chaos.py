@@ -23,14 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cluster.chaos import run_chaos
 from cluster.local import ClusterError, LocalCluster
-from cluster.nemesis import FAULTS, ComposeTarget, LocalTarget
+from cluster.nemesis import ALL_FAULTS, FAULTS, ComposeTarget, LocalTarget
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=float, default=60, help="seconds of faults (default 60)")
     p.add_argument("--size", type=int, default=3, help="members of the local cluster")
-    p.add_argument("--faults", default=",".join(FAULTS), help=f"subset of {','.join(FAULTS)}")
+    p.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated, from {','.join(ALL_FAULTS)} or 'all' (default {','.join(FAULTS)})",
+    )
     p.add_argument("--clients-per-member", type=int, default=2)
     p.add_argument("--keys", type=int, default=8)
     p.add_argument("--seed", type=int)
@@ -61,8 +65,8 @@ async def amain(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
-    faults = tuple(f for f in args.faults.split(",") if f)
-    if unknown := set(faults) - set(FAULTS):
+    faults = ALL_FAULTS if args.faults == "all" else tuple(f for f in args.faults.split(",") if f)
+    if unknown := set(faults) - set(ALL_FAULTS):
         print(f"unknown faults: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     common = dict(
