@@ -284,7 +284,9 @@ class KVStore:
         return WatchStream(self._hub, on_ready)
 
     def sync_watchers(self) -> bool:
-        """Move unsynced watchers forward (bounded work); True if more work remains."""
+        """Move unsynced watchers forward (bounded work, a few ms). True if more can be done
+        right away; False when done or waiting for slow clients to drain (call it again on
+        the next tick, etcd's 100 ms)."""
         return self._hub.sync()
 
     # --- restore -----------------------------------------------------------------------------

@@ -45,7 +45,7 @@ __all__ = ["CHAN_BUF_LEN", "WatchHub", "WatchStream"]
 
 CHAN_BUF_LEN = 128  # etcd: chanBufLen, event responses a stream buffers
 MAX_WATCHERS_PER_SYNC = 512  # etcd: maxWatchersPerSync
-MAX_SYNC_RECORDS = 10_000  # backend records read per sync() call
+MAX_SYNC_RECORDS = 2_000  # backend records read per sync() call (~ms of work)
 
 ERR_EMPTY_WATCHER_RANGE = "mvcc: watcher range is empty"
 ERR_WATCHER_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
@@ -112,12 +112,14 @@ class WatchHub:
             self.victims.append(victim)
 
     def sync(self) -> bool:
-        """One bounded round of catching up; True if more work remains."""
-        if self.victims:
-            self.move_victims()
+        """One bounded round of catching up. True if it made progress and more can be done
+        at once (call again soon); False when done or blocked on full streams (those resume
+        when drained, or on the next periodic call) -- so a stuck client never makes the
+        caller spin."""
+        progressed = bool(self.victims) and self.move_victims() > 0
         unsynced = self.unsynced
         if not unsynced.watchers:
-            return bool(self.victims)
+            return False
         s = self._s
         cur, compact = s.current_revision, s.compact_revision
         chosen = []
@@ -131,12 +133,13 @@ class WatchHub:
                 if w.stream._push_compacted(w, compact):
                     w.compacted = True
                     unsynced.delete(w)
+                    progressed = True
                 continue
             chosen.append(w)
             if min_rev is None or w.min_rev < min_rev:
                 min_rev = w.min_rev
         if not chosen:
-            return bool(unsynced.watchers or self.victims)
+            return progressed and bool(unsynced.watchers)
 
         group = WatcherGroup()
         for w in chosen:
@@ -175,7 +178,7 @@ class WatchHub:
             self.synced.add(w)
         if victims:
             self.victims.append(victims)
-        return bool(unsynced.watchers or self.victims)
+        return bool(unsynced.watchers)  # every chosen watcher advanced past ``upto``
 
     def _read_history(self, min_rev: int, cur: int) -> tuple[list[tuple[bytes, bytes]], int]:
         """Backend records of revisions [min_rev, cur], at most about MAX_SYNC_RECORDS of them

@@ -253,3 +253,22 @@ def test_negative_start_revision_behaves_like_etcd(env):
     assert created.created
     # etcd: min_rev -1 is not below the compacted revision -1: it replays everything
     assert events(rest) == [(EventType.PUT, b"a", 2)]
+
+
+def test_a_stream_that_never_drains_does_not_keep_sync_busy(env):
+    s = env.store
+    for i in range(CHAN_BUF_LEN + 10):
+        s.put(put(b"k%d" % i))
+    stuck = Stream(s)
+    for i in range(CHAN_BUF_LEN + 10):  # one history response each: more than its buffer
+        stuck.ws.create(watch(b"k%d" % i, start_revision=2))
+    rounds = 0
+    while s.sync_watchers():
+        rounds += 1
+        assert rounds < 10
+    assert not s.sync_watchers()
+    got = stuck.drain()  # drained: the victims are offered again
+    while s.sync_watchers():
+        got += stuck.drain()
+    got += stuck.drain()
+    assert len(events(got)) == CHAN_BUF_LEN + 10
