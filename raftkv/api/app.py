@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from raftkv.api import validate
+from raftkv.api.auth import AUTH_ROUTES, auth_call, check_fields
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
 from raftkv.api.gojson import fast_decode as _fast_decode
@@ -161,6 +162,23 @@ async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamR
     return await json_ok(request, dumps(encoder(type(resp))(resp)))
 
 
+async def _auth(request: web.Request, server: Any, path: str) -> web.StreamResponse:
+    body = await request.read()
+    try:
+        value = None
+        if body:
+            _found, value, _end = decode_first_value(body.decode("utf-8", "replace"))
+        fields = check_fields(AUTH_ROUTES[path][0], value)
+        del fields
+    except GoJSONError as e:
+        return gateway_error(str(e))
+    try:
+        resp = await auth_call(server, path, value)
+    except EtcdError as e:
+        return await grpc_error(request, e)
+    return await json_ok(request, dumps(encoder(type(resp))(resp)))
+
+
 _HEALTH_HEADERS = {**CORS, "Content-Type": "text/plain; charset=utf-8"}
 _VERSION_BODY = dumps({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
 
@@ -204,6 +222,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "OPTIONS":
             return Response(headers=CORS)
         return method_not_allowed()
+    if path in AUTH_ROUTES:
+        if method == "POST":
+            return await _auth(request, server, path)
+        if method == "OPTIONS":
+            return Response(headers=CORS)
+        return method_not_allowed()
     if path == "/health" or path == "/version":
         if method == "GET" or method == "HEAD":
             if path == "/health":
@@ -224,7 +248,7 @@ def create_app(server: Any) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
     # exact paths first (aiohttp looks plain routes up in a dict), then everything else
-    for path in (*_UNARY, *_STREAMS, "/health", "/version"):
+    for path in (*_UNARY, *_STREAMS, *AUTH_ROUTES, "/health", "/version"):
         app.router.add_route("*", path, _dispatch)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -272,6 +272,20 @@ CASES: list[Any] = [
     ("status", "/v3/maintenance/status", "{}"),
     ("hash", "/v3/maintenance/hash", "{}"),
     ("member_list", "/v3/cluster/member/list", "{}"),
+    # --- auth (disabled) ---
+    ("auth_authenticate", "/v3/auth/authenticate", j(name="root", password="x")),
+    ("auth_authenticate_bad_type", "/v3/auth/authenticate", j(name=5)),
+    ("auth_enable", "/v3/auth/enable", "{}"),
+    ("auth_disable", "/v3/auth/disable", "{}"),
+    ("auth_user_list", "/v3/auth/user/list", "{}"),
+    ("auth_role_list", "/v3/auth/role/list", "{}"),
+    ("auth_user_add_empty", "/v3/auth/user/add", "{}"),
+    ("auth_role_add_empty", "/v3/auth/role/add", j(name="")),
+    ("auth_user_get", "/v3/auth/user/get", j(name="u")),
+    ("auth_role_get", "/v3/auth/role/get", j(role="r")),
+    ("auth_user_delete", "/v3/auth/user/delete", "{}"),
+    ("auth_role_grant", "/v3/auth/role/grant", j(name="r")),
+    ("auth_status_route", "/v3/auth/status", "{}"),
     # --- bad input ---
     ("bad_truncated", "/v3/kv/range", '{"key":"Zm9'),
     ("bad_empty_body", "/v3/kv/range", ""),
@@ -476,6 +490,10 @@ STATELESS = {
     for c in CASES
     for name in [c[0] if isinstance(c, tuple) else c["name"]]
     if name.startswith(("bad_", "empty_key_", "txn_duplicate", "txn_put_in", "txn_nested_dup"))
+    or (
+        name.startswith("auth_")
+        and name not in {"auth_disable", "auth_user_list", "auth_role_list"}
+    )
     or name
     in {
         "txn_empty_op",
