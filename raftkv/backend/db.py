@@ -1,5 +1,8 @@
 """The page file: create, open (choose a meta), pin read states, commit write transactions.
 
+The file is locked (``flock``, as bbolt does) while open: a second opener would reuse pages
+the first one's readers still see.
+
 State that a reader may pin (``State``: pager, meta, bucket roots) is replaced as a whole under
 ``lock`` at the end of each commit; the freelist is touched by the writer thread only. A pinned
 state's txid keeps every page it reaches from being reused (see ``freelist``).
@@ -7,6 +10,7 @@ state's txid keeps every page it reaches from being reused (see ``freelist``).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from typing import BinaryIO
@@ -86,6 +90,14 @@ class DB:
             fd = os.open(path, os.O_RDWR)
         except OSError as e:
             raise BackendError(f"{path}: cannot open: {e}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise BackendError(
+                f"{path}: already open (another Backend, or a read snapshot of a closed one, "
+                f"holds it): {e}"
+            ) from e
         pager = Pager(path, fd, self.cache_nodes)
         try:
             meta = self._choose_meta(pager)

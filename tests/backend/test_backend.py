@@ -289,3 +289,10 @@ def test_reads_after_close_fail_cleanly_but_open_snapshots_keep_working(path, be
     reopened.close()
     with pytest.raises(BackendError, match="closed"):
         reopened.get(b"key", b"a")
+
+
+def test_a_file_cannot_be_opened_twice(path, be):
+    with pytest.raises(BackendError, match="already open"):
+        Backend.open(path)
+    be.close()
+    Backend.open(path).close()

@@ -30,8 +30,11 @@ class BackendVsDict(RuleBasedStateMachine):
             self.be.create_bucket(b)
         self.model: dict[bytes, dict[bytes, bytes]] = {b: {} for b in BUCKETS}
         self.committed = {b: {} for b in BUCKETS}
+        self.snaps: list = []  # (open ReadSnapshot, the committed data it must keep seeing)
 
     def teardown(self):
+        for snap, _ in self.snaps:
+            snap.close()
         self.be.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -96,9 +99,31 @@ class BackendVsDict(RuleBasedStateMachine):
 
     @rule()
     def reopen(self):
+        for snap, _ in self.snaps:
+            snap.close()
+        self.snaps = []
         self.be.close()
         self.be = Backend.open(self.path, batch_limit=10**9)
         self.committed = {b: dict(d) for b, d in self.model.items()}
+
+    @precondition(lambda self: len(self.snaps) < 3)
+    @rule()
+    def open_snapshot(self):
+        model = {b: dict(d) for b, d in self.committed.items()}
+        self.snaps.append((self.be.read_snapshot(), model))
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def old_snapshot_still_sees_its_state(self, data):
+        snap, model = data.draw(st.sampled_from(self.snaps))
+        for b in BUCKETS:
+            assert dict(snap.items(b)) == model[b]
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def close_snapshot(self, data):
+        i = data.draw(st.integers(0, len(self.snaps) - 1))
+        self.snaps.pop(i)[0].close()
 
     @rule()
     def snapshot_sees_the_last_commit(self):
