@@ -207,7 +207,31 @@ def _check_url(u: str) -> None:
 FLAGS: dict[str, str] = {  # etcd flag name -> Settings field
     name.replace("_", "-"): name for name in Settings.model_fields
 }
-_BOOL_FLAGS: set[str] = set()
+# etcd 3.4 flags raftkv accepts (so etcd's command lines and config files work) but ignores:
+# TLS, auth, discovery, proxy, metrics, v2 and tuning knobs it does not have.
+_IGNORED_BOOL_FLAGS = {
+    "initial-election-tick-advance", "strict-reconfig-check", "pre-vote", "enable-v2",
+    "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "enable-pprof",
+    "experimental-initial-corrupt-check", "experimental-enable-lease-checkpoint",
+    "experimental-peer-skip-client-san-verification", "force-new-cluster", "debug",
+}  # fmt: skip
+_IGNORED_VALUE_FLAGS = {
+    "backend-batch-interval", "backend-batch-limit", "max-concurrent-streams",
+    "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
+    "discovery", "discovery-fallback", "discovery-proxy", "discovery-srv", "discovery-srv-name",
+    "cert-file", "key-file", "client-crl-file", "client-cert-allowed-hostname",
+    "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file",
+    "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file", "cipher-suites",
+    "cors", "host-whitelist", "auth-token", "bcrypt-cost", "auth-token-ttl", "metrics",
+    "listen-metrics-urls", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
+    "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout",
+    "experimental-corrupt-check-time", "experimental-enable-v2v3",
+    "experimental-backend-bbolt-freelist-type", "experimental-compaction-batch-limit",
+    "experimental-watch-progress-notify-interval", "experimental-warning-apply-duration",
+    "log-package-levels",
+}  # fmt: skip
+IGNORED_FLAGS = _IGNORED_BOOL_FLAGS | _IGNORED_VALUE_FLAGS
+_BOOL_FLAGS: set[str] = set(_IGNORED_BOOL_FLAGS)
 _LIST_FIELDS = {
     "listen_client_urls",
     "advertise_client_urls",
@@ -236,7 +260,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
             raise UsageError("help")
         if name in ("version",):
             raise UsageError("version")
-        if name not in FLAGS:
+        if name not in FLAGS and name not in IGNORED_FLAGS:
             raise UsageError(f"flag provided but not defined: -{name}")
         if value is None:
             if name in _BOOL_FLAGS:
@@ -246,6 +270,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
                 i += 1
             else:
                 raise UsageError(f"flag needs an argument: -{name}")
+        if name in IGNORED_FLAGS:
+            continue
         out[FLAGS[name]] = value
     if i < len(argv):
         raise UsageError(f"'{argv[i]}' is not a valid flag")
@@ -275,6 +301,8 @@ def from_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config-file {path} must be a YAML mapping of flag names to values")
     out: dict[str, Any] = {}
     for k, v in doc.items():
+        if k in IGNORED_FLAGS:
+            continue
         if k not in FLAGS:
             raise ConfigError(f"--config-file {path}: unknown setting {k!r}")
         field = FLAGS[k]

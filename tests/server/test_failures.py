@@ -4,6 +4,8 @@ leader takes over, a restarted member catches up from its WAL, a wiped one by a 
 import threading
 import time
 
+import pytest
+
 from tests.server.harness import b64
 
 
@@ -79,7 +81,8 @@ def test_kill9_leader_under_load_loses_no_acknowledged_write_and_it_catches_up(m
     assert _keys(leader, "k0/") == _keys(new_leader, "k0/")
 
 
-def test_wiped_follower_rejoins_by_snapshot(make_cluster):
+@pytest.mark.parametrize("state", ["new", "existing"])
+def test_wiped_follower_rejoins_by_snapshot(make_cluster, state):
     c = make_cluster(3, ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"])
     c.start()
     leader = c.wait_leader()
@@ -92,7 +95,7 @@ def test_wiped_follower_rejoins_by_snapshot(make_cluster):
     shutil.rmtree(victim.data_dir)
     for i in range(120, 200):
         leader.put(f"s/{i:04d}", "y" * 100)
-    c.start(victim)
+    c.start(victim, ["--initial-cluster-state", state])
     deadline = time.monotonic() + 60
     n = 0
     while time.monotonic() < deadline:
