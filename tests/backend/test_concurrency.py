@@ -113,3 +113,36 @@ def test_snapshot_dropped_without_close_is_unpinned_by_the_next_commit(tmp_path)
     commit_generation(be, 1)
     assert not be._db.readers
     be.close()
+
+
+def test_write_to_from_a_thread_during_commits_copies_one_consistent_state(tmp_path):
+    import io
+
+    be = Backend.open(str(tmp_path / "db"))
+    be.create_bucket(b"key")
+    be.create_bucket(b"meta")
+    commit_generation(be, 0)
+    copies: list[bytes] = []
+
+    def copier():
+        for _ in range(5):
+            buf = io.BytesIO()
+            be.write_to(buf)
+            copies.append(buf.getvalue())
+
+    t = threading.Thread(target=copier)
+    t.start()
+    gen = 1
+    while t.is_alive():
+        commit_generation(be, gen)
+        gen += 1
+    t.join()
+    be.close()
+    for i, data in enumerate(copies):
+        path = tmp_path / f"copy{i}"
+        path.write_bytes(data)
+        with Backend.open(str(path)) as c:
+            assert c.check() == []
+            with c.read_snapshot() as snap:
+                g = int(snap.get(b"meta", b"gen"))
+                assert {v for _, v in snap.range(b"key", b"")} == {b"%08d" % g * 20}
