@@ -473,6 +473,33 @@ CASES: list[Any] = [
         "to": "follower",
         "during": [("/v3/kv/put", _put("fw2", "x")), ("/v3/kv/deleterange", j(key=b("fw2")))],
     },
+    {
+        "name": "watch_bad_second",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("q")}) + '{"create_request":{"key":"!!"}}',
+        "stream_for": 1.0,
+    },
+    {"name": "watch_empty_object", "path": "/v3/watch", "body": "{}", "stream_for": 1.0},
+    {"name": "watch_empty_body", "path": "/v3/watch", "body": "", "stream_for": 1.0},
+    {
+        "name": "watch_empty_range",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("b"), "range_end": b("a")}),
+        "stream_for": 1.0,
+    },
+    {
+        "name": "watch_dup_id",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("a"), "watch_id": 3})
+        + j(create_request={"key": b("b"), "watch_id": 3}),
+        "stream_for": 1.0,
+    },
+    {
+        "name": "watch_from_key_all",
+        "path": "/v3/watch",
+        "body": j(create_request={"start_revision": 18, "range_end": b("\x00")}),
+        "stream_for": 1.0,
+    },
     ("lease_grant_ka", "/v3/lease/grant", j(TTL=30, ID=5151)),
     {
         "name": "keepalive",
@@ -481,6 +508,12 @@ CASES: list[Any] = [
         "stream_for": 3.0,
     },
     {"name": "keepalive_bad", "path": "/v3/lease/keepalive", "body": '{"ID":"x"}'},
+    {
+        "name": "keepalive_bad_second",
+        "path": "/v3/lease/keepalive",
+        "body": j(ID=5151) + '{"ID":"x"}',
+        "stream_for": 3.0,
+    },
     {"name": "keepalive_empty", "path": "/v3/lease/keepalive", "body": ""},
 ]
 
@@ -514,6 +547,8 @@ STATELESS = {
         "post_health",
         "version",
         "watch_bad_first",
+        "watch_empty_object",
+        "watch_empty_body",
         "watch_bad_json",
         "keepalive_bad",
         "keepalive_empty",
