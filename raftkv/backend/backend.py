@@ -38,6 +38,9 @@ __all__ = ["Backend", "ReadSnapshot"]
 
 
 class Backend:
+    #: The clock of ``batch_interval`` (tests replace it on an instance).
+    clock = staticmethod(time.monotonic)
+
     def __init__(self, db: DB, batch_interval: float, batch_limit: int) -> None:
         self._db = db
         self.path = db.path
@@ -47,7 +50,7 @@ class Backend:
         self._sorted: dict[bytes, list[bytes]] = {name: [] for name in db.state.roots}
         self._new_buckets: set[bytes] = set()
         self._pending = 0
-        self._last_commit = time.monotonic()
+        self._last_commit = self.clock()
         self._failed: BaseException | None = None
         self._closed = False
 
@@ -100,7 +103,7 @@ class Backend:
         if self._failed is not None:
             raise BackendError(f"{self.path}: a commit failed earlier ({self._failed!r}); reopen")
         if not self._pending:
-            self._last_commit = time.monotonic()
+            self._last_commit = self.clock()
             return
         changes = {}
         for name, d in self._buf.items():
@@ -118,14 +121,14 @@ class Backend:
             self._sorted[name] = []
         self._new_buckets = set()
         self._pending = 0
-        self._last_commit = time.monotonic()
+        self._last_commit = self.clock()
 
     def commit_if_due(self) -> bool:
         if not self._pending:
             return False
         if (
             self._pending >= self._batch_limit
-            or time.monotonic() - self._last_commit >= self._batch_interval
+            or self.clock() - self._last_commit >= self._batch_interval
         ):
             self.commit()
             return True

@@ -3,7 +3,6 @@
 import io
 import os
 import struct
-import time
 
 import pytest
 
@@ -125,15 +124,21 @@ def test_batch_limit_commits_automatically(path):
 
 
 def test_commit_if_due_waits_for_the_interval(path):
-    b = Backend.open(path, batch_interval=0.05)
+    now = [100.0]
+    b = Backend.open(path, batch_interval=0.1)
+    b.clock = lambda: now[0]
     b.create_bucket(b"key")
     b.commit()
+    now[0] += 1
     assert not b.commit_if_due()  # nothing pending
     b.put(b"key", b"a", b"1")
-    assert not b.commit_if_due()
-    time.sleep(0.06)
-    assert b.commit_if_due()
+    assert b.commit_if_due()  # pending, and more than the interval since the last commit
     assert b.pending == 0
+    b.put(b"key", b"b", b"2")
+    now[0] += 0.05
+    assert not b.commit_if_due()
+    now[0] += 0.05
+    assert b.commit_if_due()
     b.close()
 
 
