@@ -118,7 +118,7 @@ class Lessor:
 
     def _load(self) -> None:
         self._b.create_bucket(LEASE_BUCKET)
-        for _k, v in self._b.range(LEASE_BUCKET, b"\x00" * 8, None):
+        for _k, v in self._b.range(LEASE_BUCKET, b"", None):
             lid, ttl, remaining = msgpack.unpackb(v)
             ttl = max(ttl, self.min_ttl)
             self._leases[lid] = Lease(lid, ttl, remaining)

@@ -252,7 +252,7 @@ class KVStore:
         h = 0
         for bucket in (KEY_BUCKET, META_BUCKET, b"lease"):
             h = zlib.crc32(bucket, h)
-            for k, v in self._scan(bucket, b"\x00", None):
+            for k, v in self._scan(bucket, b"", None):
                 if bucket == META_BUCKET and k == CONSISTENT_INDEX_KEY:
                     continue
                 h = zlib.crc32(v, zlib.crc32(k, h))

@@ -106,6 +106,7 @@ class WatchHub:
             if not w.send(eb.evs, rev):
                 w.min_rev = rev + 1
                 w.victim = True
+                eb.header_rev = rev
                 victim[w] = eb
                 synced.delete(w)
         if victim:
@@ -169,6 +170,7 @@ class WatchHub:
                 w.min_rev = eb.more_rev
             if not w.send(eb.evs, cur):
                 w.victim = True
+                eb.header_rev = cur
                 victims[w] = eb
                 unsynced.delete(w)
                 continue
@@ -205,7 +207,7 @@ class WatchHub:
             for w, eb in wb.items():
                 if w.canceled:
                     continue
-                if not w.send(eb.evs, w.min_rev - 1):
+                if not w.send(eb.evs, eb.header_rev):
                     still[w] = eb
                     continue
                 moved += 1

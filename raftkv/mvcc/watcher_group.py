@@ -95,12 +95,15 @@ class Watcher:
 
 
 class EventBatch:
-    __slots__ = ("evs", "more_rev", "revs")
+    __slots__ = ("evs", "header_rev", "more_rev", "revs")
 
     def __init__(self) -> None:
         self.evs: list[Event] = []
         self.revs = 0
         self.more_rev = 0
+        # the header revision of its response, kept when it waits as a victim (etcd re-sends
+        # with min_rev - 1 instead, which can go back in time after a partial batch)
+        self.header_rev = 0
 
     def add(self, ev: Event) -> None:
         if self.revs > WATCH_BATCH_MAX_REVS:

@@ -272,3 +272,26 @@ def test_a_stream_that_never_drains_does_not_keep_sync_busy(env):
         got += stuck.drain()
     got += stuck.drain()
     assert len(events(got)) == CHAN_BUF_LEN + 10
+
+
+def test_headers_never_go_back_when_a_partial_batch_waits_as_victim(env):
+    s = env.store
+    for i in range(2500):
+        s.put(put(b"a", b"%d" % i))  # revisions 2..2501
+    st = Stream(s)
+    wid = st.ws.create(watch(b"a", start_revision=2))
+    assert s.sync_watchers()  # first 1000 revisions, header 2501
+    for _ in range(CHAN_BUF_LEN - 1):
+        st.ws.create(watch(b"b"))
+    s.put(put(b"b"))  # fills the stream's buffer
+    s.sync_watchers()  # a's next batch cannot be sent: it waits as a victim
+    got = st.drain()
+    while True:
+        more = s.sync_watchers()
+        got += st.drain()
+        if not more:
+            break
+    mine = [r for r in got if r.watch_id == wid and r.events]
+    headers = [r.header.revision for r in mine]
+    assert headers == sorted(headers)
+    assert [ev.kv.mod_revision for r in mine for ev in r.events] == list(range(2, 2502))
