@@ -135,9 +135,9 @@ def test_commit_if_due_waits_for_the_interval(path):
     assert b.commit_if_due()  # pending, and more than the interval since the last commit
     assert b.pending == 0
     b.put(b"key", b"b", b"2")
-    now[0] += 0.05
+    now[0] += 0.06
     assert not b.commit_if_due()
-    now[0] += 0.05
+    now[0] += 0.06
     assert b.commit_if_due()
     b.close()
 
