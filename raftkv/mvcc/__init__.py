@@ -1,7 +1,23 @@
 """MVCC: revisions, the key index, the KV store (range/put/delete/txn/compact), watch, hashes.
 
-See ``kvstore`` for the store and its backend layout, ``key_index`` for generations,
-``watchable_store`` for watch streams, ``apply`` for etcd's request semantics.
+Modules (etcd's mvcc/ names): ``revision`` (packing, 17-byte keys), ``key_index`` (a key's
+generations), ``index`` (the sorted in-memory index), ``kvstore_txn`` (read/write txns),
+``apply`` (etcd's request semantics and validation), ``kvstore`` (the store), ``watcher_group``
+and ``watchable_store`` (watchers, groups, streams).
+
+The server's view (all synchronous, driven from its event loop)::
+
+    kv = KVStore(backend, lessor)        # rebuilds the index; resumes an unfinished compaction
+    kv.current_revision, kv.compact_revision, kv.consistent_index (settable)
+    kv.range(RangeRequest) / put / delete_range / txn / lease_revoke(id)   -> *Response
+    kv.compact(rev) -> CompactionResponse; kv.compact_step(batch) -> more?; kv.compaction_pending
+    kv.hash() -> int; kv.hash_kv(rev) -> (hash, compact_revision, current_revision)
+    kv.new_watch_stream(on_ready) -> WatchStream; kv.sync_watchers() -> more?
+    kv.restore(backend=None, now=None)   # after a snapshot's db was swapped in
+    ws.create(WatchCreateRequest) -> id | -1; ws.cancel(id) -> bool; ws.request_progress();
+    ws.progress_notify(); ws.drain() -> [WatchResponse]; ws.close()
+
+Errors are ``raftkv.errors`` instances (ErrCompacted, ErrFutureRev, ErrKeyNotFound, ...).
 """
 
 from raftkv.mvcc.apply import (
