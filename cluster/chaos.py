@@ -53,8 +53,11 @@ class Workload:
         keys: int = 8,
         timeout: float = 3.0,
         rng: random.Random | None = None,
+        serializable_reads: bool = False,
     ) -> None:
         self.endpoints = endpoints
+        # serializable reads may be stale: only to show that the checks catch that
+        self.read_opts = {"serializable": True} if serializable_reads else {}
         self.keys = [f"{KEY_PREFIX}k{i}" for i in range(keys)]
         self.timeout = timeout
         self.rng = rng or random.Random()
@@ -92,7 +95,7 @@ class Workload:
             t0 = time.monotonic()
             try:
                 if kind == "get":
-                    kv = await client.get(key)
+                    kv = await client.get(key, **self.read_opts)
                     output = kv.value if kv else None
                     seen[key] = output
                     self.history.append(
@@ -240,11 +243,18 @@ async def run_chaos(
     history_path: Path | None = None,
     log=print,
     converge_timeout: float = 60.0,
+    serializable_reads: bool = False,
 ) -> ChaosResult:
     """Drive `target` (nemesis.LocalTarget / ComposeTarget) for `duration` seconds and check."""
     rng = random.Random(seed)
     endpoints = target.endpoints
-    workload = Workload(endpoints, clients_per_member, keys, rng=random.Random(rng.random()))
+    workload = Workload(
+        endpoints,
+        clients_per_member,
+        keys,
+        rng=random.Random(rng.random()),
+        serializable_reads=serializable_reads,
+    )
     nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log)
     t_start = time.monotonic()
     # start from a clean key space (an earlier run against the same cluster may have left keys)

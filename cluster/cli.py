@@ -26,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from cluster.config import CONFIGS_DIR
 from cluster.local import ClusterError, LocalCluster
 
 __all__ = ["main"]
@@ -156,6 +157,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
             size=args.size,
             base_dir=state_dir,
             member_cmd=shlex.split(args.member_cmd) if args.member_cmd else None,
+            configs_dir=args.configs_dir or CONFIGS_DIR,
             proxy=not args.no_proxy,
             detached=True,
             etcd_ports=True,
@@ -280,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-proxy", action="store_true", help="direct peer links (no faults)")
     up.add_argument("--member-cmd", help="member command instead of `python -m raftkv`")
+    up.add_argument("--configs-dir", help=f"member configs mN.yaml (default {CONFIGS_DIR})")
     up.add_argument("--timeout", type=float, default=60.0)
 
     down = sub.add_parser("down", help="stop every member and the proxy helper")

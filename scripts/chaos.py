@@ -54,6 +54,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compose-file", default="docker-compose.yml")
     p.add_argument("--project", default="raftkv", help="compose project name")
     p.add_argument("--history", help="write the recorded history here (JSON lines)")
+    p.add_argument(
+        "--serializable-reads",
+        action="store_true",
+        help="read with serializable=true (may be stale): a self-test, expect a FAIL",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only the verdict")
     return p.parse_args(argv)
 
@@ -76,6 +81,7 @@ async def amain(args: argparse.Namespace) -> int:
         seed=args.seed,
         history_path=Path(args.history) if args.history else None,
         log=log,
+        serializable_reads=args.serializable_reads,
     )
     if args.compose:
         if not args.endpoints:
