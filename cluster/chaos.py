@@ -280,7 +280,10 @@ async def run_chaos(
     if not problems:
         log(f"checking {len(workload.acks)} acknowledged writes")
         problems += _summarize(await _check_acks(endpoints, workload.acks))
-        await _final_reads(endpoints, workload.keys, workload.history)
+        try:
+            await _final_reads(endpoints, workload.keys, workload.history)
+        except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
+            problems.append(f"final reads failed: {e!r}")
         log(f"checking linearizability of {len(workload.history)} ops")
         result = await asyncio.get_running_loop().run_in_executor(None, check, workload.history)
         lin = result.summary()

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +58,11 @@ class ProxySet:
             await p.close()
 
 
+def _log(msg: str) -> None:
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+    sys.stdout.flush()
+
+
 def control_app(proxies: ProxySet) -> web.Application:
     faults = proxies.faults
 
@@ -70,11 +76,13 @@ def control_app(proxies: ProxySet) -> web.Application:
             rule = faults.set(src, dst, **body)
         except (KeyError, ValueError, TypeError) as e:
             return web.json_response({"error": str(e)}, status=400)
+        _log(f"{src}->{dst}: {rule.to_json()}")
         return web.json_response({"src": src, "dst": dst, **rule.to_json()})
 
     async def post_heal(request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
         faults.heal(body.get("src"), body.get("dst"))
+        _log(f"heal {body.get('src') or '*'}->{body.get('dst') or '*'}")
         return web.json_response(faults.snapshot())
 
     app = web.Application()
@@ -128,6 +136,9 @@ async def serve(spec: dict) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    _log(
+        f"proxies up: {', '.join(f'{p.name} {p.listen[0]}:{p.listen[1]}' for p in proxies.proxies)}"
+    )
     await stop.wait()
     await runner.cleanup()
     await proxies.close()

@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as e:
         print(f"chaos FAIL: cluster error: {e}", flush=True)
         return 1
+    except Exception as e:  # anything unexpected is a failed run, with a verdict line
+        import traceback
+
+        traceback.print_exc()
+        print(f"chaos FAIL: {type(e).__name__}: {e}", flush=True)
+        return 1
 
 
 if __name__ == "__main__":
