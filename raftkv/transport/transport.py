@@ -200,8 +200,8 @@ class Transport:
         except FrameError as e:
             log.warning("peer_stream_corrupt", peer=f"{frm:x}", error=str(e))
             return web.Response(status=400, text=str(e))
-        except (ConnectionError, asyncio.CancelledError):
-            raise
+        except ConnectionError:
+            pass  # the peer went away (crash, restart, cut link): it will reconnect
         finally:
             if self._inbound.get(frm) is me:
                 del self._inbound[frm]
