@@ -2,8 +2,9 @@
 
 A watcher watches one key (``end is None``), every key >= key (``end == b""``) or [key, end),
 and accepts events with mod_revision >= ``min_rev``. A group indexes watchers by key (single-key
-watchers: a dict) and by interval (range watchers: a dict of distinct intervals, scanned per
-event -- fine for the tens-to-hundreds of range watchers a member sees).
+watchers: a dict) and by interval (range watchers).
+
+Range watchers are found through an ``IntervalIndex`` (a lookup is one bisect once built).
 
 An event batch holds a watcher's events of at most ``WATCH_BATCH_MAX_REVS`` distinct revisions;
 ``more_rev`` is the first revision left out (the watcher stays unsynced from there).
@@ -11,6 +12,7 @@ An event batch holds a watcher's events of at most ``WATCH_BATCH_MAX_REVS`` dist
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING
 
 from raftkv.pb.kv import Event, EventType
@@ -122,12 +124,86 @@ class EventBatch:
         evs.append(ev)
 
 
+class IntervalIndex:
+    """Which intervals [start, end) (``end == b""``: unbounded) contain a key.
+
+    The distinct interval bounds cut the key space into segments; each segment lists the
+    watcher sets of the intervals covering it, so a lookup is one bisect. The table is rebuilt
+    lazily after the set of intervals changed -- and only once it has been queried
+    ``REBUILD_AFTER`` times since (until then a linear scan answers), so creating many range
+    watchers between writes does not rebuild it each time.
+    """
+
+    REBUILD_AFTER = 16
+
+    __slots__ = ("_bounds", "_covers", "_dirty", "_scans", "ranges")
+
+    def __init__(self) -> None:
+        self.ranges: dict[tuple[bytes, bytes], set[Watcher]] = {}
+        self._bounds: list[bytes] = []
+        self._covers: list[list[set[Watcher]]] = [[]]
+        self._dirty = False
+        self._scans = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def add(self, w: Watcher) -> None:
+        ivl = (w.key, w.end)
+        ws = self.ranges.get(ivl)
+        if ws is None:
+            ws = self.ranges[ivl] = set()
+            self._changed()
+        ws.add(w)
+
+    def discard(self, w: Watcher) -> None:
+        ivl = (w.key, w.end)
+        ws = self.ranges.get(ivl)
+        if ws is not None:
+            ws.discard(w)
+            if not ws:
+                del self.ranges[ivl]
+                self._changed()
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._scans = 0
+
+    def stab(self, key: bytes) -> list[set[Watcher]]:
+        """The watcher sets of every interval containing key."""
+        if self._dirty:
+            if self._scans < self.REBUILD_AFTER:
+                self._scans += 1
+                return [
+                    ws
+                    for (start, end), ws in self.ranges.items()
+                    if start <= key and (not end or key < end)
+                ]
+            self._build()
+        return self._covers[bisect_right(self._bounds, key)]
+
+    def _build(self) -> None:
+        bounds = sorted({s for s, _ in self.ranges} | {e for _, e in self.ranges if e})
+        # segment j is [bounds[j-1], bounds[j]) (segment 0 starts at -inf, the last is open)
+        covers: list[list[set[Watcher]]] = [[] for _ in range(len(bounds) + 1)]
+        for (start, end), ws in self.ranges.items():
+            if end and start >= end:
+                continue
+            lo = bisect_left(bounds, start) + 1
+            hi = bisect_left(bounds, end) + 1 if end else len(bounds) + 1
+            for j in range(lo, hi):
+                covers[j].append(ws)
+        self._bounds = bounds
+        self._covers = covers
+        self._dirty = False
+
+
 class WatcherGroup:
     __slots__ = ("key_watchers", "ranges", "watchers")
 
     def __init__(self) -> None:
         self.key_watchers: dict[bytes, set[Watcher]] = {}
-        self.ranges: dict[tuple[bytes, bytes], set[Watcher]] = {}
+        self.ranges = IntervalIndex()
         self.watchers: set[Watcher] = set()
 
     def __len__(self) -> int:
@@ -143,7 +219,7 @@ class WatcherGroup:
         if w.end is None:
             self.key_watchers.setdefault(w.key, set()).add(w)
         else:
-            self.ranges.setdefault((w.key, w.end), set()).add(w)
+            self.ranges.add(w)
 
     def delete(self, w: Watcher) -> bool:
         if w not in self.watchers:
@@ -156,28 +232,25 @@ class WatcherGroup:
                 if not ws:
                     del self.key_watchers[w.key]
         else:
-            ivl = (w.key, w.end)
-            ws = self.ranges.get(ivl)
-            if ws is not None:
-                ws.discard(w)
-                if not ws:
-                    del self.ranges[ivl]
+            self.ranges.discard(w)
         return True
 
     def contains_key(self, key: bytes) -> bool:
-        if key in self.key_watchers:
-            return True
-        return any(start <= key and (not end or key < end) for start, end in self.ranges)
+        return key in self.key_watchers or bool(self.ranges and self.ranges.stab(key))
 
     def watchers_of(self, key: bytes) -> set[Watcher] | tuple[()]:
         """Every watcher of the group that watches key."""
         ws = self.key_watchers.get(key)
         if not self.ranges:
             return ws if ws is not None else ()
+        sets = self.ranges.stab(key)
+        if not sets:
+            return ws if ws is not None else ()
+        if ws is None and len(sets) == 1:
+            return sets[0]
         out = set(ws) if ws is not None else set()
-        for (start, end), rws in self.ranges.items():
-            if start <= key and (not end or key < end):
-                out |= rws
+        for rws in sets:
+            out |= rws
         return out
 
     def choose(self, max_watchers: int) -> list[Watcher]:
