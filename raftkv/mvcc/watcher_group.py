@@ -135,6 +135,7 @@ class IntervalIndex:
     """
 
     REBUILD_AFTER = 16
+    MAX_COVER = 1 << 18  # table entries; above it lookups stay linear scans
 
     __slots__ = ("_bounds", "_covers", "_dirty", "_scans", "ranges")
 
@@ -180,17 +181,29 @@ class IntervalIndex:
                     if start <= key and (not end or key < end)
                 ]
             self._build()
+            if self._dirty:
+                return self.stab(key)
         return self._covers[bisect_right(self._bounds, key)]
 
     def _build(self) -> None:
         bounds = sorted({s for s, _ in self.ranges} | {e for _, e in self.ranges if e})
         # segment j is [bounds[j-1], bounds[j]) (segment 0 starts at -inf, the last is open)
         covers: list[list[set[Watcher]]] = [[] for _ in range(len(bounds) + 1)]
+        spans = []
+        total = 0
         for (start, end), ws in self.ranges.items():
             if end and start >= end:
                 continue
             lo = bisect_left(bounds, start) + 1
             hi = bisect_left(bounds, end) + 1 if end else len(bounds) + 1
+            spans.append((lo, hi, ws))
+            total += hi - lo
+        if total > self.MAX_COVER:
+            # deeply overlapping intervals (e.g. thousands of "from key" watches): the table
+            # would be quadratic; keep scanning until the intervals change
+            self._scans = -(1 << 62)
+            return
+        for lo, hi, ws in spans:
             for j in range(lo, hi):
                 covers[j].append(ws)
         self._bounds = bounds

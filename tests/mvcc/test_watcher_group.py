@@ -44,3 +44,19 @@ def test_group_finds_key_and_range_watchers():
         assert not g.contains_key(b"0")
     g.delete(pre)
     assert set(g.watchers_of(b"ab")) == {frm}
+
+
+def test_deeply_nested_intervals_fall_back_to_scanning(monkeypatch):
+    monkeypatch.setattr(IntervalIndex, "MAX_COVER", 10)
+    idx = IntervalIndex()
+    ws = [Watcher(None, i, b"k%02d" % i, b"") for i in range(20)]  # type: ignore[arg-type]
+    for w in ws:
+        idx.add(w)
+    for _ in range(IntervalIndex.REBUILD_AFTER + 5):
+        assert len(idx.stab(b"k10")) == 11
+    assert idx._dirty  # no table was built
+    monkeypatch.setattr(IntervalIndex, "MAX_COVER", 1 << 18)
+    idx.discard(ws[0])
+    for _ in range(IntervalIndex.REBUILD_AFTER + 5):
+        assert len(idx.stab(b"k10")) == 10
+    assert not idx._dirty
