@@ -67,6 +67,10 @@ class Workload:
         self.errors: Counter[str] = Counter()
         self._seq = itertools.count()
         self._stop = asyncio.Event()
+        self.t0 = time.monotonic()  # history times are seconds since the workload was made
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,24 +96,22 @@ class Workload:
             kind = "get" if r < 0.4 else ("put" if r < 0.7 else "cas")
             value = f"c{cid}-{next(self._seq)}".encode()
             expected = seen.get(key)
-            t0 = time.monotonic()
+            t0 = self.now()
             try:
                 if kind == "get":
                     kv = await client.get(key, **self.read_opts)
                     output = kv.value if kv else None
                     seen[key] = output
-                    self.history.append(
-                        Op(key, "get", t0, time.monotonic(), output=output, client=cid)
-                    )
+                    self.history.append(Op(key, "get", t0, self.now(), output=output, client=cid))
                 elif kind == "put":
                     resp = await client.put(key, value)
-                    t1 = time.monotonic()
+                    t1 = self.now()
                     self.history.append(Op(key, "put", t0, t1, value=value, client=cid))
                     self.acks.append(Ack(key, value, resp["header"]["revision"]))
                     seen[key] = value
                 else:
                     ok, rev = await client.cas(key, expected, value)
-                    t1 = time.monotonic()
+                    t1 = self.now()
                     self.history.append(
                         Op(
                             key,
@@ -219,16 +221,16 @@ async def _check_acks(endpoints: list[str], acks: list[Ack]) -> list[str]:
     return problems
 
 
-async def _final_reads(endpoints: list[str], keys: list[str], history: list[Op]) -> None:
+async def _final_reads(workload: Workload) -> None:
     """Read every key through every member once the cluster is quiet: part of the history."""
     async with aiohttp.ClientSession() as s:
-        for ep in endpoints:
+        for ep in workload.endpoints:
             c = Client(ep, timeout=10, session=s)
-            for key in keys:
-                t0 = time.monotonic()
+            for key in workload.keys:
+                t0 = workload.now()
                 kv = await c.get(key)
-                history.append(
-                    Op(key, "get", t0, time.monotonic(), output=kv.value if kv else None, client=-1)
+                workload.history.append(
+                    Op(key, "get", t0, workload.now(), output=kv.value if kv else None, client=-1)
                 )
 
 
@@ -281,7 +283,7 @@ async def run_chaos(
         log(f"checking {len(workload.acks)} acknowledged writes")
         problems += _summarize(await _check_acks(endpoints, workload.acks))
         try:
-            await _final_reads(endpoints, workload.keys, workload.history)
+            await _final_reads(workload)
         except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
             problems.append(f"final reads failed: {e!r}")
         log(f"checking linearizability of {len(workload.history)} ops")
