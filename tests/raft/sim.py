@@ -105,6 +105,9 @@ class Sim:
         self.members: dict[int, SimMember] = {}
         self.leaders: dict[int, int] = {}  # term -> leader id
         self.applied: dict[int, Entry] = {}  # index -> entry applied by anyone
+        # index -> term of the member that first applied the entry: the entry was committed at
+        # or below that term, so every leader of a later term must have it (§5.4.3)
+        self.applied_term: dict[int, int] = {}
         self.proposed = 0
         self.marker = b""
         self.reads: dict[bytes, int] = {}  # pending read ctx -> highest index applied at issue
@@ -149,7 +152,9 @@ class Sim:
         m.rn = RawNode(cfg, st)
         m.conf_state = snap.metadata.conf_state
         m.applied_index = snap.metadata.index
-        if bootstrap:
+        if (bootstrap or m.id <= self.o.voters) and d.last_index() == 0 and d.hard_state.is_empty():
+            # a founding member that never persisted anything bootstraps (again), as a server
+            # does when it finds no WAL
             m.rn.bootstrap(list(range(1, self.o.voters + 1)))
 
     def _crash(self, m: SimMember) -> None:
@@ -234,6 +239,8 @@ class Sim:
         prev = self.applied.get(e.index)
         if prev is None:
             self.applied[e.index] = e
+            # the applying member learned the commit at or below its current term
+            self.applied_term[e.index] = m.rn.raft.term  # type: ignore[union-attr]
         else:
             if prev != e:
                 self.fail(
@@ -259,8 +266,9 @@ class Sim:
         assert m.rn is not None
         log = m.rn.raft.raft_log
         first = log.first_index()
+        term = m.rn.raft.term
         for idx, e in self.applied.items():
-            if idx < first:
+            if idx < first or self.applied_term[idx] >= term:
                 continue
             if not (idx <= log.last_index() and log.term(idx) == e.term):
                 self.fail(
@@ -314,14 +322,21 @@ class Sim:
             return
         self.inflight = [x for x in self.inflight if x[0] > self.now]
         self.rng.shuffle(due)
+        touched: set[int] = set()
         for _, _, msg in due:
             target = self.members.get(msg.to)
             if target is None or target.rn is None or self._cut(msg.from_, msg.to):
                 self._report_snapshot(msg, False)
                 continue
             target.rn.step(msg)
-            self._handle_ready(target)
+            # sometimes a Ready per message, sometimes one Ready for a batch of messages
+            if self.rng.random() < 0.5:
+                self._handle_ready(target)
+            else:
+                touched.add(target.id)
             self._report_snapshot(msg, True)
+        for i in sorted(touched):
+            self._handle_ready(self.members[i])
 
     # --- client actions -----------------------------------------------------------------------
 
@@ -525,11 +540,21 @@ class Sim:
                 # every entry applied anywhere (acknowledged to a client) is applied on every
                 # voter; state machine safety was checked entry by entry along the way
                 self.check_log_matching()
+                self._check_nothing_applied_was_lost(voters)
                 return
         self.fail(
             f"liveness: no leader committed a proposal on every voter within "
             f"{o.liveness_ticks} ticks after healing (leader={self._leader_desc()})"
         )
+
+    def _check_nothing_applied_was_lost(self, voters: set[int]) -> None:
+        """Every entry applied anywhere is still in every voter's log (where not compacted)."""
+        for v in voters:
+            log = self.members[v].rn.raft.raft_log  # type: ignore[union-attr]
+            first, ents = log.first_index(), log.all_entries()
+            for idx, e in self.applied.items():
+                if idx >= first and ents[idx - first] != e:
+                    self.fail(f"applied entry {e} lost: voter {v} has {ents[idx - first]}")
 
     def _leader_desc(self) -> str:
         ld = self._leader()

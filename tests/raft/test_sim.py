@@ -28,17 +28,17 @@ def _run(seeds: range, **opts: object) -> None:
         sim.heal_and_check_liveness()
 
 
-@pytest.mark.parametrize("seeds", _seeds(600, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(500, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_three_members(seeds: range) -> None:
     _run(seeds)
 
 
-@pytest.mark.parametrize("seeds", _seeds(500, 5_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(400, 5_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_five_members_harsh_network(seeds: range) -> None:
     _run(seeds, voters=5, p_crash=0.02, p_partition=0.05, p_drop=0.1, max_delay=6, p_interleave=0.2)
 
 
-@pytest.mark.parametrize("seeds", _seeds(500, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(400, 10_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_membership_and_snapshots(seeds: range) -> None:
     _run(
         seeds,
@@ -52,8 +52,26 @@ def test_sim_membership_and_snapshots(seeds: range) -> None:
     )
 
 
-@pytest.mark.parametrize("seeds", _seeds(400, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+@pytest.mark.parametrize("seeds", _seeds(300, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_transfer_and_reads(seeds: range) -> None:
     _run(
         seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01, p_interleave=0.1
+    )
+
+
+@pytest.mark.parametrize("seeds", _seeds(400, 30_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
+def test_sim_leader_churn(seeds: range) -> None:
+    """Short timeouts, frequent crashes and short partitions: many terms, many leaders (this is
+    the scenario that catches a leader committing a previous-term entry by counting)."""
+    _run(
+        seeds,
+        voters=3,
+        p_crash=0.05,
+        restart_after=(2, 12),
+        p_partition=0.1,
+        partition_len=(3, 15),
+        p_drop=0.05,
+        max_delay=4,
+        p_propose=0.6,
+        election_tick=5,
     )
