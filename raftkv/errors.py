@@ -119,7 +119,7 @@ ErrTooManyLearners = EtcdError("etcdserver: too many learner members in cluster"
 
 # --- server state ---
 ErrNoLeader = EtcdError("etcdserver: no leader", _UN)
-ErrNotLeader = EtcdError("etcdserver: not leader", _UN)
+ErrNotLeader = EtcdError("etcdserver: not leader", _FP)  # rpctypes.ErrGRPCNotLeader
 ErrLeaderChanged = EtcdError("etcdserver: leader changed", _UN)
 ErrNotCapable = EtcdError("etcdserver: not capable", _UN)
 ErrStopped = EtcdError("etcdserver: server stopped", _UN)
@@ -133,6 +133,9 @@ ErrTimeoutDueToConnectionLost = EtcdError(
 ErrUnhealthy = EtcdError("etcdserver: unhealthy cluster", _UN)
 ErrCorrupt = EtcdError("etcdserver: corrupt cluster", GrpcCode.DATA_LOSS)
 ErrBadLeaderTransferee = EtcdError("etcdserver: bad leader transferee", _FP)
+ErrTimeoutLeaderTransfer = EtcdError(  # not in v3rpc's error map: Unknown
+    "etcdserver: request timed out, leader transfer took too long", GrpcCode.UNKNOWN
+)
 ErrContextDeadline = EtcdError("context deadline exceeded", GrpcCode.UNKNOWN)
 
 # --- auth (raftkv runs with auth disabled) ---

@@ -30,6 +30,7 @@ from raftkv.api.http import (
     method_not_allowed,
     not_found,
 )
+from raftkv.api.snapshot_stream import handle_snapshot
 from raftkv.api.streams import handle_keepalive, handle_watch
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
@@ -112,11 +113,16 @@ _UNARY: dict[str, _Unary] = {
     "/v3/maintenance/hash": _Unary("hash", rpc.HashRequest, None, False),
     "/v3/maintenance/hashkv": _Unary("hash_kv", rpc.HashKVRequest, None, False),
     "/v3/maintenance/alarm": _Unary("alarm", rpc.AlarmRequest, None, True, _alarm_fixup),
+    "/v3/maintenance/defragment": _Unary("defragment", rpc.DefragmentRequest, None, False),
+    "/v3/maintenance/transfer-leadership": _Unary(
+        "move_leader", rpc.MoveLeaderRequest, None, False
+    ),
 }
 
 _STREAMS: dict[str, Callable[[web.Request, Any], Awaitable[web.StreamResponse]]] = {
     "/v3/watch": handle_watch,
     "/v3/lease/keepalive": handle_keepalive,
+    "/v3/maintenance/snapshot": handle_snapshot,
 }
 
 

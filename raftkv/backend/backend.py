@@ -53,6 +53,7 @@ class Backend:
         self._last_commit = self.clock()
         self._failed: BaseException | None = None
         self._closed = False
+        self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
 
     @classmethod
     def open(
@@ -124,7 +125,7 @@ class Backend:
         self._last_commit = self.clock()
 
     def commit_if_due(self) -> bool:
-        if not self._pending:
+        if not self._pending or self.hold_commits:
             return False
         if (
             self._pending >= self._batch_limit

@@ -39,6 +39,7 @@ from raftkv.raft import (
 from raftkv.server import lease_http
 from raftkv.server.apply import Applier
 from raftkv.server.housekeeping import Housekeeping
+from raftkv.server.maintenance import Maintenance
 from raftkv.server.membership import RaftCluster
 from raftkv.server.propose import Proposer
 from raftkv.server.raft_node import RaftNode
@@ -129,6 +130,7 @@ class EtcdServer:
         self.node.handler = self
         self.read_index = ReadIndexer(self.node, self.applied, self.request_timeout)
         self.housekeeping = Housekeeping(self)
+        self.maintenance = Maintenance(self)
         self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -322,6 +324,15 @@ class EtcdServer:
 
     async def alarm(self, req: rpc.AlarmRequest) -> rpc.AlarmResponse:
         return self._complete(await self._propose(alarm=req))
+
+    async def defragment(self, req: rpc.DefragmentRequest) -> rpc.DefragmentResponse:
+        return await self.maintenance.defragment()
+
+    def snapshot(self, req: rpc.SnapshotRequest) -> AsyncIterator[rpc.SnapshotResponse]:
+        return self.maintenance.snapshot()
+
+    async def move_leader(self, req: rpc.MoveLeaderRequest) -> rpc.MoveLeaderResponse:
+        return await self.maintenance.move_leader(req)
 
     def new_watch_stream(self, on_ready: Callable[[], None]) -> ServerWatchStream:
         return ServerWatchStream(self, self.kv.new_watch_stream(on_ready))

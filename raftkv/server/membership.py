@@ -47,6 +47,7 @@ class Member:
     name: str = ""
     peer_urls: list[str] = field(default_factory=list)
     client_urls: list[str] = field(default_factory=list)
+    is_learner: bool = False
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -55,6 +56,7 @@ class Member:
                 "name": self.name,
                 "peerURLs": self.peer_urls,
                 "clientURLs": self.client_urls,
+                "isLearner": self.is_learner,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -63,7 +65,13 @@ class Member:
     @classmethod
     def from_json(cls, data: bytes) -> Member:
         d = json.loads(data)
-        return cls(d["id"], d.get("name", ""), d.get("peerURLs", []), d.get("clientURLs", []))
+        return cls(
+            d["id"],
+            d.get("name", ""),
+            d.get("peerURLs", []),
+            d.get("clientURLs", []),
+            d.get("isLearner", False),
+        )
 
     def to_pb(self) -> PbMember:
         return PbMember(
@@ -71,6 +79,7 @@ class Member:
             name=self.name,
             peerURLs=list(self.peer_urls),
             clientURLs=list(self.client_urls),
+            isLearner=self.is_learner,
         )
 
 
