@@ -9,23 +9,33 @@ import os
 
 import pytest
 
-from tests.raft.sim import Sim, SimOptions
+from tests.raft.sim import Sim, SimFailure, SimOptions
 
 BATCH = 50
 
 
+REPLAY = os.environ.get("RAFT_SIM_SEED")
+
+
 def _seeds(n: int, base: int) -> list[range]:
+    if REPLAY is not None:  # replay one seed (in every scenario)
+        return [range(int(REPLAY), int(REPLAY) + 1)]
     return [range(base + i, base + i + BATCH) for i in range(0, n, BATCH)]
 
 
 def _run(seeds: range, **opts: object) -> None:
-    one = os.environ.get("RAFT_SIM_SEED")
-    if one is not None:
-        seeds = range(int(one), int(one) + 1)
     for seed in seeds:
         sim = Sim(seed, SimOptions(**opts))  # type: ignore[arg-type]
-        sim.run()
-        sim.heal_and_check_liveness()
+        try:
+            sim.run()
+            sim.heal_and_check_liveness()
+        except SimFailure:
+            raise
+        except Exception as e:  # an invariant assertion inside the core
+            raise SimFailure(
+                f"seed {seed} step {sim.now}: {type(e).__name__}: {e}\n"
+                f"replay with RAFT_SIM_SEED={seed}"
+            ) from e
 
 
 @pytest.mark.parametrize("seeds", _seeds(500, 0), ids=lambda r: f"{r.start}-{r.stop - 1}")
