@@ -30,6 +30,7 @@ from raftkv.pb.rpc import (
     ResponseHeader,
 )
 from raftkv.raft import ConfChangeType, ConfState, Entry, EntryType, decode_conf_change
+from raftkv.server import quota
 from raftkv.server.codec import decode_request
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class Applier:
                 raise errors.ErrNoSpace
             return kv.put(r.put)
         if r.txn is not None:
-            if self.nospace and _txn_writes(r.txn):
+            if self.nospace and quota.cost(r.txn) > 0:
                 raise errors.ErrNoSpace
             return kv.txn(r.txn)
         if r.delete_range is not None:
@@ -169,13 +170,3 @@ class Applier:
                 s.remove_peer_later(cc.node_id)
         if cc.id and s.wait.is_registered(cc.id):
             s.wait.trigger(cc.id, self.conf_state)
-
-
-def _txn_writes(t: Any) -> bool:
-    for ops in (t.success, t.failure):
-        for op in ops:
-            if op.request_put is not None:
-                return True
-            if op.request_txn is not None and _txn_writes(op.request_txn):
-                return True
-    return False

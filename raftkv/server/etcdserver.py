@@ -36,7 +36,7 @@ from raftkv.raft import (
     SoftState,
     StateType,
 )
-from raftkv.server import lease_http
+from raftkv.server import lease_http, quota
 from raftkv.server.apply import Applier
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.maintenance import Maintenance
@@ -189,8 +189,8 @@ class EtcdServer:
     async def _propose(self, **fields: Any) -> Any:
         return await self.proposer.propose(rpc.InternalRaftRequest(**fields))
 
-    def _check_quota(self, extra: int = 0) -> None:
-        if self.applier.nospace or self.backend.size + extra > self.cfg.quota_bytes:
+    def _check_quota(self, req: Any) -> None:
+        if not quota.available(self.backend.size, quota.cost(req), self.cfg.quota_bytes):
             self.housekeeping.raise_nospace()
             raise errors.ErrNoSpace
 
@@ -202,7 +202,7 @@ class EtcdServer:
         return self._complete(self.kv.range(req))
 
     async def put(self, req: rpc.PutRequest) -> rpc.PutResponse:
-        self._check_quota(len(req.key) + len(req.value))
+        self._check_quota(req)
         return self._complete(await self._propose(put=req))
 
     async def delete_range(self, req: rpc.DeleteRangeRequest) -> rpc.DeleteRangeResponse:
@@ -212,7 +212,7 @@ class EtcdServer:
         if is_txn_readonly(req):
             await self.read_index.wait_linearizable()
             return self._complete(self.kv.txn(req))
-        self._check_quota()
+        self._check_quota(req)
         return self._complete(await self._propose(txn=req))
 
     async def compact(self, req: rpc.CompactionRequest) -> rpc.CompactionResponse:
@@ -224,7 +224,7 @@ class EtcdServer:
     # --- leases ---------------------------------------------------------------------------------
 
     async def lease_grant(self, req: rpc.LeaseGrantRequest) -> rpc.LeaseGrantResponse:
-        self._check_quota()
+        self._check_quota(req)
         while req.ID == 0:
             req.ID = self.idgen.next() & ((1 << 63) - 1)
         return self._complete(await self._propose(lease_grant=req))
