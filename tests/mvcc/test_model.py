@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftkv.errors import EtcdError
+from raftkv.mvcc import watchable_store, watcher_group
 from raftkv.pb.kv import EventType
 from raftkv.pb.rpc import (
     Compare,
@@ -116,6 +118,14 @@ def branches(draw):
     return ops
 
 
+watch_args = st.tuples(
+    keys,
+    ends,
+    st.integers(-8, 2),
+    st.booleans(),
+    st.sampled_from([[], [], [FilterType.NOPUT], [FilterType.NODELETE]]),
+)
+
 ops = st.one_of(
     st.tuples(st.just("put"), put_reqs()),
     st.tuples(st.just("put"), put_reqs()),
@@ -133,19 +143,22 @@ ops = st.one_of(
     st.tuples(st.just("compact"), st.integers(-2, 3)),
     st.tuples(st.just("compact_step"), st.integers(1, 4)),
     st.tuples(st.just("revoke"), st.integers(1, 4)),
-    st.tuples(
-        st.just("watch"),
-        st.tuples(
-            keys,
-            ends,
-            st.integers(-8, 2),
-            st.booleans(),
-            st.sampled_from([[], [], [FilterType.NOPUT], [FilterType.NODELETE]]),
-        ),
-    ),
+    st.tuples(st.just("watch"), watch_args),
     st.tuples(st.just("sync"), st.none()),
     st.tuples(st.just("drain"), st.none()),
     st.tuples(st.just("cancel"), st.integers(0, 5)),
+)
+
+# writes with syncs in between and few drains: streams fill up
+busy_ops = st.one_of(
+    st.tuples(st.just("put"), put_reqs()),
+    st.tuples(st.just("put"), put_reqs()),
+    st.tuples(st.just("put"), put_reqs()),
+    st.tuples(st.just("delete"), st.tuples(keys, ends, st.booleans())),
+    st.tuples(st.just("sync"), st.none()),
+    st.tuples(st.just("compact"), st.integers(1, 6)),
+    st.tuples(st.just("compact_step"), st.integers(1, 4)),
+    st.tuples(st.just("drain"), st.none()) | st.tuples(st.just("put"), put_reqs()),
 )
 
 
@@ -191,9 +204,13 @@ class Harness:
         self.streams.append((ws, received))
         return len(self.streams) - 1
 
-    def drain_all(self):
+    def drain_all(self) -> int:
+        n = 0
         for ws, received in self.streams:
-            received.extend(ws.drain())
+            got = ws.drain()
+            received.extend(got)
+            n += len(got)
+        return n
 
     def run(self, op, arg):
         s, m = self.store, self.model
@@ -247,10 +264,9 @@ class Harness:
                 assert s.range(r) == m.range(r)
 
     def settle_watchers(self):
-        for _ in range(1000):
+        for _ in range(10_000):
             more = self.store.sync_watchers()
-            self.drain_all()
-            if not more:
+            if not self.drain_all() and not more:
                 break
         else:
             raise AssertionError("watchers never settled")
@@ -365,6 +381,27 @@ def _run(ops_list):
 @given(st.lists(ops, min_size=10, max_size=60))
 def test_store_matches_model(ops_list):
     _run(ops_list)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.lists(ops, max_size=15),
+    st.lists(st.tuples(st.just("watch"), watch_args), min_size=2, max_size=6),
+    st.lists(busy_ops, min_size=10, max_size=50),
+)
+def test_store_matches_model_with_tiny_watch_buffers(history, watches, writes):
+    """Streams that hold 2 responses, 2-revision batches, 3-record history reads: watchers
+    go through victims, partial batches and many sync rounds while writes keep coming."""
+    with (
+        mock.patch.object(watchable_store, "CHAN_BUF_LEN", 2),
+        mock.patch.object(watchable_store, "MAX_SYNC_RECORDS", 3),
+        mock.patch.object(watcher_group, "WATCH_BATCH_MAX_REVS", 2),
+    ):
+        _run(history + watches + writes)
 
 
 def test_store_matches_model_long_fixed_sequence():
