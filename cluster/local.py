@@ -106,7 +106,7 @@ class LocalCluster:
         self._attached = False
         self.proxy_proc: Proc | None = None
         self.proxy_control: ProxyControl | None = None
-        self._clients: dict[str, Client] = {}
+        self._clients: dict[tuple[str, float], Client] = {}
         self.members: list[Member] = []
         for i in range(1, size + 1):
             name, ip = f"m{i}", f"127.0.0.{ip_base + i}"
@@ -145,9 +145,9 @@ class LocalCluster:
     def client(self, m: Member | str | int, timeout: float = 10.0) -> Client:
         """A cached client for member m (closed by stop())."""
         member = self.member(m)
-        c = self._clients.get(member.name)
-        if c is None or c.timeout.total != timeout:
-            c = self._clients[member.name] = Client(member.endpoint, timeout=timeout)
+        c = self._clients.get((member.name, timeout))
+        if c is None:
+            c = self._clients[(member.name, timeout)] = Client(member.endpoint, timeout=timeout)
         return c
 
     # ---- state file
