@@ -33,3 +33,20 @@ def test_chaos_one_minute(tmp_path):
     assert p.returncode == 0, f"{verdict}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
     assert verdict.startswith("chaos PASS")
     assert "kill-leader" in verdict  # the nemesis did kill leaders
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--faults", "kill-leader,meteor"], "unknown faults: meteor"),
+        (["--compose"], "--compose needs --endpoints"),
+    ],
+)
+def test_chaos_refuses_bad_arguments(args, message):
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "chaos.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2 and message in p.stderr
