@@ -111,8 +111,15 @@ class LocalCluster:
         for i in range(1, size + 1):
             name, ip = f"m{i}", f"127.0.0.{ip_base + i}"
 
-            def port(preferred: int, ip: str = ip) -> int:
-                return free_port(ip, preferred if etcd_ports else None)
+            taken: set[int] = set()
+
+            def port(preferred: int, ip: str = ip, taken: set[int] = taken) -> int:
+                for _ in range(20):  # probed ports are released again: never hand one out twice
+                    p = free_port(ip, preferred if etcd_ports and preferred not in taken else None)
+                    if p not in taken:
+                        taken.add(p)
+                        return p
+                raise ClusterError(f"no free ports on {ip}")
 
             self.members.append(
                 Member(
