@@ -137,13 +137,34 @@ class RaftCluster:
 
     # --- changes (applied from the log) -------------------------------------------------------
 
-    def add(self, member_id: int, peer_urls: list[str] | None = None, name: str = "") -> Member:
+    def add(
+        self,
+        member_id: int,
+        peer_urls: list[str] | None = None,
+        name: str = "",
+        is_learner: bool = False,
+    ) -> Member:
         m = self.members.get(member_id)
         if m is None:
-            m = Member(member_id, name, list(peer_urls or []), [])
+            m = Member(member_id, name, list(peer_urls or []), [], is_learner)
             self.members[member_id] = m
             self._save(m)
         return m
+
+    def promote(self, member_id: int) -> None:
+        m = self.members.get(member_id)
+        if m is not None and m.is_learner:
+            m.is_learner = False
+            self._save(m)
+
+    def update_peer_urls(self, member_id: int, peer_urls: list[str]) -> None:
+        """etcd 3.4's UpdateRaftAttributes: replaces the raft attributes, so a learner comes
+        out of it marked as a voter in the member table (as etcd 3.4 shows it)."""
+        m = self.members.get(member_id)
+        if m is not None:
+            m.peer_urls = list(peer_urls)
+            m.is_learner = False
+            self._save(m)
 
     def remove(self, member_id: int) -> None:
         self.members.pop(member_id, None)
