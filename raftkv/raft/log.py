@@ -155,7 +155,15 @@ class RaftLog:
         self.applying_ents_paused = self.applying_ents_size >= self.max_applying_ents_size
 
     def stable_to(self, index: int, term: int) -> None:
-        self.unstable.stable_to(index, term)
+        u = self.unstable
+        if u.offset <= index and u.maybe_term(index) == term:
+            # the unstable copy is about to be dropped: the storage must hold it by now
+            st = self.storage
+            assert st.last_index() >= index and st.term(index) == term, (
+                f"entry {index}/{term} reported durable but MemoryStorage ends at "
+                f"{st.last_index()}: append Ready.entries to the storage before advance()"
+            )
+        u.stable_to(index, term)
 
     def stable_snap_to(self, index: int) -> None:
         self.unstable.stable_snap_to(index)

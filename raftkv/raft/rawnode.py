@@ -16,7 +16,10 @@ STORAGE_APPEND_RESP / STORAGE_APPLY_RESP acknowledgements ("durable up to (index
 "applied up to index"). So a leader counts its own copy of an entry toward commit only after
 the driver persisted it, and neither message list ever contains a self-addressed message.
 
-Invariant: ``ready()`` and ``advance()`` alternate strictly.
+Between ``ready()`` and ``advance()`` the driver may keep calling ``tick``, ``step``,
+``propose`` and friends (etcd's node loop does, and so does an asyncio server whose fsync runs in
+a thread): what happens meanwhile goes into the next Ready. Only ``ready()`` itself must wait:
+``ready()`` and ``advance()`` alternate strictly.
 """
 
 from __future__ import annotations
@@ -120,6 +123,14 @@ class RawNode:
         """Propose ``data`` for the log. Raises ProposalDroppedError when it cannot be accepted
         (no leader known, leader transfer in progress, removed member, size limit)."""
         self.raft.step(Message(MT.PROP, NONE, self.raft.id, entries=(Entry(0, 0, data=data),)))
+
+    def propose_many(self, datas: Sequence[bytes]) -> None:
+        """Propose several entries in one step: the leader appends them together and replicates
+        them in one append message per follower (all accepted, or all dropped)."""
+        if not datas:
+            return
+        ents = tuple(Entry(0, 0, data=d) for d in datas)
+        self.raft.step(Message(MT.PROP, NONE, self.raft.id, entries=ents))
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change; it takes effect when the driver applies the committed

@@ -225,3 +225,42 @@ def test_config_validation() -> None:
         Config(id=0).validate()
     with pytest.raises(ValueError):
         Config(id=1, election_tick=1, heartbeat_tick=1).validate()
+
+
+def test_propose_many_replicates_a_batch_in_one_append_per_follower() -> None:
+    net = Network.of(3)
+    net.campaign(1)
+    net.node(1).propose_many([b"a", b"b", b"c"])
+    rd = net.node(1).ready()
+    apps = [m for m in rd.messages if m.type == MT.APP]
+    assert sorted(m.to for m in apps) == [2, 3]
+    assert all([e.data for e in m.entries] == [b"a", b"b", b"c"] for m in apps)
+    net.drivers[1].storage.append(rd.entries)
+    net.node(1).advance(rd)
+    net.send(apps)
+    net.stabilize()
+    assert net.applied_data(3) == [b"a", b"b", b"c"]
+
+
+def test_uncommitted_size_limit_drops_proposals() -> None:
+    """max_uncommitted_entries_size bounds the payload bytes the leader holds uncommitted."""
+    net = Network.of(3, max_uncommitted_entries_size=100)
+    net.campaign(1)
+    net.isolate(1)
+    rn = net.node(1)
+    rn.propose(b"x" * 60)
+    rn.propose(b"x" * 30)
+    with pytest.raises(ProposalDroppedError, match="uncommitted"):
+        rn.propose(b"x" * 30)
+    net.heal()
+    net.stabilize()
+    net.tick_all(2)
+    rn.propose(b"x" * 30)  # committed and applied entries release the budget
+
+
+def test_advance_without_persisting_entries_is_caught() -> None:
+    rn = _single()
+    rn.propose(b"x")
+    rd = rn.ready()
+    with pytest.raises(AssertionError, match=r"append Ready\.entries"):
+        rn.advance(rd)
