@@ -36,7 +36,6 @@ from raftkv.raft.messages import (
     Message,
     MessageType,
     Snapshot,
-    decode_conf_change,
 )
 from raftkv.raft.quorum import VoteResult
 from raftkv.raft.read_only import ReadOnly, ReadState
@@ -488,43 +487,7 @@ class Raft:
         else:
             self.send(Message(_VOTE_RESP[m.type], m.from_, NONE, term=self.term, reject=True))
 
-    # --- receiving replication -----------------------------------------------------------------
-
-    def handle_append_entries(self, m: Message) -> None:
-        log = self.raft_log
-        if m.index < log.committed:
-            self.send(Message(MT.APP_RESP, m.from_, NONE, index=log.committed))
-            return
-        last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        if last_new is not None:
-            self.send(Message(MT.APP_RESP, m.from_, NONE, index=last_new))
-            return
-        # §5.3 with etcd's fast backtracking: hint the largest index whose term is <= the
-        # leader's prev term, so the leader can skip a whole term per round trip.
-        hint_index = min(m.index, log.last_index())
-        hint_index, hint_term = log.find_conflict_by_term(hint_index, m.log_term)
-        self.send(
-            Message(
-                MT.APP_RESP,
-                m.from_,
-                NONE,
-                index=m.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
-        )
-
-    def handle_heartbeat(self, m: Message) -> None:
-        self.raft_log.commit_to(m.commit)
-        self.send(Message(MT.HEARTBEAT_RESP, m.from_, NONE, context=m.context))
-
-    def handle_snapshot(self, m: Message) -> None:
-        assert m.snapshot is not None, "SNAP message without a snapshot"
-        if self.restore(m.snapshot):
-            self.send(Message(MT.APP_RESP, m.from_, NONE, index=self.raft_log.last_index()))
-        else:
-            self.send(Message(MT.APP_RESP, m.from_, NONE, index=self.raft_log.committed))
+    # --- receiving a snapshot ---------------------------------------------------------------
 
     def restore(self, s: Snapshot) -> bool:
         """Install a leader's snapshot; False if it is stale or only fast-forwards commit."""
@@ -616,7 +579,3 @@ def _stamped(m: Message, term: int, from_: int) -> Message:
         m.reject_hint,
         m.context,
     )
-
-
-def conf_change_of(e: Entry) -> ConfChange | None:
-    return decode_conf_change(e.data) if e.type == EntryType.CONF_CHANGE else None

@@ -1,5 +1,6 @@
 """The role step functions: what a leader, a (pre-)candidate and a follower do with a message
-once the shared prologue in ``Raft.step`` has dealt with terms and votes.
+once the shared prologue in ``Raft.step`` has dealt with terms and votes; and the receiving
+side of replication (AppendEntries, heartbeats, snapshots).
 
 Each takes the ``Raft`` and a message whose term equals the node's term (or is 0 for local
 messages and PROP/READ_INDEX).
@@ -170,13 +171,13 @@ def step_candidate(r: Raft, m: Message) -> None:
         raise ProposalDroppedError(f"no leader at term {r.term} (election in progress)")
     if t == MT.APP:
         r.become_follower(m.term, m.from_)  # m.term == r.term: someone else won
-        r.handle_append_entries(m)
+        handle_append_entries(r, m)
     elif t == MT.HEARTBEAT:
         r.become_follower(m.term, m.from_)
-        r.handle_heartbeat(m)
+        handle_heartbeat(r, m)
     elif t == MT.SNAP:
         r.become_follower(m.term, m.from_)
-        r.handle_snapshot(m)
+        handle_snapshot(r, m)
     elif t == my_resp:
         res = r.poll(m.from_, not m.reject)
         if res == VoteResult.WON:
@@ -198,15 +199,15 @@ def step_follower(r: Raft, m: Message) -> None:
     elif t == MT.APP:
         r.election_elapsed = 0
         r.lead = m.from_
-        r.handle_append_entries(m)
+        handle_append_entries(r, m)
     elif t == MT.HEARTBEAT:
         r.election_elapsed = 0
         r.lead = m.from_
-        r.handle_heartbeat(m)
+        handle_heartbeat(r, m)
     elif t == MT.SNAP:
         r.election_elapsed = 0
         r.lead = m.from_
-        r.handle_snapshot(m)
+        handle_snapshot(r, m)
     elif t == MT.TRANSFER_LEADER:
         if r.lead != NONE:
             r.send(replace(m, to=r.lead))
@@ -217,3 +218,45 @@ def step_follower(r: Raft, m: Message) -> None:
             r.send(replace(m, to=r.lead))
     elif t == MT.READ_INDEX_RESP and len(m.entries) == 1:
         r.read_states.append(ReadState(m.index, m.entries[0].data))
+
+
+# --- the receiving side of replication ------------------------------------------------------
+
+
+def handle_append_entries(r: Raft, m: Message) -> None:
+    log = r.raft_log
+    if m.index < log.committed:
+        r.send(Message(MT.APP_RESP, m.from_, NONE, index=log.committed))
+        return
+    last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+    if last_new is not None:
+        r.send(Message(MT.APP_RESP, m.from_, NONE, index=last_new))
+        return
+    # §5.3 with etcd's fast backtracking: hint the largest index whose term is <= the
+    # leader's prev term, so the leader can skip a whole term per round trip.
+    hint_index = min(m.index, log.last_index())
+    hint_index, hint_term = log.find_conflict_by_term(hint_index, m.log_term)
+    r.send(
+        Message(
+            MT.APP_RESP,
+            m.from_,
+            NONE,
+            index=m.index,
+            reject=True,
+            reject_hint=hint_index,
+            log_term=hint_term,
+        )
+    )
+
+
+def handle_heartbeat(r: Raft, m: Message) -> None:
+    r.raft_log.commit_to(m.commit)
+    r.send(Message(MT.HEARTBEAT_RESP, m.from_, NONE, context=m.context))
+
+
+def handle_snapshot(r: Raft, m: Message) -> None:
+    assert m.snapshot is not None, "SNAP message without a snapshot"
+    if r.restore(m.snapshot):
+        r.send(Message(MT.APP_RESP, m.from_, NONE, index=r.raft_log.last_index()))
+    else:
+        r.send(Message(MT.APP_RESP, m.from_, NONE, index=r.raft_log.committed))
