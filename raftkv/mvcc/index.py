@@ -110,6 +110,28 @@ class TreeIndex:
         for k in empty:
             del tree[k]
 
+    def compact_some(self, at: int, after: bytes | None, limit: int) -> bytes | None:
+        """Compact up to ``limit`` keys after key ``after`` (None: from the first); returns
+        the last key done, or None when no key is left. Keys created meanwhile hold only
+        revisions above ``at``: skipping or revisiting them is harmless."""
+        tree = self._tree
+        keys = tree.irange(after, inclusive=(False, False)) if after is not None else iter(tree)
+        done = []
+        for k in keys:
+            done.append(k)
+            if len(done) == limit:
+                break
+        if not done:
+            return None
+        for k in done:
+            ki = tree[k]
+            if len(ki) == 1 and len(ki[0]) == 1:
+                continue  # one live revision: nothing to drop
+            ki.compact(at)
+            if ki.is_empty():
+                del tree[k]
+        return done[-1]
+
     def keep(self, at: int) -> set[int]:
         """The revisions a compaction at ``at`` would keep (etcd's Keep, for HashKV)."""
         available: set[int] = set()

@@ -196,6 +196,9 @@ class KVStore:
     # --- compaction --------------------------------------------------------------------------
 
     def compact(self, revision: int) -> CompactionResponse:
+        """Compact at revision: checked, recorded and committed now; the index and backend
+        work follows in ``compact_step()`` calls (ranges at revisions >= the compacted one
+        read the same either way, and older ones are refused from now on)."""
         if revision <= self.compact_revision:
             raise errors.ErrCompacted
         if revision > self.current_revision:
@@ -203,26 +206,36 @@ class KVStore:
         self.compact_revision = revision
         self._b.put(META_BUCKET, SCHEDULED_COMPACT_KEY, rev_to_bytes(revision))
         self._b.commit()  # etcd: ensure the desired compaction is persisted
-        self._compact_index(revision)
+        self._schedule_compaction(revision)
         return CompactionResponse(header=ResponseHeader(revision=self.current_revision))
 
-    def _compact_index(self, revision: int) -> None:
-        self._index.compact(revision)
-        self._compaction = [revision, rev_to_bytes(0)]
+    def _schedule_compaction(self, revision: int) -> None:
+        # [revision, phase, cursor]: phase "index" walks the keys (cursor: the last key done),
+        # then phase "key" deletes from the backend (cursor: the next revision key to look at)
+        self._compaction = [revision, "index", None]
 
     @property
     def compaction_pending(self) -> bool:
-        """A compaction's backend deletes are not finished yet (see compact_step)."""
+        """A compaction's index or backend work is not finished yet (see compact_step)."""
         return self._compaction is not None
 
     def compact_step(self, batch: int = 1000) -> bool:
-        """Delete the next batch of compacted revisions; True while more remain."""
+        """Do the next batch of compaction work: compact ``batch`` keys of the index, then
+        delete the compacted revisions from the backend ``batch`` records at a time, then
+        record the finished revision. True while more remain."""
         job = self._compaction
         if job is None:
             return False
-        revision, start = job
+        revision, phase, cursor = job
+        if phase == "index":
+            last = self._index.compact_some(revision, cursor, batch)
+            if last is None:
+                job[1], job[2] = "key", rev_to_bytes(0)
+            else:
+                job[2] = last
+            return True
         end = rev_to_bytes(revision + 1)
-        items = self._b.range(KEY_BUCKET, start, end, limit=batch)
+        items = self._b.range(KEY_BUCKET, cursor, end, limit=batch)
         index = self._index
         for k, v in items:
             key = decode_kv(v).key
@@ -234,7 +247,7 @@ class KVStore:
             self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
             self._compaction = None
             return False
-        job[1] = items[-1][0] + b"\x00"
+        job[2] = items[-1][0] + b"\x00"
         return True
 
     # --- hashes ------------------------------------------------------------------------------
@@ -360,7 +373,7 @@ class KVStore:
         if scheduled and scheduled > self.compact_revision:
             # a compaction was scheduled but not finished: resume it
             self.compact_revision = scheduled
-            self._compact_index(scheduled)
+            self._schedule_compaction(scheduled)
 
 
 def _has_rev(ki: KeyIndex, r: int) -> bool:

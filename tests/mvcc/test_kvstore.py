@@ -412,3 +412,22 @@ def test_txn_delete_from_key_then_put_is_allowed_as_in_etcd(env):
     # where etcd would panic (ignore_value on the key just deleted), the put goes through empty
     s.txn(TxnRequest(success=[op_del(b"a", b"\x00"), op_put(b"b", ignore_value=True)]))
     assert s.range(get(b"b")).kvs[0].value == b""
+
+
+def test_compaction_work_happens_in_steps_and_reads_stay_the_same(env):
+    s = env.store
+    for i in range(40):
+        s.put(put(b"k%02d" % (i % 10), b"%d" % i))  # revisions 2..41
+    s.delete_range(delete(b"k0", b"k1"))  # 42: k00..k09 -> all
+    for i in range(5):
+        s.put(put(b"k%02d" % i, b"again"))  # 43..47
+    before = {r: s.range(get(b"k", b"l", revision=r)) for r in range(30, 48)}
+    s.compact(30)
+    assert len(s._index) == 10  # nothing compacted yet
+    steps = 0
+    while s.compact_step(batch=3):
+        steps += 1
+        for r in (30, 41, 42, 47):
+            assert s.range(get(b"k", b"l", revision=r)) == before[r]
+    assert steps >= 4 + 5  # 10 keys by 3, then the backend in batches of 3
+    assert {r: s.range(get(b"k", b"l", revision=r)) for r in range(30, 48)} == before
