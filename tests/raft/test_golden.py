@@ -18,5 +18,6 @@ def test_scenario(path: Path) -> None:
     for b in run_file(path, rewrite):
         if not rewrite:
             assert b.actual == b.expected, (
-                f"{path.name}:{b.line}: {b.command}\n--- expected\n{b.expected}\n--- got\n{b.actual}"
+                f"{path.name}:{b.line}: {b.command}\n"
+                f"--- expected\n{b.expected}\n--- got\n{b.actual}"
             )
