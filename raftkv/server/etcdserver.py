@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -129,6 +130,7 @@ class EtcdServer:
         )
         self.node.handler = self
         self.read_index = ReadIndexer(self.node, self.applied, self.request_timeout)
+        self.watch_streams: weakref.WeakSet[ServerWatchStream] = weakref.WeakSet()
         self.housekeeping = Housekeeping(self)
         self.maintenance = Maintenance(self)
         self._stopped = False
@@ -335,7 +337,9 @@ class EtcdServer:
         return await self.maintenance.move_leader(req)
 
     def new_watch_stream(self, on_ready: Callable[[], None]) -> ServerWatchStream:
-        return ServerWatchStream(self, self.kv.new_watch_stream(on_ready))
+        ws = ServerWatchStream(self, self.kv.new_watch_stream(on_ready))
+        self.watch_streams.add(ws)
+        return ws
 
     def is_healthy(self) -> bool:
         return self.leader != NONE and not self.applier.alarms
@@ -437,6 +441,7 @@ class ServerWatchStream:
 
     def close(self) -> None:
         self._inner.close()
+        self._s.watch_streams.discard(self)
 
     @property
     def watch_ids(self) -> list[int]:

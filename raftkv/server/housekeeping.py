@@ -2,6 +2,7 @@
 
 - every 100 ms: commit the backend batch when due, move unsynced watchers forward;
 - every 50 ms: fail proposals whose request timeout passed;
+- every 10 minutes: progress notifications to watchers created with progress_notify;
 - every 500 ms on the leader: propose revokes of expired leases and lease checkpoints
   (expiry is decided by the leader only, and carried out through Raft);
 - physical compaction in batches after a compaction was applied;
@@ -35,6 +36,7 @@ LEASE_INTERVAL = 0.5
 COMPACTION_BATCH = 1000
 COMPACTION_PAUSE = 0.01
 WAITER_SWEEP = 0.05
+PROGRESS_NOTIFY_INTERVAL = 600.0
 
 
 class Housekeeping:
@@ -53,6 +55,7 @@ class Housekeeping:
             loop.create_task(self._guard(self._leases, "leases")),
             loop.create_task(self._guard(self._publish, "publish")),
             loop.create_task(self._guard(self._expire_waiters, "expire_waiters")),
+            loop.create_task(self._guard(self._progress_notify, "progress_notify")),
         ]
         if self.s.kv.compaction_pending:
             self.schedule_compaction()
@@ -94,6 +97,13 @@ class Housekeeping:
         while True:
             await asyncio.sleep(WAITER_SWEEP)
             wait.expire(loop.time())
+
+    async def _progress_notify(self) -> None:
+        """etcd's periodic progress notification (every 10 minutes) to watchers that asked."""
+        while True:
+            await asyncio.sleep(PROGRESS_NOTIFY_INTERVAL)
+            for ws in list(self.s.watch_streams):
+                ws.progress_notify()
 
     # --- leases (leader only) -----------------------------------------------------------------
 
