@@ -109,6 +109,12 @@ _UNARY: dict[str, _Unary] = {
     "/v3/cluster/member/list": _Unary(
         "member_list", rpc.MemberListRequest, None, False, _member_list_fixup
     ),
+    "/v3/cluster/member/add": _Unary("member_add", rpc.MemberAddRequest, None, False),
+    "/v3/cluster/member/remove": _Unary("member_remove", rpc.MemberRemoveRequest, None, False),
+    "/v3/cluster/member/update": _Unary("member_update", rpc.MemberUpdateRequest, None, False),
+    "/v3/cluster/member/promote": _Unary(
+        "member_promote", rpc.MemberPromoteRequest, None, False
+    ),
     "/v3/maintenance/status": _Unary("status", rpc.StatusRequest, None, False),
     "/v3/maintenance/hash": _Unary("hash", rpc.HashRequest, None, False),
     "/v3/maintenance/hashkv": _Unary("hash_kv", rpc.HashKVRequest, None, False),

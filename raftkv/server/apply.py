@@ -29,7 +29,7 @@ from raftkv.pb.rpc import (
     LeaseCheckpointResponse,
     ResponseHeader,
 )
-from raftkv.raft import ConfChangeType, ConfState, Entry, EntryType, decode_conf_change
+from raftkv.raft import ConfState, Entry, EntryType
 from raftkv.server import quota
 from raftkv.server.codec import decode_request
 
@@ -72,8 +72,7 @@ class Applier:
                 a for (_m, t), a in sorted(self.alarms.items()) if r.alarm in (AlarmType.NONE, t)
             ]
         elif r.action == AlarmAction.ACTIVATE:
-            if r.alarm == AlarmType.NONE:
-                return resp
+            # (etcd stores even an alarm of type NONE: it is listed, and makes /health false)
             if key not in self.alarms:
                 self.alarms[key] = AlarmMember(memberID=r.memberID, alarm=r.alarm)
                 self.s.backend.put(ALARM_BUCKET, bkey, b"")
@@ -157,16 +156,4 @@ class Applier:
         return None
 
     def _apply_conf_change(self, e: Entry, fresh: bool) -> None:
-        s = self.s
-        cc = decode_conf_change(e.data)
-        self.conf_state = s.node.rn.apply_conf_change(cc)
-        if fresh:
-            if cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
-                m = s.cluster.add(cc.node_id)
-                if m.peer_urls and cc.node_id != s.member_id:
-                    s.transport.add_peer(cc.node_id, m.peer_urls)
-            elif cc.type == ConfChangeType.REMOVE_NODE:
-                s.cluster.remove(cc.node_id)
-                s.remove_peer_later(cc.node_id)
-        if cc.id and s.wait.is_registered(cc.id):
-            s.wait.trigger(cc.id, self.conf_state)
+        self.conf_state = self.s.member_ops.apply(e, fresh, self.conf_state)

@@ -41,6 +41,7 @@ from raftkv.server import lease_http, quota
 from raftkv.server.apply import Applier
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.maintenance import Maintenance
+from raftkv.server.member_ops import MemberOps
 from raftkv.server.membership import RaftCluster
 from raftkv.server.propose import Proposer
 from raftkv.server.raft_node import RaftNode
@@ -133,6 +134,7 @@ class EtcdServer:
         self.watch_streams: weakref.WeakSet[ServerWatchStream] = weakref.WeakSet()
         self.housekeeping = Housekeeping(self)
         self.maintenance = Maintenance(self)
+        self.member_ops = MemberOps(self)
         self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -300,6 +302,18 @@ class EtcdServer:
 
     async def member_list(self, req: rpc.MemberListRequest) -> rpc.MemberListResponse:
         return rpc.MemberListResponse(header=self.header(), members=self.cluster.to_pb())
+
+    async def member_add(self, req: rpc.MemberAddRequest) -> rpc.MemberAddResponse:
+        return await self.member_ops.add(req)
+
+    async def member_remove(self, req: rpc.MemberRemoveRequest) -> rpc.MemberRemoveResponse:
+        return await self.member_ops.remove(req)
+
+    async def member_update(self, req: rpc.MemberUpdateRequest) -> rpc.MemberUpdateResponse:
+        return await self.member_ops.update(req)
+
+    async def member_promote(self, req: rpc.MemberPromoteRequest) -> rpc.MemberPromoteResponse:
+        return await self.member_ops.promote(req)
 
     async def status(self, req: rpc.StatusRequest) -> rpc.StatusResponse:
         return rpc.StatusResponse(

@@ -38,6 +38,7 @@ def _peer_app(server: EtcdServer) -> web.Application:
     app = web.Application(client_max_size=1 << 30)
     app.add_routes(server.transport.routes())
     app.add_routes(lease_http.routes(server))
+    app.add_routes(server.member_ops.routes())
 
     async def members(_request: web.Request) -> web.Response:
         body = {

@@ -10,7 +10,7 @@ from typing import Any
 from cluster import LocalCluster
 from cluster.client import EtcdError, b64
 
-__all__ = ["FAST", "call_error", "eventually", "member_ids", "b64"]
+__all__ = ["FAST", "b64", "call_error", "eventually", "member_ids"]
 
 FAST = {"heartbeat_interval": 50, "election_timeout": 500}
 
@@ -26,7 +26,7 @@ async def eventually(
             last = await check()
             if last:
                 return last
-        except (EtcdError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, EtcdError, OSError) as e:
             last = e
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
