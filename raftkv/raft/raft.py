@@ -116,6 +116,8 @@ class Raft:
         # this is above ``applied``.
         self.pending_conf_index = 0
         self.uncommitted_size = 0
+        # proposals were appended since the last broadcast (flushed by flush_appends)
+        self.pending_bcast = False
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = 0
@@ -231,6 +233,13 @@ class Raft:
             if i != self.id:
                 self.send_append(i)
 
+    def flush_appends(self) -> None:
+        """Send the appends owed for proposals accepted since the last Ready."""
+        if self.pending_bcast:
+            self.pending_bcast = False
+            if self.state == StateType.LEADER:
+                self.bcast_append()
+
     def bcast_heartbeat(self, ctx: bytes | None = None) -> None:
         if ctx is None:
             ctx = self.read_only.last_pending_request_ctx()
@@ -274,6 +283,7 @@ class Raft:
             pr.inflights.reset()
         self.pending_conf_index = 0
         self.uncommitted_size = 0
+        self.pending_bcast = False
         self.read_only = ReadOnly()
         self.pending_read_index_messages = []
 

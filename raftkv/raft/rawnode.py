@@ -204,6 +204,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
+        r.flush_appends()
         if r.msgs or r.msgs_after_append or r.read_states:
             return True
         ps = self._prev_soft
@@ -225,6 +226,7 @@ class RawNode:
         """The next batch of work. Must be followed by ``advance`` before the next ``ready``."""
         assert self._steps_on_advance is None, "ready() called twice without advance()"
         r = self.raft
+        r.flush_appends()
         log = r.raft_log
         rd = Ready(
             entries=log.next_unstable_ents(),

@@ -161,7 +161,9 @@ def _leader_propose(r: Raft, m: Message) -> None:
             r.pending_conf_index = r.raft_log.last_index() + i + 1
     if not r.append_entry(ents):
         raise ProposalDroppedError("too many uncommitted entries (max_uncommitted_entries_size)")
-    r.bcast_append()
+    # Replicate when the next Ready is assembled rather than per proposal: proposals that
+    # arrive between two Readies then travel in one append message per follower.
+    r.pending_bcast = True
 
 
 def step_candidate(r: Raft, m: Message) -> None:

@@ -164,6 +164,7 @@ class Network:
 
 def take(r: Raft) -> list[Message]:
     """Pop everything the core queued to send (both lists, self-addressed ones excluded)."""
+    r.flush_appends()
     out = [m for m in r.msgs + r.msgs_after_append if m.to != r.id]
     r.msgs = []
     r.msgs_after_append = []
