@@ -25,6 +25,7 @@ from aiohttp import web
 from raftkv.config import Settings
 from raftkv.server import lease_http
 from raftkv.server.etcdserver import ETCD_VERSION, EtcdServer
+from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.storage import StartupError, open_member_storage
 from raftkv.transport.http import read_response, source_addr, split_url
 from raftkv.wal import WAL
@@ -49,6 +50,7 @@ def _peer_app(server: EtcdServer) -> web.Application:
                     "name": m.name,
                     "peerURLs": m.peer_urls,
                     "clientURLs": m.client_urls,
+                    "isLearner": m.is_learner,
                 }
                 for m in server.cluster.members.values()
             ],
@@ -71,8 +73,9 @@ def _client_app(server: EtcdServer) -> web.Application:
     return create_app(server)
 
 
-async def _fetch_cluster_id(cfg: Settings) -> int:
-    """Ask the other members for the cluster id (joining an existing cluster)."""
+async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
+    """Ask the other members for the cluster id and member table (joining an existing
+    cluster: a member added with ``member add`` finds its id there, by its peer URLs)."""
     local = source_addr(cfg.listen_peer_urls[0])
     for name, urls in cfg.initial_cluster_map().items():
         if name == cfg.name:
@@ -91,7 +94,18 @@ async def _fetch_cluster_id(cfg: Settings) -> int:
 
                 status, body = await asyncio.wait_for(read_response(reader), 2.0)
                 if status == 200:
-                    return int(json.loads(body)["cluster_id"], 16)
+                    d = json.loads(body)
+                    members = {
+                        int(m["id"], 16): Member(
+                            int(m["id"], 16),
+                            m["name"],
+                            m["peerURLs"],
+                            m["clientURLs"],
+                            m.get("isLearner", False),
+                        )
+                        for m in d["members"]
+                    }
+                    return RaftCluster(int(d["cluster_id"], 16), members)
             except Exception:
                 continue
             finally:
@@ -137,10 +151,10 @@ async def run_member(cfg: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    remote_cid = None
+    remote = None
     if cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path):
-        remote_cid = await _fetch_cluster_id(cfg)
-    ms = open_member_storage(cfg, remote_cid)
+        remote = await _fetch_remote_cluster(cfg)
+    ms = open_member_storage(cfg, remote)
     server = EtcdServer(cfg, ms, fatal)
     _tune_gc()
     runners: list[Any] = []

@@ -109,6 +109,8 @@ class MemberOps:
     async def add(self, req: rpc.MemberAddRequest) -> rpc.MemberAddResponse:
         urls = check_urls(list(req.peerURLs))
         mid = compute_member_id(urls, str(int(time.time())))
+        if mid in self.s.cluster.members:
+            raise errors.ErrMemberExist
         if not req.isLearner and not self._ready_to_add_voter():
             raise errors.ErrMemberNotEnoughStarted
         if not self._connected_to_all_voters():
@@ -338,9 +340,10 @@ class MemberOps:
                     return errors.ErrMemberNotLearner
                 return None
             if mid in members:
-                if sorted(members[mid].peer_urls) == sorted(ctx["peerURLs"]):
-                    return None  # a joining member's table, written from --initial-cluster
-                return errors.ErrMemberExist
+                # Known already: a table written ahead of the log (from --initial-cluster, or
+                # the running members' list when joining). The log decides; the client-side
+                # duplicate is refused before proposing (``add``).
+                return None
             taken = {u for m in members.values() for u in m.peer_urls}
             if any(u in taken for u in ctx["peerURLs"]):
                 return errors.ErrPeerURLExist

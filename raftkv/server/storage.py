@@ -73,9 +73,9 @@ def decode_metadata(data: bytes) -> tuple[int, int]:
     return member_id, cluster_id
 
 
-def open_member_storage(cfg: Settings, remote_cluster_id: int | None = None) -> MemberStorage:
-    """Open (or create) the data dir. ``remote_cluster_id``: for ``--initial-cluster-state
-    existing``, the cluster id the running members reported."""
+def open_member_storage(cfg: Settings, remote: RaftCluster | None = None) -> MemberStorage:
+    """Open (or create) the data dir. ``remote``: for ``--initial-cluster-state existing``,
+    the cluster id and member table the running members reported."""
     try:
         os.makedirs(cfg.snap_path, exist_ok=True)
         os.makedirs(os.path.dirname(os.path.abspath(cfg.wal_path)), exist_ok=True)
@@ -85,16 +85,26 @@ def open_member_storage(cfg: Settings, remote_cluster_id: int | None = None) -> 
     initial = RaftCluster.from_initial_cluster(cfg.initial_cluster_map(), cfg.initial_cluster_token)
     if WAL.exists(cfg.wal_path):
         return _restart(cfg, snapshotter, initial)
-    return _fresh(cfg, snapshotter, initial, remote_cluster_id)
+    return _fresh(cfg, snapshotter, initial, remote)
 
 
 def _fresh(
-    cfg: Settings, snapshotter: Snapshotter, initial: RaftCluster, remote_cluster_id: int | None
+    cfg: Settings, snapshotter: Snapshotter, initial: RaftCluster, remote: RaftCluster | None
 ) -> MemberStorage:
     member_id = initial.id_of(cfg.name)
     cluster_id = initial.cluster_id
-    if cfg.initial_cluster_state == "existing" and remote_cluster_id is not None:
-        cluster_id = remote_cluster_id
+    if cfg.initial_cluster_state == "existing" and remote is not None:
+        # etcd's ValidateClusterAndAssignIDs: this member is the one with its peer URLs
+        cluster_id = remote.cluster_id
+        mine = sorted(cfg.initial_advertise_peer_urls)
+        found = [m.id for m in remote.members.values() if sorted(m.peer_urls) == mine]
+        if not found:
+            raise StartupError(
+                f"no member of cluster {cluster_id:x} has the peer URLs {','.join(mine)}: "
+                "add this member first (member add), with exactly these URLs"
+            )
+        member_id = found[0]
+        initial = RaftCluster(cluster_id, remote.members)
     db = snapshotter.db_file()
     if os.path.exists(db):
         os.remove(db)  # a db without a WAL is a leftover of an interrupted first start

@@ -1,0 +1,126 @@
+"""Membership changes on real processes under write load: grow 3 -> 5 (one voter, one learner
+that is promoted once it has caught up), remove the leader, shrink back to 3; no acknowledged
+write is lost, and every remaining member ends with the same keys, revision and hash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+import aiohttp
+import pytest
+
+from cluster.client import EtcdError
+from tests.cluster.real import needs_server
+from tests.ops.growable import GrowableCluster
+from tests.ops.helpers import FAST, eventually
+from tests.ops.helpers import member_ids as all_member_ids
+
+pytestmark = [needs_server, pytest.mark.timeout(240)]
+
+
+class Writers:
+    """Clients putting unique keys through the running members; what was acknowledged."""
+
+    def __init__(self, c: GrowableCluster, n: int = 4) -> None:
+        self.c = c
+        self.acked: dict[str, int] = {}
+        self.failed = 0
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._run(i)) for i in range(n)]
+
+    async def _run(self, w: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            live = self.c.running
+            if not live:
+                await asyncio.sleep(0.1)
+                continue
+            m = random.choice(live)
+            key = f"w{w}-{i:05d}"
+            i += 1
+            try:
+                r = await self.c.client(m, timeout=15).put(key, key)
+                self.acked[key] = int(r["header"]["revision"])
+            except (EtcdError, OSError, TimeoutError, aiohttp.ClientError):
+                self.failed += 1
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+async def _caught_up(c: GrowableCluster, name: str) -> bool:
+    sts = await c.statuses()
+    st, lead = sts.get(name), [s for s in sts.values() if s and s.get("leader")]
+    if not st or not lead:
+        return False
+    top = max(int(s.get("raftIndex", 0)) for s in lead)
+    return int(st.get("raftAppliedIndex", 0)) >= top - 5
+
+
+async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(tmp_path):
+    c = GrowableCluster(5, tmp_path, initial=3, snapshot_count=200, **FAST)
+    async with c:
+        await c.wait_ready()
+        writers = Writers(c)
+        m4, m5 = c.member("m4"), c.member("m5")
+
+        # grow: a voter, then a learner promoted once in sync
+        leader = await c.wait_leader()
+        await c.add(leader, m4)
+        await eventually(lambda: _caught_up(c, "m4"), 60, "m4 catches up")
+        leader = await c.wait_leader()
+        learner_id = await c.add(leader, m5, learner=True)
+        await eventually(lambda: _caught_up(c, "m5"), 60, "m5 catches up")
+        st = await c.client(m5).status()
+        assert int(st["header"]["member_id"]) == learner_id
+        promote = {"ID": str(learner_id)}
+        await eventually(
+            lambda: c.client(random.choice(c.running)).call("cluster/member/promote", promote),
+            30,
+            "promote m5",
+        )
+        members = (await c.client(m4).call("cluster/member/list", {}))["members"]
+        assert len(members) == 5 and not any(m.get("isLearner") for m in members)
+        assert {m["name"] for m in members} == {"m1", "m2", "m3", "m4", "m5"}
+
+        # remove the leader (asked on the leader itself): it steps down and stops
+        leader = await c.wait_leader()
+        ids = await all_member_ids(c)
+        resp = await c.remove(leader, ids[leader.name])
+        assert ids[leader.name] not in {int(m["ID"]) for m in resp["members"]}
+        assert await leader.proc.wait(15), "the removed leader did not stop"
+        new = await c.wait_leader()
+        assert new is not leader
+
+        # shrink back to three: remove m4 through a follower
+        via = next(m for m in c.running if m is not new and m is not m4)
+        await c.remove(via, ids["m4"])
+        with contextlib.suppress(Exception):
+            await m4.proc.wait(15)
+        await asyncio.sleep(1.0)
+        await writers.stop()
+        assert len(writers.acked) > 50, (len(writers.acked), writers.failed)
+
+        # every acknowledged write is there, on every remaining member, at the same state
+        final = c.running
+        assert len(final) == 3
+        await eventually(lambda: _converged(c, final), 30, "members converge")
+        for m in final:
+            for key, rev in writers.acked.items():
+                kv = await c.client(m).get(key, serializable=True)
+                assert kv is not None and kv.mod_revision == rev, (m.name, key, rev, kv)
+        members = (await c.client(final[0]).call("cluster/member/list", {}))["members"]
+        assert sorted(m["name"] for m in members) == sorted(m.name for m in final)
+
+
+async def _converged(c: GrowableCluster, members) -> bool:
+    sts = [await c.client(m).status() for m in members]
+    revs = {int(s["header"]["revision"]) for s in sts}
+    if len(revs) != 1:
+        return False
+    hashes = {(await c.client(m).hashkv())["hash"] for m in members}
+    return len(hashes) == 1
