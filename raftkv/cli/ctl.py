@@ -173,6 +173,10 @@ def cmd_del(c: Client, a: argparse.Namespace) -> None:
 def _txn_op(args: list[str]) -> rpc.RequestOp:
     with contextlib.redirect_stderr(io.StringIO()):
         a = _parser().parse_args(args)
+    try:
+        _bind_args(a, None)
+    except CtlError as e:
+        raise ValueError(str(e)) from None
     if a.cmd == "put":
         return rpc.RequestOp(request_put=_put_req(a))
     if a.cmd == "get":
@@ -241,7 +245,11 @@ def _lease_id(s: str) -> int:
     try:
         return int(s, 16)
     except ValueError:
-        raise CtlError(f"bad lease ID arg ({s}), expecting ID in Hex") from None
+        raise CtlError(
+            f'bad lease ID arg (strconv.ParseInt: parsing "{s}": invalid syntax), '
+            "expecting ID in Hex",
+            128,
+        ) from None
 
 
 def cmd_lease(c: Client, a: argparse.Namespace) -> None:
@@ -250,7 +258,9 @@ def cmd_lease(c: Client, a: argparse.Namespace) -> None:
         try:
             ttl = int(a.ttl)
         except ValueError:
-            raise CtlError(f"bad TTL ({a.ttl})") from None
+            raise CtlError(
+                f'bad TTL (strconv.ParseInt: parsing "{a.ttl}": invalid syntax)', 128
+            ) from None
         r = c.call("/v3/lease/grant", rpc.LeaseGrantRequest(TTL=ttl), rpc.LeaseGrantResponse)
         if a.write_out == "json":  # clientv3.LeaseGrantResponse: header fields promoted
             hdr = go_json(r.header) if r.header is not None else {}
@@ -475,8 +485,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = p.add_subparsers(dest="cmd", required=True)
 
     q = sp.add_parser("put", parents=[common])
-    q.add_argument("key")
-    q.add_argument("value", nargs="?")
+    q.add_argument("args", nargs="*")
     q.add_argument("--lease", default="")
     q.add_argument("--prev-kv", action="store_true")
     q.add_argument("--ignore-value", action="store_true")
@@ -484,8 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_put)
 
     q = sp.add_parser("get", parents=[common])
-    q.add_argument("key")
-    q.add_argument("range_end", nargs="?")
+    q.add_argument("args", nargs="*")
     q.add_argument("--prefix", action="store_true")
     q.add_argument("--from-key", action="store_true")
     q.add_argument("--rev", type=int, default=0)
@@ -499,8 +507,7 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_get)
 
     q = sp.add_parser("del", parents=[common])
-    q.add_argument("key")
-    q.add_argument("range_end", nargs="?")
+    q.add_argument("args", nargs="*")
     q.add_argument("--prefix", action="store_true")
     q.add_argument("--from-key", action="store_true")
     q.add_argument("--prev-kv", action="store_true")
@@ -511,29 +518,28 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_txn)
 
     q = sp.add_parser("watch", parents=[common])
-    q.add_argument("key", nargs="?")
-    q.add_argument("range_end", nargs="?")
+    q.add_argument("args", nargs="*")
     q.add_argument("--prefix", action="store_true")
     q.add_argument("--rev", type=int, default=0)
     q.add_argument("--prev-kv", action="store_true")
     q.set_defaults(fn=cmd_watch)
 
     q = sp.add_parser("compaction", parents=[common])
-    q.add_argument("revision")
+    q.add_argument("args", nargs="*")
     q.add_argument("--physical", action="store_true")
     q.set_defaults(fn=cmd_compaction)
 
     q = sp.add_parser("lease", parents=[common])
     lp = q.add_subparsers(dest="lease_cmd", required=True)
     x = lp.add_parser("grant", parents=[common])
-    x.add_argument("ttl")
+    x.add_argument("args", nargs="*")
     x = lp.add_parser("revoke", parents=[common])
-    x.add_argument("id")
+    x.add_argument("args", nargs="*")
     x = lp.add_parser("timetolive", parents=[common])
-    x.add_argument("id")
+    x.add_argument("args", nargs="*")
     x.add_argument("--keys", action="store_true")
     x = lp.add_parser("keep-alive", parents=[common])
-    x.add_argument("id")
+    x.add_argument("args", nargs="*")
     x.add_argument("--once", action="store_true")
     lp.add_parser("list", parents=[common])
     q.set_defaults(fn=cmd_lease)
@@ -560,10 +566,58 @@ def _seconds(s: str) -> float:
     return float(s)
 
 
+_ARG_ERRORS = {
+    "put": "put command needs 1 argument and input from stdin or 2 arguments",
+    "get": "get command needs one argument as key and an optional argument as range_end",
+    "del": "del command needs one argument as key and an optional argument as range_end",
+    "watch": "bad number of arguments",
+    "compaction": "compaction command needs 1 argument",
+    "grant": "lease grant command needs TTL argument",
+    "revoke": "lease revoke command needs 1 argument",
+    "timetolive": "lease timetolive command needs lease ID as argument",
+    "keep-alive": "lease keep-alive command needs lease ID as argument",
+}
+
+
+def _bind_args(a: argparse.Namespace, stdin: Any) -> None:
+    """etcdctl's positional-argument rules (ExitBadArgs, 128, on violation)."""
+    args: list[str] = getattr(a, "args", [])
+    what = a.lease_cmd if a.cmd == "lease" else a.cmd
+    bad = CtlError(_ARG_ERRORS.get(what, "bad number of arguments"), 128)
+    if a.cmd == "put":
+        if not args:
+            raise bad
+        a.key = args[0]
+        if len(args) > 1:
+            a.value = args[1]
+        else:
+            data = "" if stdin is None or stdin.isatty() else stdin.read()
+            if not data and not a.ignore_value:
+                raise bad
+            a.value = data
+    elif a.cmd in ("get", "del", "watch"):
+        if not args or (a.cmd != "get" and len(args) > 2):
+            raise bad
+        a.key = args[0]
+        a.range_end = args[1] if len(args) > 1 else None
+    elif a.cmd == "compaction":
+        if len(args) != 1:
+            raise bad
+        a.revision = args[0]
+    elif a.cmd == "lease" and what != "list":
+        if len(args) != 1:
+            raise bad
+        if what == "grant":
+            a.ttl = args[0]
+        else:
+            a.id = args[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     client = Client(a.endpoints.split(","), timeout=_seconds(a.command_timeout))
     try:
+        _bind_args(a, None if a.cmd == "txn" else sys.stdin)
         a.fn(client, a)
     except CtlError as e:
         sys.stdout.flush()

@@ -176,3 +176,39 @@ def test_failover_to_next_endpoint(etcd) -> None:
     assert (code, out, err) == (0, "OK\n", "")
     code, out, _ = _run([sys.executable, "-m", "raftkv.cli.ctl", f"--endpoints={dead}", "get", "a"])
     assert code == 1
+
+
+BAD_ARGS = [
+    "put",
+    "get",
+    "del",
+    "del a b c",
+    "watch",
+    "compaction",
+    "compaction abc",
+    "lease grant",
+    "lease grant abc",
+    "lease revoke",
+    "lease revoke zz",
+    "lease timetolive",
+    "lease timetolive zz",
+    "lease keep-alive",
+    "lease keep-alive zz",
+    "put sk3",
+]
+
+
+@pytest.mark.parametrize("cmd", BAD_ARGS)
+def test_bad_arguments_like_etcdctl(etcd, cmd: str) -> None:
+    e, r = both(etcd, cmd.split())
+    assert r == e
+
+
+def test_put_value_from_stdin(etcd) -> None:
+    url, _ = etcd
+    code, out, _ = _run(
+        [sys.executable, "-m", "raftkv.cli.ctl", f"--endpoints={url}", "put", "sk"], "a\nb"
+    )
+    assert (code, out) == (0, "OK\n")
+    e, r = both(etcd, ["get", "sk", "-w", "json"])
+    assert r == e and '"value":"YQpi"' in r[1]
