@@ -160,7 +160,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
             configs_dir=args.configs_dir or CONFIGS_DIR,
             proxy=not args.no_proxy,
             detached=True,
-            etcd_ports=True,
+            etcd_ports=not args.free_ports,
             ready_timeout=args.timeout,
             **_settings(args.set),
         )
@@ -281,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="delete a stopped cluster's state and data first"
     )
     up.add_argument("--no-proxy", action="store_true", help="direct peer links (no faults)")
+    up.add_argument(
+        "--free-ports", action="store_true", help="any free ports, not etcd's 2379/2380 first"
+    )
     up.add_argument("--member-cmd", help="member command instead of `python -m raftkv`")
     up.add_argument("--configs-dir", help=f"member configs mN.yaml (default {CONFIGS_DIR})")
     up.add_argument("--timeout", type=float, default=60.0)

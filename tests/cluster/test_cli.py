@@ -19,7 +19,8 @@ def cli(tmp_path, fake_member_cmd):
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         if args and args[0] == "up":
-            args = (*args, "--member-cmd", " ".join(fake_member_cmd))
+            # free ports: other test runs on this machine may hold 2379 on these IPs
+            args = (*args, "--free-ports", "--member-cmd", " ".join(fake_member_cmd))
         p = subprocess.run(
             [sys.executable, "-m", "cluster", *args],
             env=env,
