@@ -253,11 +253,17 @@ class RawNode:
             self._prev_hard = hs
 
         steps: list[Message] = []
+        self_app_resp: Message | None = None
         for m in r.msgs_after_append:
-            if m.to == r.id:
-                steps.append(m)
-            else:
+            if m.to != r.id:
                 rd.messages_after_append.append(m)
+            elif m.type == MT.APP_RESP:
+                # the leader's acks of its own appends grow monotonically: the last one says it all
+                self_app_resp = m
+            else:
+                steps.append(m)
+        if self_app_resp is not None:
+            steps.append(self_app_resp)
         if log.has_next_or_in_progress_unstable_ents() or rd.snapshot is not None:
             # "Everything up to the log's last entry, and this snapshot, is durable", valid only
             # if the term has not changed by the time it is stepped in.
