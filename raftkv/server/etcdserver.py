@@ -39,6 +39,7 @@ from raftkv.raft import (
 )
 from raftkv.server import lease_http, quota
 from raftkv.server.apply import Applier
+from raftkv.server.compactor import Compactor
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.maintenance import Maintenance
 from raftkv.server.member_ops import MemberOps
@@ -135,6 +136,7 @@ class EtcdServer:
         self.housekeeping = Housekeeping(self)
         self.maintenance = Maintenance(self)
         self.member_ops = MemberOps(self)
+        self.compactor = Compactor(self, cfg.auto_compaction_mode, cfg.auto_compaction_retention)
         self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -144,6 +146,7 @@ class EtcdServer:
         self.node.start()
         self.read_index.start()
         self.housekeeping.start()
+        self.compactor.start()
         if list(self.cluster.members) == [self.member_id]:
             # a one-member cluster need not wait an election timeout (etcd advances its ticks)
             asyncio.get_running_loop().call_later(0.05, self.node.campaign)
@@ -152,6 +155,7 @@ class EtcdServer:
         if self._stopped:
             return
         self._stopped = True
+        await self.compactor.stop()
         await self.housekeeping.stop()
         await self.read_index.stop()
         await self.node.stop()
