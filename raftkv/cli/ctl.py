@@ -552,8 +552,9 @@ def _parser() -> argparse.ArgumentParser:
     q = sp.add_parser("endpoint", parents=[common])
     q.add_argument("--cluster", action="store_true")
     ep = q.add_subparsers(dest="endpoint_cmd", required=True)
-    ep.add_parser("status", parents=[common])
-    ep.add_parser("health", parents=[common])
+    for name in ("status", "health"):
+        x = ep.add_parser(name, parents=[common])
+        x.add_argument("--cluster", action="store_true", default=argparse.SUPPRESS)
     q.set_defaults(fn=cmd_endpoint)
     return p
 
