@@ -12,8 +12,10 @@ loop). Modules, each tested alone:
 - ``raft`` / ``roles``: the state machine (shared prologue + step_leader / step_candidate /
   step_follower).
 - ``rawnode``: RawNode and Ready, the public API.
+- ``describe``: one-line descriptions of messages, entries and Readies (logs, golden tests).
 """
 
+from raftkv.raft.describe import describe_entry, describe_message, describe_ready
 from raftkv.raft.errors import (
     CompactedError,
     ProposalDroppedError,
@@ -74,5 +76,8 @@ __all__ = [
     "StepLocalMessageError",
     "UnavailableError",
     "decode_conf_change",
+    "describe_entry",
+    "describe_message",
+    "describe_ready",
     "encode_conf_change",
 ]

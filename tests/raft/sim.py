@@ -74,6 +74,7 @@ class SimOptions:
     p_read: float = 0.0
     election_tick: int = 10
     max_inflight: int = 4
+    max_inflight_bytes: int = 0
     max_size_per_msg: int = 64
     liveness_ticks: int = 300
 
@@ -146,6 +147,7 @@ class Sim:
             election_tick=self.o.election_tick,
             heartbeat_tick=1,
             max_inflight_msgs=self.o.max_inflight,
+            max_inflight_bytes=self.o.max_inflight_bytes,
             max_size_per_msg=self.o.max_size_per_msg,
             rng=random.Random(self.rng.random()),
         )

@@ -65,7 +65,14 @@ def test_sim_membership_and_snapshots(seeds: range) -> None:
 @pytest.mark.parametrize("seeds", _seeds(300, 20_000), ids=lambda r: f"{r.start}-{r.stop - 1}")
 def test_sim_transfer_and_reads(seeds: range) -> None:
     _run(
-        seeds, voters=5, p_transfer=0.02, p_read=0.1, p_compact=0.02, p_crash=0.01, p_interleave=0.1
+        seeds,
+        voters=5,
+        p_transfer=0.02,
+        p_read=0.1,
+        p_compact=0.02,
+        p_crash=0.01,
+        p_interleave=0.1,
+        max_inflight_bytes=100,
     )
 
 
