@@ -117,7 +117,7 @@ async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
 
 
 async def _serve(app: web.Application, urls: list[str]) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     for url in urls:
         host, port = split_url(url)

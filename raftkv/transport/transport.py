@@ -100,6 +100,10 @@ class Transport:
     async def stop(self) -> None:
         self._started = False
         await asyncio.gather(*(p.stop() for p in self.peers.values()), return_exceptions=True)
+        # inbound streams never end by themselves: end them, or the listener waits for them
+        for t in list(self._inbound.values()):
+            t.cancel()
+        self._inbound.clear()
 
     def peer_urls(self, peer_id: int) -> list[str]:
         p = self.peers.get(peer_id)
