@@ -90,6 +90,7 @@ class RaftNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
+        self.stats = [0, 0, 0, 0]  # Readys, entries persisted, entries applied, fsyncs
         self.lead = NONE
         self.term = rn.raft.term
         self.committed = rn.raft.raft_log.committed
@@ -173,6 +174,14 @@ class RaftNode:
         self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
 
     async def stop(self) -> None:
+        readys, persisted, applied, fsyncs = self.stats
+        log.info(
+            "raft_loop_stats",
+            readys=readys,
+            entries_persisted=persisted,
+            entries_applied=applied,
+            fsyncs=fsyncs,
+        )
         self._stopped = True
         self._wake.set()
         for t in self._tasks:
@@ -235,6 +244,7 @@ class RaftNode:
         storage = self.storage
         wal = self.wal
         wake = self._wake
+        stats = self.stats
         while not self._stopped:
             if self._props:
                 self._flush_proposals()
@@ -243,6 +253,9 @@ class RaftNode:
                 await wake.wait()
                 continue
             rd = rn.ready()
+            stats[0] += 1
+            stats[1] += len(rd.entries)
+            stats[2] += len(rd.committed_entries)
             if rd.soft_state is not None:
                 self._on_soft_state(rd.soft_state)
                 h.on_soft_state(rd.soft_state)
@@ -274,6 +287,7 @@ class RaftNode:
             if rd.hard_state is not None or rd.entries:
                 failpoint("raft.before_save")
                 if rd.must_sync:
+                    stats[3] += 1
                     t0 = time.monotonic()
                     self._saving = True
                     try:
