@@ -195,6 +195,11 @@ class Sim:
             if rd.entries:
                 d.append(rd.entries)
                 rn.storage.append(rd.entries)
+            if d.hard_state.commit > d.last_index():
+                self.fail(
+                    f"member {m.id} persisted commit {d.hard_state.commit} beyond its durable "
+                    f"log (last index {d.last_index()})"
+                )
             for rs in rd.read_states:
                 floor = self.reads[rs.request_ctx]  # (a duplicated request is answered twice)
                 if not (rs.index >= floor):
