@@ -112,9 +112,7 @@ _UNARY: dict[str, _Unary] = {
     "/v3/cluster/member/add": _Unary("member_add", rpc.MemberAddRequest, None, False),
     "/v3/cluster/member/remove": _Unary("member_remove", rpc.MemberRemoveRequest, None, False),
     "/v3/cluster/member/update": _Unary("member_update", rpc.MemberUpdateRequest, None, False),
-    "/v3/cluster/member/promote": _Unary(
-        "member_promote", rpc.MemberPromoteRequest, None, False
-    ),
+    "/v3/cluster/member/promote": _Unary("member_promote", rpc.MemberPromoteRequest, None, False),
     "/v3/maintenance/status": _Unary("status", rpc.StatusRequest, None, False),
     "/v3/maintenance/hash": _Unary("hash", rpc.HashRequest, None, False),
     "/v3/maintenance/hashkv": _Unary("hash_kv", rpc.HashKVRequest, None, False),
@@ -213,6 +211,12 @@ async def _health(server: Any) -> web.Response:
     )
 
 
+def _metrics(server: Any) -> web.Response:
+    from raftkv.server.metrics import CONTENT_TYPE
+
+    return Response(body=server.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
     path = request.path
@@ -240,10 +244,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "OPTIONS":
             return Response(headers=CORS)
         return method_not_allowed()
-    if path == "/health" or path == "/version":
-        if method == "GET" or method == "HEAD":
+    if path == "/health" or path == "/version" or path == "/metrics":
+        if method == "GET":  # etcd's handlers accept GET only (HEAD gets 405 too)
             if path == "/health":
                 return await _health(server)
+            if path == "/metrics":
+                return _metrics(server)
             return Response(
                 body=_VERSION_BODY, headers={**CORS, "Content-Type": "application/json"}
             )
@@ -260,7 +266,7 @@ def create_app(server: Any) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
     # exact paths first (aiohttp looks plain routes up in a dict), then everything else
-    for path in (*_UNARY, *_STREAMS, *AUTH_ROUTES, "/health", "/version"):
+    for path in (*_UNARY, *_STREAMS, *AUTH_ROUTES, "/health", "/version", "/metrics"):
         app.router.add_route("*", path, _dispatch)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

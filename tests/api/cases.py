@@ -351,6 +351,8 @@ CASES: list[Any] = [
     {"name": "health", "method": "GET", "path": "/health"},
     {"name": "post_health", "method": "POST", "path": "/health", "body": ""},
     {"name": "version", "method": "GET", "path": "/version"},
+    {"name": "head_health", "method": "HEAD", "path": "/health"},
+    {"name": "delete_version", "method": "DELETE", "path": "/version"},
     # --- streams ---
     {
         "name": "watch_history",
@@ -546,6 +548,8 @@ STATELESS = {
         "health",
         "post_health",
         "version",
+        "head_health",
+        "delete_version",
         "watch_bad_first",
         "watch_empty_object",
         "watch_empty_body",

@@ -93,6 +93,8 @@ def request(
                 break
             k, v = line.decode().split(":", 1)
             rh[k.strip().lower()] = v.strip()
+        if method == "HEAD" or status in (204, 304):
+            return Reply(status, rh, b"", False)
         if rh.get("transfer-encoding") == "chunked":
             buf.deadline = deadline
             chunks: list[bytes] = []
