@@ -115,8 +115,9 @@ class Applier:
                         wait.trigger(req.ID, result)
                 if backend.pending >= BATCH_LIMIT:
                     backend.commit()
-            self.applied_index = e.index
-            self.applied_term = e.term
+            if e.index > self.applied_index:  # entries applied early come again: skip back
+                self.applied_index = e.index
+                self.applied_term = e.term
         s.on_applied(self.applied_index)
 
     def _apply_request(self, r: InternalRaftRequest) -> Any:

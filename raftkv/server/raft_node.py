@@ -34,6 +34,7 @@ from raftkv.failpoint import failpoint, register
 from raftkv.raft import (
     NONE,
     Entry,
+    EntryType,
     Message,
     MessageType,
     ProposalDroppedError,
@@ -90,6 +91,7 @@ class RaftNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
+        self._applied = rn.raft.raft_log.applied  # highest index handed to the applier
         self.stats = [0, 0, 0, 0]  # Readys, entries persisted, entries applied, fsyncs
         self.lead = NONE
         self.term = rn.raft.term
@@ -121,6 +123,8 @@ class RaftNode:
             return
         if self._saving:
             self._send_pending()
+            if self.rn.raft.raft_log.committed > self._applied:
+                self._apply_early()
         self._wake.set()
 
     def _lost_log_workaround(self, m: Message) -> Message:
@@ -228,6 +232,27 @@ class RaftNode:
             msgs, r.msgs = r.msgs, []
             self._send_all(msgs)
 
+    def _apply_early(self) -> None:
+        """While the loop waits for the WAL: apply entries that just became committed and are
+        already durable here (in MemoryStorage, i.e. persisted by an earlier Ready), instead of
+        holding their clients until this fsync ends and the next Ready hands them out. Raft
+        still hands them out later; the applier skips them by the consistent index. Stops
+        before a conf change (those go through the Ready path, once, in order)."""
+        storage = self.storage
+        lo = self._applied + 1
+        hi = min(self.rn.raft.raft_log.committed, storage.last_index())
+        if hi < lo or lo < storage.first_index():
+            return
+        ents = storage.entries(lo, hi + 1, 1 << 62)
+        for i, e in enumerate(ents):
+            if e.type == EntryType.CONF_CHANGE:
+                ents = ents[:i]
+                break
+        if ents:
+            assert self.handler is not None
+            self.handler.apply_entries(ents)
+            self._applied = ents[-1].index
+
     async def _run(self) -> None:
         try:
             await self._loop()
@@ -270,6 +295,7 @@ class RaftNode:
                 await asyncio.to_thread(self._save_snapshot, rd.snapshot)
                 storage.apply_snapshot(rd.snapshot)
                 h.apply_snapshot(rd.snapshot)
+                self._applied = max(self._applied, rd.snapshot.metadata.index)
             if rd.committed_entries:
                 # Committed entries are durable on a quorum already: apply them while this
                 # Ready's own entries are being made durable (as etcd does), so a client's
@@ -277,6 +303,7 @@ class RaftNode:
                 failpoint("raft.before_apply")
                 t0 = time.monotonic()
                 h.apply_entries(rd.committed_entries)
+                self._applied = max(self._applied, rd.committed_entries[-1].index)
                 took = time.monotonic() - t0
                 if took > SLOW_APPLY:
                     log.warning(

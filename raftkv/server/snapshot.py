@@ -79,7 +79,9 @@ class Snapshots:
         s.snapshotter.save_snap(snap)
         s.node.wal.save_snapshot(WalSnapshot(m.index, m.term))
         self.snap_index = index
-        compact = index - self.catchup_entries
+        # never past what Raft has handed out itself (entries applied early are still to come
+        # out of a Ready, from MemoryStorage)
+        compact = min(index, s.node.rn.raft.raft_log.applied) - self.catchup_entries
         if compact > storage.first_index():
             with contextlib.suppress(CompactedError):
                 storage.compact(compact)
