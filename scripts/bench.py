@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -284,31 +285,48 @@ async def main_async(args: argparse.Namespace) -> int:
     if "etcd" in kinds and not os.path.exists(args.etcd):
         print(f"etcd binary not found at {args.etcd} (run scripts/install-etcd.sh)")
         return 2
-    results: dict[str, dict] = {}
+    rounds: dict[str, list[dict]] = {k: [] for k in kinds}
     base = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
+    print(
+        f"3 members each, {args.clients} clients in {args.procs} processes, "
+        f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s)"
+    )
     try:
-        for kind in kinds:
-            d = base / kind
-            d.mkdir()
-            print(f"--- {kind}: 3 members, {args.clients} clients, {args.value_size}-byte values")
-            results[kind] = await bench_cluster(args, kind, d)
-            for phase in ("put", "range"):
-                print(_line(kind, phase, results[kind][phase]))
-            if "put_cpu_us" in results[kind]:
-                cpu = results[kind]["put_cpu_us"]
-                print(f"{kind:7s} put CPU per op (all 3 members): {cpu:.0f} us")
+        # Rounds alternate the systems, so a change in the machine's load hits both alike.
+        for i in range(args.rounds):
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                d = base / f"{kind}-{i}"
+                d.mkdir()
+                res = await bench_cluster(args, kind, d)
+                rounds[kind].append(res)
+                for phase in ("put", "range"):
+                    print(f"[round {i + 1}] " + _line(kind, phase, res[phase]))
     finally:
         if args.keep:
             print(f"data and logs kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
-    if len(results) == 2:
-        print("--- raftkv / etcd")
+    print("--- median over rounds")
+    med: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for kind in kinds:
+        med[kind] = {}
         for phase in ("put", "range"):
-            a, b = results["raftkv"][phase], results["etcd"][phase]
+            rs = [r[phase] for r in rounds[kind]]
+            rate = statistics.median(r.rate for r in rs)
+            p50 = statistics.median(r.pct(0.5) for r in rs)
+            p99 = statistics.median(r.pct(0.99) for r in rs)
+            med[kind][phase] = (rate, p50, p99)
+            print(f"{kind:7s} {phase:5s} {rate:9.0f} ops/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+        cpus = [r["put_cpu_us"] for r in rounds[kind] if "put_cpu_us" in r]
+        if cpus:
+            print(f"{kind:7s} put CPU per op, all 3 members: {statistics.median(cpus):.0f} us")
+    if len(kinds) == 2:
+        print("--- raftkv / etcd (medians)")
+        for phase in ("put", "range"):
+            a, b = med["raftkv"][phase], med["etcd"][phase]
             print(
-                f"{phase:5s} throughput x{a.rate / max(b.rate, 1e-9):.2f}   "
-                f"p99 x{a.pct(0.99) / max(b.pct(0.99), 1e-9):.2f}"
+                f"{phase:5s} throughput x{a[0] / max(b[0], 1e-9):.2f}   "
+                f"p50 x{a[1] / max(b[1], 1e-9):.2f}   p99 x{a[2] / max(b[2], 1e-9):.2f}"
             )
     return 0
 
@@ -318,6 +336,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--procs", type=int, default=2, help="client processes")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median shown)")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--value-size", type=int, default=256)
     p.add_argument("--only", choices=["raftkv", "etcd"])
