@@ -61,8 +61,11 @@ def decode_first_value(text: str, start: int = 0) -> tuple[bool, object, int]:
         return False, None, n
     try:
         value, end = _raw_decode(text, i)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise GoJSONError(go_syntax_error(text, i, stream=True)) from None
+    except RecursionError:
+        # Go nests up to 10000 levels; Python's parser gives up far earlier
+        raise GoJSONError("exceeded max depth") from None
     # Go's decoder needs one byte after a scalar to see where it ends: it must be whitespace.
     if end < n and text[i] not in "{[" and text[end] not in _WS:
         raise GoJSONError(str(_err(text[end], "after top-level value")))
@@ -134,6 +137,8 @@ def go_syntax_error(text: str, start: int = 0, *, stream: bool) -> str:
         return str(e)
     except IndexError:
         return "unexpected EOF" if stream else "unexpected end of JSON input"
+    except RecursionError:
+        return "exceeded max depth"
     if not stream:
         n = len(text)
         while end < n:
@@ -267,6 +272,8 @@ def unmarshal_error_of_text(text: str) -> str | None:
         return str(e)
     except IndexError:
         return "unexpected end of JSON input"
+    except RecursionError:
+        return "exceeded max depth"
     n = len(text)
     while end < n:
         if text[end] not in _WS:
