@@ -137,7 +137,7 @@ def parse_body(body: bytes, cls: type) -> Any:
     text = body.decode("utf-8", "replace")
     try:
         value = _fast_decode(text)  # the whole body is one JSON value: the common case
-    except ValueError:
+    except (ValueError, RecursionError):
         _found, value, _end = decode_first_value(text)
     return decode_message(cls, value)
 
