@@ -388,7 +388,7 @@ CASES: list[Any] = [
         "path": "/v3/watch",
         # one watcher per stream: etcd orders two watchers' replies by Go map iteration
         "body": j(create_request={"key": b("live/"), "range_end": b("live0"), "prev_kv": True}),
-        "stream_for": 2.0,
+        "stream_for": 3.0,
         "during": [
             ("/v3/kv/put", _put("live/a", "1")),
             ("/v3/kv/put", _put("live/a", "2")),
@@ -411,7 +411,7 @@ CASES: list[Any] = [
         "name": "watch_live_filtered",
         "path": "/v3/watch",
         "body": j(create_request={"key": b("live/"), "range_end": b("live0"), "filters": [0]}),
-        "stream_for": 2.0,
+        "stream_for": 3.0,
         "during": [
             ("/v3/kv/put", _put("live/a", "1")),
             ("/v3/kv/deleterange", j(key=b("live/"), range_end=b("live0"), prev_kv=True)),
@@ -421,7 +421,7 @@ CASES: list[Any] = [
         "name": "watch_big_event",
         "path": "/v3/watch",
         "body": j(create_request={"key": b("bigv")}),
-        "stream_for": 1.5,
+        "stream_for": 2.5,
         "during": [("/v3/kv/put", _put("bigv", "v" * 3000))],
     },
     ("range_big_value", "/v3/kv/range", j(key=b("bigv"))),
@@ -573,7 +573,7 @@ def send(url: str, case: dict) -> rawhttp.Reply:
         box: list[rawhttp.Reply] = []
         t = threading.Thread(target=lambda: box.append(_send(url, case)), daemon=True)
         t.start()
-        time.sleep(0.5)
+        time.sleep(1.0)  # the stream is open and its watchers created
         for path, body in during:
             rawhttp.request(url, path, body)
         t.join(30)
