@@ -340,9 +340,81 @@ def cmd_lease(c: Client, a: argparse.Namespace) -> None:
             time.sleep(max(r.TTL / 3.0, 0.5))
 
 
+def _member_id(args: list[str], what: str) -> int:
+    if len(args) != 1:
+        raise CtlError("member ID is not provided", 128)
+    try:
+        return int(args[0], 16)
+    except ValueError:
+        raise CtlError(
+            f'bad member ID arg (strconv.ParseUint: parsing "{args[0]}": invalid syntax), '
+            "expecting ID in Hex",
+            128,
+        ) from None
+
+
+def _member_change(c: Client, a: argparse.Namespace) -> None:
+    sub = a.member_cmd
+    if sub == "add":
+        if len(a.args) != 1:
+            raise CtlError("member name not provided", 128)
+        if len(a.args) > 1:
+            raise CtlError("too many arguments", 128)
+        if not a.peer_urls:
+            raise CtlError("member peer urls not provided", 128)
+        urls = a.peer_urls.split(",")
+        req = rpc.MemberAddRequest(peerURLs=urls, isLearner=a.learner)
+        r = c.call("/v3/cluster/member/add", req, rpc.MemberAddResponse)
+        if a.write_out == "json":
+            _out(json_line(go_json(r)))
+            return
+        cid = r.header.cluster_id if r.header else 0
+        new = r.member or rpc.Member()
+        # etcdctl 3.4.23 prints no "as learner" here, even for a learner
+        _out(f"Member {new.ID:16x} added to cluster {cid:16x}")
+        conf = [
+            f"{a.args[0] if m.ID == new.ID else m.name}={u}" for m in r.members for u in m.peerURLs
+        ]
+        _out(
+            [
+                "",
+                f'ETCD_NAME="{a.args[0]}"',
+                f'ETCD_INITIAL_CLUSTER="{",".join(conf)}"',
+                f'ETCD_INITIAL_ADVERTISE_PEER_URLS="{",".join(urls)}"',
+                'ETCD_INITIAL_CLUSTER_STATE="existing"',
+            ]
+        )
+        return
+    mid = _member_id(a.args, sub)
+    if sub == "remove":
+        r = c.call(
+            "/v3/cluster/member/remove", rpc.MemberRemoveRequest(ID=mid), rpc.MemberRemoveResponse
+        )
+        verb = "removed from"
+    elif sub == "update":
+        if not a.peer_urls:
+            raise CtlError("member peer urls not provided", 128)
+        req = rpc.MemberUpdateRequest(ID=mid, peerURLs=a.peer_urls.split(","))
+        r = c.call("/v3/cluster/member/update", req, rpc.MemberUpdateResponse)
+        verb = "updated in"
+    else:
+        r = c.call(
+            "/v3/cluster/member/promote",
+            rpc.MemberPromoteRequest(ID=mid),
+            rpc.MemberPromoteResponse,
+        )
+        verb = "promoted in"
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    cid = r.header.cluster_id if r.header else 0
+    _out(f"Member {mid:16x} {verb} cluster {cid:16x}")
+
+
 def cmd_member(c: Client, a: argparse.Namespace) -> None:
     if a.member_cmd != "list":
-        raise CtlError(f"member {a.member_cmd} is not supported by raftkvctl")
+        _member_change(c, a)
+        return
     r = c.call("/v3/cluster/member/list", rpc.MemberListRequest(), rpc.MemberListResponse)
     if a.write_out == "json":
         _out(json_line(go_json(r)))
@@ -547,6 +619,13 @@ def _parser() -> argparse.ArgumentParser:
     q = sp.add_parser("member", parents=[common])
     mp = q.add_subparsers(dest="member_cmd", required=True)
     mp.add_parser("list", parents=[common])
+    for name in ("add", "remove", "update", "promote"):
+        x = mp.add_parser(name, parents=[common])
+        x.add_argument("args", nargs="*")
+        if name in ("add", "update"):
+            x.add_argument("--peer-urls", default="")
+        if name == "add":
+            x.add_argument("--learner", action="store_true")
     q.set_defaults(fn=cmd_member)
 
     q = sp.add_parser("endpoint", parents=[common])

@@ -212,3 +212,43 @@ def test_put_value_from_stdin(etcd) -> None:
     assert (code, out) == (0, "OK\n")
     e, r = both(etcd, ["get", "sk", "-w", "json"])
     assert r == e and '"value":"YQpi"' in r[1]
+
+
+def test_member_add_update_remove_like_etcdctl(etcd) -> None:
+    """A learner (it never starts, and a learner does not count for quorum)."""
+
+    def run(tool: list[str], port: int) -> list[str]:
+        url, _etcdctl = etcd
+        code, out, _ = _run(
+            [
+                *tool,
+                f"--endpoints={url}",
+                "member",
+                "add",
+                "lrn",
+                f"--peer-urls=http://127.0.0.1:{port}",
+                "--learner",
+            ]
+        )
+        assert code == 0, out
+        mid = out.split()[1]
+        lines = out.replace(mid, "<id>").replace(f":{port}", ":<port>").splitlines()
+        for args in (["update", mid, f"--peer-urls=http://127.0.0.1:{port + 1}"], ["remove", mid]):
+            code, o, _ = _run([*tool, f"--endpoints={url}", "member", *args])
+            assert code == 0, o
+            lines.append(o.replace(mid, "<id>"))
+        return lines
+
+    _url, etcdctl = etcd
+    e = run([etcdctl], free_ports(1)[0])
+    r = run([sys.executable, "-m", "raftkv.cli.ctl"], free_ports(1)[0])
+    assert r == e
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    ["member add", "member add x", "member remove", "member remove zz", "member promote 1234"],
+)
+def test_member_errors_like_etcdctl(etcd, cmd: str) -> None:
+    e, r = both(etcd, cmd.split())
+    assert r == e
