@@ -532,6 +532,80 @@ def cmd_endpoint(c: Client, a: argparse.Namespace) -> None:
         raise CtlError("unhealthy cluster")
 
 
+def cmd_defrag(c: Client, a: argparse.Namespace) -> None:
+    failed = False
+    for ep in _cluster_endpoints(c) if a.cluster else c.endpoints:
+        try:
+            c.call(
+                "/v3/maintenance/defragment",
+                rpc.DefragmentRequest(),
+                rpc.DefragmentResponse,
+                endpoint=ep,
+            )
+            _out(f"Finished defragmenting etcd member[{ep}]")
+        except CtlError as e:
+            sys.stderr.write(f"Failed to defragment etcd member[{ep}] ({e})\n")
+            failed = True
+    if failed:
+        raise CtlError("", 1)
+
+
+def _print_alarms(a: argparse.Namespace, r: rpc.AlarmResponse) -> None:
+    if a.write_out == "json":
+        _out(json_line(go_json(r)))
+        return
+    for m in r.alarms:
+        _out(
+            f"memberID:{m.memberID} alarm:{m.alarm.name if hasattr(m.alarm, 'name') else m.alarm} "
+        )
+
+
+def cmd_alarm(c: Client, a: argparse.Namespace) -> None:
+    r = c.call(
+        "/v3/maintenance/alarm", rpc.AlarmRequest(action=rpc.AlarmAction.GET), rpc.AlarmResponse
+    )
+    if a.alarm_cmd == "disarm":
+        out = rpc.AlarmResponse()
+        for m in r.alarms:
+            req = rpc.AlarmRequest(
+                action=rpc.AlarmAction.DEACTIVATE, memberID=m.memberID, alarm=m.alarm
+            )
+            got = c.call("/v3/maintenance/alarm", req, rpc.AlarmResponse)
+            out.header = got.header
+            out.alarms.extend(got.alarms)
+        r = out
+    _print_alarms(a, r)
+
+
+def cmd_move_leader(c: Client, a: argparse.Namespace) -> None:
+    if len(a.args) != 1:
+        raise CtlError("move-leader command needs 1 argument", 128)
+    try:
+        target = int(a.args[0], 16)
+    except ValueError:
+        raise CtlError(f'strconv.ParseUint: parsing "{a.args[0]}": invalid syntax', 128) from None
+    leader_ep, leader_id = None, 0
+    for ep in c.endpoints:
+        try:
+            s = c.call(
+                "/v3/maintenance/status", rpc.StatusRequest(), rpc.StatusResponse, endpoint=ep
+            )
+        except CtlError:
+            continue
+        if s.header is not None and s.leader == s.header.member_id:
+            leader_ep, leader_id = ep, s.leader
+            break
+    if leader_ep is None:
+        raise CtlError("no leader endpoint given at " + ",".join(c.endpoints))
+    c.call(
+        "/v3/maintenance/transfer-leadership",
+        rpc.MoveLeaderRequest(targetID=target),
+        rpc.MoveLeaderResponse,
+        endpoint=leader_ep,
+    )
+    _out(f"Leadership transferred from {leader_id:x} to {target:x}")
+
+
 # --- argument parsing --------------------------------------------------------------------------
 
 
@@ -628,6 +702,20 @@ def _parser() -> argparse.ArgumentParser:
             x.add_argument("--learner", action="store_true")
     q.set_defaults(fn=cmd_member)
 
+    q = sp.add_parser("defrag", parents=[common])
+    q.add_argument("--cluster", action="store_true")
+    q.set_defaults(fn=cmd_defrag)
+
+    q = sp.add_parser("alarm", parents=[common])
+    ap = q.add_subparsers(dest="alarm_cmd", required=True)
+    ap.add_parser("list", parents=[common])
+    ap.add_parser("disarm", parents=[common])
+    q.set_defaults(fn=cmd_alarm)
+
+    q = sp.add_parser("move-leader", parents=[common])
+    q.add_argument("args", nargs="*")
+    q.set_defaults(fn=cmd_move_leader)
+
     q = sp.add_parser("endpoint", parents=[common])
     q.add_argument("--cluster", action="store_true")
     ep = q.add_subparsers(dest="endpoint_cmd", required=True)
@@ -701,7 +789,8 @@ def main(argv: list[str] | None = None) -> int:
         a.fn(client, a)
     except CtlError as e:
         sys.stdout.flush()
-        sys.stderr.write(f"Error: {e}\n")
+        if str(e):
+            sys.stderr.write(f"Error: {e}\n")
         return e.code
     except TxnInputError as e:
         sys.stdout.flush()

@@ -80,6 +80,12 @@ READS = [
     ["lease", "list"],
     ["lease", "timetolive", "1234"],
     ["lease", "timetolive", "1234", "-w", "json"],
+    ["defrag"],
+    ["alarm", "list"],
+    ["alarm", "list", "-w", "json"],
+    ["alarm", "disarm"],
+    ["move-leader"],
+    ["move-leader", "zz"],
 ]
 
 
