@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+import sys
 from typing import Any
 
 from raftkv.pb import rpc
@@ -22,6 +23,7 @@ __all__ = [
     "humanize_bytes",
     "json_line",
     "kv_lines",
+    "out",
     "table",
 ]
 
@@ -62,6 +64,13 @@ def _go_value(kind: Kind, v: Any) -> Any:
     if kind is Kind.ENUM:
         return int(v)
     return v
+
+
+def out(lines: list[str] | str) -> None:
+    """Print lines to stdout, each followed by a newline."""
+    if isinstance(lines, str):
+        lines = [lines]
+    sys.stdout.write("".join(line + "\n" for line in lines))
 
 
 def json_line(d: Any) -> str:
