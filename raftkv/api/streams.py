@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from raftkv.api.gojson import GoJSONError, decode_first_value
 from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING
 from raftkv.errors import EtcdError, GrpcCode, http_status
 from raftkv.pb import rpc
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BodyReader", "handle_keepalive", "handle_watch"]
 
@@ -229,6 +232,11 @@ async def handle_watch(request: web.Request, server: Any) -> web.StreamResponse:
                 await _send_line(out, _line(r))
     except (ConnectionError, asyncio.CancelledError):
         pass
+    except EtcdError as e:  # the server gave up on the stream (stopping, ...)
+        await out.stream_error(e)
+    except Exception as e:
+        log.exception("watch stream failed")
+        await out.stream_error(EtcdError(str(e) or type(e).__name__, GrpcCode.UNKNOWN))
     finally:
         if reader_task is not None:
             reader_task.cancel()
