@@ -1,10 +1,11 @@
 """Linearizable reads by ReadIndex, batched (etcd's linearizableReadLoop).
 
-Every read that arrives while no confirmation is being gathered joins the next round; one
-round = one ``read_index(ctx)`` (one heartbeat round on the leader, one forwarded request on a
-follower). When the core answers with ``ReadState(index, ctx)``, every read of that round waits
-until the local applied index reaches ``index`` and then reads the local MVCC state. Rounds run
-one after another, so a read never shares a confirmation that was requested before it arrived.
+Reads that arrive together share one round = one ``read_index(ctx)`` (one heartbeat round on
+the leader, one forwarded request on a follower). When the core answers with
+``ReadState(index, ctx)``, every read of that round waits until the local applied index reaches
+``index`` and then reads the local MVCC state. A round's request is always issued after all of
+its reads arrived, so a read never shares a confirmation that was requested before it; up to
+``MAX_ROUNDS`` rounds are in flight at once (the next batch need not wait a whole round trip).
 
 A round that gets no answer is re-sent every ``RETRY`` seconds (a leader change can lose it)
 with the same ctx; after the request timeout its reads fail with etcd's "request timed out".
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["AppliedWaiters", "ReadIndexer"]
 
 RETRY = 0.5
+MAX_ROUNDS = 2  # confirmations in flight at once
 
 
 class AppliedWaiters:
@@ -102,38 +104,49 @@ class ReadIndexer:
     # --- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        rounds = asyncio.Semaphore(MAX_ROUNDS)
         while True:
             await self._have_reads.wait()
             self._have_reads.clear()
+            if not self._waiting:
+                continue
+            await rounds.acquire()
+            # reads that arrived while waiting for a free round join this one: its request
+            # is issued after they arrived
             batch, self._waiting = self._waiting, []
             if not batch:
+                rounds.release()
                 continue
-            ctx = self._prefix + next(self._ctr).to_bytes(8, "big")
-            answer: asyncio.Future[int] = loop.create_future()
-            self._answers[ctx] = answer
-            deadline = loop.time() + self._timeout
-            index = None
-            try:
-                while True:
-                    with contextlib.suppress(ProposalDroppedError):  # no leader: retry
-                        self._node.read_index(ctx)
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        break
-                    try:
-                        index = await asyncio.wait_for(asyncio.shield(answer), min(RETRY, left))
-                        break
-                    except TimeoutError:
-                        continue
-            finally:
-                self._answers.pop(ctx, None)
-            if index is None:
-                for f in batch:
-                    if not f.done():
-                        f.set_exception(errors.ErrTimeout)
-                continue
-            spawn(self._finish(batch, index))
+            spawn(self._round(batch, rounds))
+
+    async def _round(self, batch: list[asyncio.Future[None]], rounds: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = self._prefix + next(self._ctr).to_bytes(8, "big")
+        answer: asyncio.Future[int] = loop.create_future()
+        self._answers[ctx] = answer
+        deadline = loop.time() + self._timeout
+        index = None
+        try:
+            while True:
+                with contextlib.suppress(ProposalDroppedError):  # no leader: retry
+                    self._node.read_index(ctx)
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    index = await asyncio.wait_for(asyncio.shield(answer), min(RETRY, left))
+                    break
+                except TimeoutError:
+                    continue
+        finally:
+            self._answers.pop(ctx, None)
+            rounds.release()
+        if index is None:
+            for f in batch:
+                if not f.done():
+                    f.set_exception(errors.ErrTimeout)
+            return
+        await self._finish(batch, index)
 
     async def _finish(self, batch: list[asyncio.Future[None]], index: int) -> None:
         await self._applied.wait(index)
