@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.api import cases as C
+from tests.api import exchange as X
 from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
 
 GOLDEN = Path(__file__).parent / "golden" / "etcd_replies.json"
@@ -42,9 +43,9 @@ def run_cases(c: Cluster) -> dict[str, dict]:
     names = _url_names(c)
     out = {}
     for raw in C.CASES:
-        case = C.as_dict(raw)
+        case = X.as_dict(raw)
         url = follower if case.get("to") == "follower" else leader
-        out[case["name"]] = C.normalize(C.send(url, case), case, names)
+        out[case["name"]] = X.normalize(X.send(url, case), case, names)
     return out
 
 
@@ -72,7 +73,7 @@ def raftkv_replies() -> dict[str, dict]:
         c.stop()
 
 
-NAMES = [C.as_dict(c)["name"] for c in C.CASES]
+NAMES = [X.as_dict(c)["name"] for c in C.CASES]
 
 
 def test_etcd_matches_recorded_golden(etcd_replies: dict[str, dict]) -> None:
@@ -141,11 +142,11 @@ def run_without_quorum(c: Cluster) -> dict[str, dict]:
             p.kill()
     time.sleep(0.5)
     names = _url_names(c)
-    cases = [C.as_dict(x) for x in NO_QUORUM_CASES]
+    cases = [X.as_dict(x) for x in NO_QUORUM_CASES]
     with concurrent.futures.ThreadPoolExecutor(len(cases)) as ex:
-        replies = list(ex.map(lambda case: C.send(survivor, case), cases))
+        replies = list(ex.map(lambda case: X.send(survivor, case), cases))
     return {
-        case["name"]: C.normalize(r, case, names) for case, r in zip(cases, replies, strict=True)
+        case["name"]: X.normalize(r, case, names) for case, r in zip(cases, replies, strict=True)
     }
 
 
@@ -173,7 +174,7 @@ def raftkv_no_quorum() -> dict[str, dict]:
         c.stop()
 
 
-NQ_NAMES = [C.as_dict(c)["name"] for c in NO_QUORUM_CASES]
+NQ_NAMES = [X.as_dict(c)["name"] for c in NO_QUORUM_CASES]
 
 
 @pytest.mark.slow

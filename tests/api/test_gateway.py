@@ -11,6 +11,7 @@ import pytest
 
 from raftkv.api import create_app
 from tests.api import cases as C
+from tests.api import exchange as X
 from tests.api.appthread import AppThread
 from tests.api.fake_server import FakeServer
 
@@ -23,10 +24,10 @@ def api() -> AppThread:
         yield t
 
 
-STATELESS = [C.as_dict(c) for c in C.CASES if C.as_dict(c)["name"] in C.STATELESS]
+STATELESS = [X.as_dict(c) for c in C.CASES if X.as_dict(c)["name"] in C.STATELESS]
 
 
 @pytest.mark.parametrize("case", STATELESS, ids=[c["name"] for c in STATELESS])
 def test_reply_is_etcds(api: AppThread, case: dict) -> None:
-    got = C.normalize(C.send(api.url, case), case, {})
+    got = X.normalize(X.send(api.url, case), case, {})
     assert got == GOLDEN[case["name"]]
