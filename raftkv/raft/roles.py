@@ -16,7 +16,7 @@ from raftkv.raft.messages import Entry, EntryType, Message, MessageType
 from raftkv.raft.quorum import VoteResult
 from raftkv.raft.read_only import ReadState
 from raftkv.raft.state import NONE, StateType
-from raftkv.raft.tracker import ProgressState
+from raftkv.raft.tracker import Progress, ProgressState
 
 if TYPE_CHECKING:
     from raftkv.raft.raft import Raft
@@ -65,6 +65,14 @@ def step_leader(r: Raft, m: Message) -> None:
     if t == MT.APP_RESP:
         pr.recent_active = True
         if m.reject:
+            if (
+                m.reject_hint < pr.match
+                and pr.state != ProgressState.SNAPSHOT
+                and not pr.is_stale_rejection(m.index)
+            ):
+                _follower_lost_entries(r, pr, m)
+                r.send_append(m.from_)
+                return
             next_probe = m.reject_hint
             if m.log_term > 0:
                 # Skip every entry of ours whose term is above the follower's hint term.
@@ -137,6 +145,25 @@ def step_leader(r: Raft, m: Message) -> None:
             r.send(Message(MT.TIMEOUT_NOW, transferee, NONE))
         else:
             r.send_append(transferee)
+
+
+def _follower_lost_entries(r: Raft, pr: Progress, m: Message) -> None:
+    """A refusal, not stale by etcd's rule, whose hint is below ``pr.match``: the follower's
+    log ends below entries it acknowledged. It came back with a wiped data dir and the same id
+    (etcd panics in the follower on the heartbeat's commit, and without the panic would probe
+    at ``match`` forever, since probing never goes below it).
+
+    Keep ``match`` at the hint if our entry there has the hinted term (Log Matching: the logs
+    agree up to it; true of a wiped member's bootstrap entries), else at 0, and probe from just
+    past the hint: the usual backtracking, or a snapshot if we compacted that part, follows.
+
+    With messages reordered, a refusal sent before the ack that raised ``match`` can arrive
+    after it and look the same (etcd's staleness rule is best effort). Lowering ``match`` is
+    then only wasted work: it stays an index the logs agree on, so commit is unaffected, and
+    the follower re-acks at once. The raft streams deliver in order, so this is rare."""
+    hint = m.reject_hint
+    keep = hint if r.raft_log.term_or_zero(hint) == m.log_term else 0
+    pr.forget_match(keep, hint + 1)
 
 
 def _majority(r: Raft, acks: set[int]) -> bool:
@@ -252,7 +279,17 @@ def handle_append_entries(r: Raft, m: Message) -> None:
 
 
 def handle_heartbeat(r: Raft, m: Message) -> None:
-    r.raft_log.commit_to(m.commit)
+    """Commit what the leader says is committed, but never past our last index.
+
+    The leader sends ``commit = min(match, committed)``, and entries we acknowledged are
+    durable, so a commit beyond our last index is only possible when this member lost its
+    log: its data dir was wiped and it came back with the same id and an empty or
+    bootstrap-only log (etcd panics here: "tocommit out of range"). Clamping is safe because
+    such a log is a prefix of the leader's (the bootstrap entries every member shares, already
+    committed), and answering lets the leader probe again, see our short log and walk back.
+    (A log cut anywhere else, e.g. by a disk that lied about fsync, may end in entries the
+    leader overwrote; Raft assumes acknowledged entries are durable and so cannot tell.)"""
+    r.raft_log.commit_to(min(m.commit, r.raft_log.last_index()))
     r.send(Message(MT.HEARTBEAT_RESP, m.from_, NONE, context=m.context))
 
 

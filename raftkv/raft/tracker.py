@@ -16,8 +16,10 @@ Progress state machine (etcd's tracker/progress.go)::
   Inflights window bounds the number of messages and bytes in flight.
 - SNAPSHOT: nothing is sent until the snapshot is reported applied or failed.
 
-Invariants: ``match < next``; ``match`` never decreases while the leader keeps its term;
-a learner never counts toward a quorum; voters and learners are disjoint.
+Invariants: ``match < next``; ``match`` only decreases (while the leader keeps its term) in
+``forget_match``, when a refusal says the follower's log ends below it, and then only to an
+index still known to match; a learner never counts toward a quorum; voters and learners are
+disjoint.
 """
 
 from __future__ import annotations
@@ -168,21 +170,39 @@ class Progress:
         self.msg_app_flow_paused = False
         return True
 
+    def is_stale_rejection(self, rejected: int) -> bool:
+        """etcd's rule for a refused append with prev index ``rejected``: while replicating,
+        one at or below ``match`` is stale; while probing (one append at a time), one that
+        does not refuse the probe in flight (prev index ``next - 1``). Best effort: a delayed
+        duplicate of the refusal of that same probe still passes."""
+        if self.state == ProgressState.REPLICATE:
+            return rejected <= self.match
+        return self.next - 1 != rejected
+
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
         """An append with prev index ``rejected`` was refused; the follower's hint says its log
         may match up to ``match_hint``. False if the rejection is stale."""
+        if self.is_stale_rejection(rejected):
+            return False
         if self.state == ProgressState.REPLICATE:
-            if rejected <= self.match:
-                return False
             self.next = self.match + 1
             self.sent_commit = min(self.sent_commit, self.next - 1)
             return True
-        if self.next - 1 != rejected:
-            return False
         self.next = max(min(rejected, match_hint + 1), self.match + 1)
         self.sent_commit = min(self.sent_commit, self.next - 1)
         self.msg_app_flow_paused = False
         return True
+
+    def forget_match(self, match: int, next_: int) -> None:
+        """A refusal says the follower's log ends below ``match`` (it came back with a wiped
+        data dir): lower ``match`` to an index still known to match and probe from ``next_``.
+        The only way ``match`` ever decreases."""
+        assert match < self.match, f"forget_match({match}) does not lower match {self.match}"
+        assert match < next_ <= self.next, f"probe from {next_}: match {match}, next {self.next}"
+        self.match = match
+        self.become_probe()
+        self.next = next_
+        self.sent_commit = min(self.sent_commit, self.next - 1)
 
     def is_paused(self) -> bool:
         if self.state == ProgressState.SNAPSHOT:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -111,9 +110,6 @@ class RaftNode:
                 self._wake.set()
 
     def step(self, m: Message) -> None:
-        t = m.type
-        if t == MessageType.HEARTBEAT or (t == MessageType.APP_RESP and m.reject):
-            m = self._lost_log_workaround(m)
         try:
             self.rn.step(m)
         except ProposalDroppedError:
@@ -126,30 +122,6 @@ class RaftNode:
             if self.rn.raft.raft_log.committed > self._applied:
                 self._apply_early()
         self._wake.set()
-
-    def _lost_log_workaround(self, m: Message) -> Message:
-        """A member whose data dir was wiped comes back with the same id and a bootstrap-only
-        log, while the leader remembers it as matching far ahead. etcd panics there; here:
-        - the follower never commits past its own last index on a heartbeat (the leader's
-          ``commit`` assumes the old log), and answers, so probing resumes;
-        - the leader, seeing a rejection hint below what it believed matched, lowers its
-          match for that member so probing can walk back (and reach a snapshot)."""
-        raft = self.rn.raft
-        if m.type == MessageType.HEARTBEAT:
-            last = raft.raft_log.last_index()
-            if m.commit > last:
-                return replace(m, commit=last)
-            return m
-        pr = raft.trk.progress.get(m.from_)
-        if pr is not None and m.reject_hint < pr.match:
-            log.warning(
-                "peer_lost_its_log",
-                peer=f"{m.from_:x}",
-                believed_match=pr.match,
-                peer_last_index=m.reject_hint,
-            )
-            pr.match = m.reject_hint
-        return m
 
     def read_index(self, ctx: bytes) -> None:
         """Raises ProposalDroppedError when no leader is known."""

@@ -18,6 +18,14 @@ Safety is checked as the run goes (and raised with the seed in the message):
 - durability: a member never applies an entry it has not persisted; an entry applied anywhere
   is never lost (it is in every later leader's log and, after healing, applied everywhere).
 
+Wipes (``p_wipe``) model an operator who deletes a follower's data dir and restarts it with the
+same id, bootstrapping again (``--initial-cluster-state new``) or empty (``existing``). A wipe
+loses votes and acknowledged entries, which no protocol survives in general: with a leader
+change while the member is behind, it can grant a second vote in a term or complete a quorum
+that lacks a committed entry. So wipes run one at a time, only of a follower while every member
+is up, and only in runs without crashes, partitions or transfers (no leader changes); within
+those limits every check above stays on, and the wiped member must catch up.
+
 Liveness: ``heal_and_check_liveness`` stops all faults, restarts crashed members, and requires
 that a leader emerges and a fresh proposal commits on every voter within a bounded number of
 ticks.
@@ -72,6 +80,7 @@ class SimOptions:
     compact_keep: int = 5
     p_transfer: float = 0.0
     p_read: float = 0.0
+    p_wipe: float = 0.0  # wipe a follower's durable state (see the module docstring)
     election_tick: int = 10
     max_inflight: int = 4
     max_inflight_bytes: int = 0
@@ -92,6 +101,7 @@ class SimMember:
     applied_index: int = 0
     restart_at: int = -1
     read_states: int = 0
+    rejoin_existing: bool = False  # wiped, restarts empty instead of bootstrapping again
 
 
 class Sim:
@@ -113,6 +123,8 @@ class Sim:
         self.marker = b""
         self.reads: dict[bytes, int] = {}  # pending read ctx -> highest index applied at issue
         self.marker_index = 0
+        self.wipes = 0
+        self.wiped_until: dict[int, int] = {}  # wiped member -> index it must apply again
         self.used_ids = set(range(1, opts.voters + 1))
         self.unused_ids = list(range(opts.voters + 1, opts.voters + opts.spare + 1))
         for i in range(1, opts.voters + opts.spare + 1):
@@ -154,7 +166,12 @@ class Sim:
         m.rn = RawNode(cfg, st)
         m.conf_state = snap.metadata.conf_state
         m.applied_index = snap.metadata.index
-        if (bootstrap or m.id <= self.o.voters) and d.last_index() == 0 and d.hard_state.is_empty():
+        if (
+            (bootstrap or m.id <= self.o.voters)
+            and not m.rejoin_existing
+            and d.last_index() == 0
+            and d.hard_state.is_empty()
+        ):
             # a founding member that never persisted anything bootstraps (again), as a server
             # does when it finds no WAL
             m.rn.bootstrap(list(range(1, self.o.voters + 1)))
@@ -162,6 +179,21 @@ class Sim:
     def _crash(self, m: SimMember) -> None:
         m.rn = None
         m.restart_at = self.now + self.rng.randint(*self.o.restart_after)
+
+    def _wipe(self) -> None:
+        ld = self._leader()
+        if ld is None or self.wiped_until or any(m.rn is None for m in self.members.values()):
+            return
+        voters = ld.rn.raft.trk.voters  # type: ignore[union-attr]
+        victims = [m for m in self.live() if m.id != ld.id and m.id in voters]
+        if not victims:
+            return
+        m = self.rng.choice(victims)
+        self.wiped_until[m.id] = max(self.applied, default=0)
+        self._crash(m)
+        m.durable = MemoryStorage()
+        m.rejoin_existing = self.rng.random() < 0.5
+        self.wipes += 1
 
     def live(self) -> list[SimMember]:
         return [m for m in self.members.values() if m.rn is not None]
@@ -503,6 +535,11 @@ class Sim:
             self._transfer()
         if o.p_read and rng.random() < o.p_read:
             self._read()
+        if o.p_wipe and rng.random() < o.p_wipe:
+            self._wipe()
+        for i, until in list(self.wiped_until.items()):
+            if self.members[i].applied_index >= until:
+                del self.wiped_until[i]  # caught up: the next wipe may come
 
     def run(self) -> None:
         for _ in range(self.o.steps):
@@ -515,7 +552,7 @@ class Sim:
         """Stop every fault; a leader must emerge and a new proposal commit everywhere."""
         o = self.o
         o.p_drop = o.p_dup = o.p_partition = o.p_crash = o.p_crash_mid_ready = 0.0
-        o.p_propose = o.p_conf_change = o.p_transfer = o.p_interleave = 0.0
+        o.p_propose = o.p_conf_change = o.p_transfer = o.p_interleave = o.p_wipe = 0.0
         o.p_tick = 1.0
         self.partition = None
         for m in self.members.values():
