@@ -57,6 +57,11 @@ class _Unary:
 
 def _check_range(r: Any, _s: Any) -> None:
     validate.check_range(r)
+    validate.check_sort_target(r)
+
+
+def _check_alarm(r: Any, _s: Any) -> None:
+    validate.check_alarm(r)
 
 
 def _check_put(r: Any, _s: Any) -> None:
@@ -116,7 +121,7 @@ _UNARY: dict[str, _Unary] = {
     "/v3/maintenance/status": _Unary("status", rpc.StatusRequest, None, False),
     "/v3/maintenance/hash": _Unary("hash", rpc.HashRequest, None, False),
     "/v3/maintenance/hashkv": _Unary("hash_kv", rpc.HashKVRequest, None, False),
-    "/v3/maintenance/alarm": _Unary("alarm", rpc.AlarmRequest, None, True, _alarm_fixup),
+    "/v3/maintenance/alarm": _Unary("alarm", rpc.AlarmRequest, _check_alarm, True, _alarm_fixup),
     "/v3/maintenance/defragment": _Unary("defragment", rpc.DefragmentRequest, None, False),
     "/v3/maintenance/transfer-leadership": _Unary(
         "move_leader", rpc.MoveLeaderRequest, None, False

@@ -20,11 +20,13 @@ from raftkv.pb.fields import Kind, specs
 
 __all__ = [
     "GRPC_OVERHEAD_BYTES",
+    "check_alarm",
     "check_delete",
     "check_grpc_size",
     "check_proposal_size",
     "check_put",
     "check_range",
+    "check_sort_target",
     "check_txn",
     "proto_size",
 ]
@@ -35,6 +37,27 @@ GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes
 def check_range(r: rpc.RangeRequest) -> None:
     if not r.key:
         raise errors.ErrEmptyKey
+
+
+# Enum numbers outside the proto that etcd 3.4 does not survive (its process panics: a sort with
+# an unknown target, an Alarm with an unknown action). raftkv refuses them instead, with the
+# message jsonpb gives an unknown enum name. Other unknown numbers pass, as in etcd.
+def _unknown_enum(n: int, goname: str) -> EtcdError:
+    return EtcdError(f"unknown value {int(n)} for enum {goname}", GrpcCode.INVALID_ARGUMENT)
+
+
+def check_sort_target(r: rpc.RangeRequest) -> None:
+    if r.sort_order and int(r.sort_target) not in rpc.SortTarget._value2member_map_:
+        raise _unknown_enum(r.sort_target, "etcdserverpb.RangeRequest_SortTarget")
+
+
+def check_alarm(r: rpc.AlarmRequest) -> None:
+    if int(r.action) not in rpc.AlarmAction._value2member_map_:
+        raise _unknown_enum(r.action, "etcdserverpb.AlarmRequest_AlarmAction")
+    # etcd stores an unknown alarm type; raftkv's applier stops on one (see the report of
+    # issue 6), and a proposal that stops every member must never reach the log.
+    if int(r.alarm) not in rpc.AlarmType._value2member_map_:
+        raise _unknown_enum(r.alarm, "etcdserverpb.AlarmType")
 
 
 def check_put(r: rpc.PutRequest) -> None:
@@ -54,6 +77,7 @@ def check_delete(r: rpc.DeleteRangeRequest) -> None:
 def _check_op(u: rpc.RequestOp, max_txn_ops: int) -> None:
     if u.request_range is not None:
         check_range(u.request_range)
+        check_sort_target(u.request_range)
     elif u.request_put is not None:
         check_put(u.request_put)
     elif u.request_delete_range is not None:

@@ -226,3 +226,18 @@ def test_body_reader_reports_truncation_at_eof() -> None:
 
     with pytest.raises(GoJSONError, match="unexpected EOF"):
         asyncio.run(run())
+
+
+def test_enum_numbers_etcd_cannot_survive_are_refused() -> None:
+    from raftkv.api.validate import check_alarm, check_sort_target
+
+    with pytest.raises(EtcdError, match="RangeRequest_SortTarget"):
+        check_sort_target(rpc.RangeRequest(key=b"a", sort_order=1, sort_target=9))
+    check_sort_target(rpc.RangeRequest(key=b"a", sort_order=0, sort_target=9))  # unsorted: fine
+    with pytest.raises(EtcdError, match="AlarmRequest_AlarmAction"):
+        check_alarm(rpc.AlarmRequest(action=7))
+    with pytest.raises(EtcdError, match="AlarmType"):
+        check_alarm(rpc.AlarmRequest(action=1, alarm=7))
+    with pytest.raises(EtcdError, match="RangeRequest_SortTarget"):
+        bad = rpc.RangeRequest(key=b"a", sort_order=1, sort_target=9)
+        check_txn(rpc.TxnRequest(success=[rpc.RequestOp(request_range=bad)]), 128)
