@@ -205,17 +205,21 @@ class RaftNode:
             self._send_all(msgs)
 
     def _apply_early(self) -> None:
-        """While the loop waits for the WAL: apply entries that just became committed and are
-        already durable here (in MemoryStorage, i.e. persisted by an earlier Ready), instead of
-        holding their clients until this fsync ends and the next Ready hands them out. Raft
-        still hands them out later; the applier skips them by the consistent index. Stops
-        before a conf change (those go through the Ready path, once, in order)."""
-        storage = self.storage
+        """While the loop waits for the WAL: apply entries that just became committed (durable
+        on a quorum), instead of holding their clients until this fsync ends and the next Ready
+        hands them out. Raft still hands them out later; the applier skips them by the
+        consistent index. Stops before a conf change (those go through the Ready path, once,
+        in order).
+
+        The entries are read through the Raft log, never from MemoryStorage alone: after a
+        conflicting append the log's unstable part shadows stored entries that were
+        overwritten, and MemoryStorage still holds those until the next Ready is persisted."""
+        raft_log = self.rn.raft.raft_log
         lo = self._applied + 1
-        hi = min(self.rn.raft.raft_log.committed, storage.last_index())
-        if hi < lo or lo < storage.first_index():
+        hi = raft_log.committed
+        if hi < lo or lo < raft_log.first_index() or raft_log.has_next_or_in_progress_snapshot():
             return
-        ents = storage.entries(lo, hi + 1, 1 << 62)
+        ents = raft_log.slice(lo, hi + 1, 1 << 62)
         for i, e in enumerate(ents):
             if e.type == EntryType.CONF_CHANGE:
                 ents = ents[:i]
