@@ -47,7 +47,8 @@ def _unknown_enum(n: int, goname: str) -> EtcdError:
 
 
 def check_sort_target(r: rpc.RangeRequest) -> None:
-    if r.sort_order and int(r.sort_target) not in rpc.SortTarget._value2member_map_:
+    # (etcd sorts ascending when only a target is given, so the order does not matter)
+    if int(r.sort_target) not in rpc.SortTarget._value2member_map_:
         raise _unknown_enum(r.sort_target, "etcdserverpb.RangeRequest_SortTarget")
 
 

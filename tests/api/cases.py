@@ -64,6 +64,11 @@ CASES: list[Any] = [
         "/v3/kv/range",
         j(key=b("a"), range_end=b("d"), sort_order="ASCEND", sort_target="VALUE"),
     ),
+    (
+        "range_sort_target_only",
+        "/v3/kv/range",
+        j(key=b("a"), range_end=b("d"), sort_target="VALUE", keys_only=True),
+    ),
     ("range_min_mod", "/v3/kv/range", j(key=b("a"), range_end=b("d"), min_mod_revision=5)),
     ("range_future", "/v3/kv/range", j(key=b("a"), revision=1000)),
     ("range_unknown_fields", "/v3/kv/range", '{"key":"' + b("foo") + '","bogus":[1,{"x":2}]}'),
