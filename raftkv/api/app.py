@@ -219,7 +219,8 @@ async def _health(server: Any) -> web.Response:
 def _metrics(server: Any) -> web.Response:
     from raftkv.server.metrics import CONTENT_TYPE
 
-    return Response(body=server.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+    headers = {**CORS, "Content-Type": CONTENT_TYPE}
+    return Response(body=server.metrics.exposition(), headers=headers)
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import BinaryIO
 
@@ -54,6 +54,7 @@ class Backend:
         self._failed: BaseException | None = None
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
+        self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
 
     @classmethod
     def open(
@@ -111,6 +112,7 @@ class Backend:
             if d:
                 keys = self._sorted_keys(name)
                 changes[name] = (keys, [d[k] for k in keys])
+        t0 = time.perf_counter()
         try:
             self._db.commit(changes, self._new_buckets)
         except CommitAbandoned as e:
@@ -123,6 +125,8 @@ class Backend:
         self._new_buckets = set()
         self._pending = 0
         self._last_commit = self.clock()
+        if self.commit_observer is not None:
+            self.commit_observer(time.perf_counter() - t0)
 
     def commit_if_due(self) -> bool:
         if not self._pending or self.hold_commits:

@@ -44,6 +44,7 @@ from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.maintenance import Maintenance
 from raftkv.server.member_ops import MemberOps
 from raftkv.server.membership import RaftCluster
+from raftkv.server.metrics import ServerMetrics
 from raftkv.server.propose import Proposer
 from raftkv.server.raft_node import RaftNode
 from raftkv.server.read_index import AppliedWaiters, ReadIndexer
@@ -134,6 +135,9 @@ class EtcdServer:
         self.read_index = ReadIndexer(self.node, self.applied, self.request_timeout)
         self.watch_streams: weakref.WeakSet[ServerWatchStream] = weakref.WeakSet()
         self.housekeeping = Housekeeping(self)
+        self.metrics = ServerMetrics(self)
+        self.node.wal.fsync_observer = self.metrics.observe_wal_fsync
+        self.backend.commit_observer = self.metrics.observe_backend_commit
         self.maintenance = Maintenance(self)
         self.member_ops = MemberOps(self)
         self.compactor = Compactor(self, cfg.auto_compaction_mode, cfg.auto_compaction_retention)
@@ -195,7 +199,11 @@ class EtcdServer:
         return resp
 
     async def _propose(self, **fields: Any) -> Any:
-        return await self.proposer.propose(rpc.InternalRaftRequest(**fields))
+        try:
+            return await self.proposer.propose(rpc.InternalRaftRequest(**fields))
+        except EtcdError as e:
+            self.metrics.on_proposal_error(e)
+            raise
 
     def _check_quota(self, req: Any) -> None:
         if not quota.available(self.backend.size, quota.cost(req), self.cfg.quota_bytes):
@@ -370,6 +378,7 @@ class EtcdServer:
     # --- ReadyHandler (called by the Ready loop) ------------------------------------------------
 
     def on_soft_state(self, ss: SoftState) -> None:
+        self.metrics.on_leader(ss.lead)
         self.proposer.on_leader_change(ss.lead)
         self.read_index.on_leader_change()
         if ss.raft_state == StateType.LEADER:
@@ -403,6 +412,7 @@ class EtcdServer:
     # --- used by the applier and snapshots ------------------------------------------------------
 
     def swap_backend(self, backend: Any) -> None:
+        backend.commit_observer = self.backend.commit_observer
         self.backend = backend
         self.kv.restore(backend, time.monotonic())
         self.applier.load_alarms()

@@ -54,6 +54,7 @@ class PeerStream:
         self._closed = False
         self.connected = False
         self.active_since: float | None = None  # monotonic time the link came up, or None
+        self.sent_bytes = 0  # etcd_network_peer_sent_bytes_total
         self._url_index = 0
 
     # --- public --------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class PeerStream:
                     continue
                 batch, self._pending = self._pending, []
                 data = encode_frames(batch)
+                self.sent_bytes += len(data)
                 writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
                 if writer.transport.get_write_buffer_size() > STALL_BYTES:
                     # The peer does not read (paused, or the path is cut without a reset):

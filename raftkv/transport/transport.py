@@ -56,6 +56,7 @@ class Transport:
         self.request_timeout = request_timeout
         self.peers: dict[int, PeerStream] = {}
         self._inbound: dict[int, asyncio.Task] = {}  # peer id -> its current inbound stream
+        self.received_bytes: dict[int, int] = {}  # etcd_network_peer_received_bytes_total
         self._started = False
 
     # --- peers ---------------------------------------------------------------------------------
@@ -198,6 +199,7 @@ class Transport:
         on_message = self._on_message
         try:
             async for chunk in request.content.iter_any():
+                self.received_bytes[frm] = self.received_bytes.get(frm, 0) + len(chunk)
                 for m in dec.feed_messages(chunk):
                     if m.from_ == frm and m.to == self.member_id:
                         on_message(m)

@@ -38,7 +38,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -145,6 +145,7 @@ class WAL:
         self._failed: BaseException | None = None
         self.fsync_count = 0
         self.fsync_seconds = 0.0
+        self.fsync_observer: Callable[[float], None] | None = None  # e.g. a metrics histogram
 
     # --- construction ------------------------------------------------------------------------
 
@@ -488,6 +489,8 @@ class WAL:
         took = time.perf_counter() - t0
         self.fsync_count += 1
         self.fsync_seconds += took
+        if self.fsync_observer is not None:
+            self.fsync_observer(took)
         if took > SLOW_FSYNC_SECONDS:
             _log.warning("slow fsync", took_seconds=round(took, 3), path=path)
 

@@ -7,10 +7,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from cluster import LocalCluster
 from cluster.client import EtcdError, b64
 
-__all__ = ["FAST", "b64", "call_error", "eventually", "member_ids"]
+__all__ = ["FAST", "b64", "call_error", "eventually", "member_ids", "scrape"]
 
 FAST = {"heartbeat_interval": 50, "election_timeout": 500}
 
@@ -45,3 +48,17 @@ async def call_error(client: Any, path: str, body: dict) -> tuple[int, int | Non
 async def member_ids(c: LocalCluster) -> dict[str, int]:
     sts = await c.statuses()
     return {name: int(st["header"]["member_id"]) for name, st in sts.items() if st}
+
+
+async def scrape(endpoint: str) -> tuple[str, dict[str, float]]:
+    """GET /metrics: (content type, {sample name with labels: value})."""
+    async with aiohttp.ClientSession() as http, http.get(f"{endpoint}/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+        ctype = r.headers["Content-Type"]
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(smp.labels.items()))
+            out[smp.name + (f"{{{labels}}}" if labels else "")] = smp.value
+    return ctype, out

@@ -15,7 +15,7 @@ import pytest
 
 from cluster import LocalCluster
 from tests.cluster.real import needs_server
-from tests.ops.helpers import FAST, b64, call_error, eventually
+from tests.ops.helpers import FAST, b64, call_error, eventually, scrape
 
 pytestmark = [needs_server, pytest.mark.timeout(180)]
 
@@ -80,6 +80,41 @@ async def test_nospace_alarm_blocks_writes_until_compact_defrag_disarm(tmp_path)
         await eventually(lambda: _put_ok(c, follower), what="writes after disarm")
         for m in c.members:
             assert await c.client(m).health()
+        await _check_metrics(c, leader_id)
+
+
+async def _check_metrics(c: LocalCluster, leader_id: int) -> None:
+    """/metrics on every member, under etcd's names, agreeing with what status says."""
+    ids = {int((await c.client(m).status())["header"]["member_id"]) for m in c.members}
+    leaders = 0
+    for m in c.members:
+        st = await c.client(m).status()
+        ctype, got = await scrape(m.endpoint)
+        assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+        assert got["etcd_server_has_leader"] == 1
+        leaders += got["etcd_server_is_leader"]
+        assert got["etcd_server_leader_changes_seen_total"] >= 1
+        assert got["etcd_server_quota_backend_bytes"] == QUOTA
+        assert got["etcd_server_proposals_applied_total"] >= int(st["raftAppliedIndex"])
+        assert (
+            got["etcd_server_proposals_committed_total"]
+            >= got["etcd_server_proposals_applied_total"] - 1
+        )
+        assert got["etcd_server_proposals_pending"] >= 0
+        assert got["etcd_server_proposals_failed_total"] >= 0
+        assert got["etcd_mvcc_db_total_size_in_bytes"] == int(st["dbSize"])
+        assert 0 < got["etcd_mvcc_db_total_size_in_use_in_bytes"] <= int(st["dbSize"])
+        assert got["etcd_debugging_mvcc_watcher_total"] == 0
+        assert got["etcd_disk_wal_fsync_duration_seconds_count"] > 0
+        assert got["etcd_wal_fsync_duration_seconds_count"] > 0
+        assert got["etcd_disk_backend_commit_duration_seconds_count"] > 0
+        me, lead = int(st["header"]["member_id"]), int(st["leader"])
+        # Raft traffic flows between the leader and each follower
+        for peer in ids - {me} if me == lead else {lead}:
+            assert got[f'etcd_network_peer_sent_bytes_total{{To="{peer:x}"}}'] > 0
+            assert got[f'etcd_network_peer_received_bytes_total{{From="{peer:x}"}}'] > 0
+        assert got[f'etcd_server_id{{server_id="{me:x}"}}'] == 1
+    assert leaders == 1
 
 
 async def _status_with_errors(c: LocalCluster, m) -> dict | None:

@@ -1,0 +1,219 @@
+"""``GET /metrics``: Prometheus text under etcd 3.4's metric names, so etcd dashboards and
+alerts work unchanged.
+
+Nothing here runs per request. Gauges and counters are read from the server's own state when
+scraped (a custom collector); the only observations made as things happen are the two disk
+latency histograms (once per WAL fsync, once per backend commit: per batch, not per put), a
+counter bump per leader change and per failed proposal.
+
+    etcd_server_has_leader, etcd_server_is_leader, etcd_server_is_learner,
+    etcd_server_leader_changes_seen_total, etcd_server_id{server_id},
+    etcd_server_version{server_version}, etcd_cluster_version{cluster_version},
+    etcd_server_proposals_committed_total / _applied_total (gauges, as in etcd),
+    etcd_server_proposals_pending, etcd_server_proposals_failed_total,
+    etcd_server_quota_backend_bytes,
+    etcd_mvcc_db_total_size_in_bytes, etcd_mvcc_db_total_size_in_use_in_bytes,
+    etcd_debugging_mvcc_db_total_size_in_bytes, etcd_debugging_mvcc_keys_total,
+    etcd_debugging_mvcc_watcher_total, etcd_debugging_mvcc_current_revision,
+    etcd_debugging_mvcc_compact_revision,
+    etcd_network_peer_sent_bytes_total{To}, etcd_network_peer_received_bytes_total{From},
+    etcd_disk_wal_fsync_duration_seconds (also as etcd_wal_fsync_duration_seconds),
+    etcd_disk_backend_commit_duration_seconds, and process_* (prometheus-client's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from raftkv import errors
+from raftkv.raft import NONE
+
+if TYPE_CHECKING:
+    from raftkv.server.etcdserver import EtcdServer
+
+__all__ = ["CONTENT_TYPE", "ServerMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what etcd 3.4's promhttp sends
+disable_created_metrics()  # no *_created series: etcd (Go's client) has none
+# etcd's buckets: 1 ms .. 8 s (wal fsync), 1 ms .. 8 s (backend commit)
+_DISK_BUCKETS = tuple(0.001 * 2**i for i in range(14))
+_PROPOSAL_FAILURES = {
+    errors.ErrTimeout.message,
+    errors.ErrTimeoutDueToLeaderFail.message,
+    errors.ErrTimeoutDueToConnectionLost.message,
+    errors.ErrContextDeadline.message,
+}
+
+
+class ServerMetrics:
+    def __init__(self, server: EtcdServer) -> None:
+        self.s = server
+        self.leader_changes = 0
+        self.proposals_failed = 0
+        self._lead = NONE
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.wal_fsync = [
+            Histogram(
+                name,
+                "The latency distributions of fsync called by WAL.",
+                buckets=_DISK_BUCKETS,
+                registry=self.registry,
+            )
+            for name in ("etcd_disk_wal_fsync_duration_seconds", "etcd_wal_fsync_duration_seconds")
+        ]
+        self.backend_commit = Histogram(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            buckets=_DISK_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    # --- hooks (cheap: not per request) -------------------------------------------------------
+
+    def observe_wal_fsync(self, seconds: float) -> None:
+        for h in self.wal_fsync:
+            h.observe(seconds)
+
+    def observe_backend_commit(self, seconds: float) -> None:
+        self.backend_commit.observe(seconds)
+
+    def on_leader(self, lead: int) -> None:
+        if lead != self._lead:
+            if lead != NONE:
+                self.leader_changes += 1
+            self._lead = lead
+
+    def on_proposal_error(self, e: errors.EtcdError) -> None:
+        if e.message in _PROPOSAL_FAILURES:
+            self.proposals_failed += 1
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
+    g = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
+    g.add_metric(list(labels.values()) if labels else [], value)
+    return g
+
+
+class _StateCollector(Collector):
+    def __init__(self, m: ServerMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        s = m.s
+        leader = s.leader
+        yield _gauge("etcd_server_has_leader", "Whether or not a leader exists.", leader != NONE)
+        yield _gauge(
+            "etcd_server_is_leader", "Whether or not this member is a leader.", s.is_leader()
+        )
+        yield _gauge(
+            "etcd_server_is_learner", "Whether or not this member is a learner.", s._is_learner()
+        )
+        c = CounterMetricFamily(
+            "etcd_server_leader_changes_seen", "The number of leader changes seen."
+        )
+        c.add_metric([], m.leader_changes)
+        yield c
+        yield _gauge(
+            "etcd_server_id", "Server or member ID in hexadecimal format.", 1,
+            {"server_id": f"{s.member_id:x}"},
+        )  # fmt: skip
+        from raftkv.server.etcdserver import ETCD_VERSION
+
+        yield _gauge(
+            "etcd_server_version", "Which version is running.", 1,
+            {"server_version": ETCD_VERSION},
+        )  # fmt: skip
+        yield _gauge(
+            "etcd_cluster_version", "Which version is running.", 1, {"cluster_version": "3.4"}
+        )
+        yield _gauge(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            s.node.committed,
+        )
+        yield _gauge(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            s.applier.applied_index,
+        )
+        yield _gauge(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            len(s.wait),
+        )
+        f = CounterMetricFamily(
+            "etcd_server_proposals_failed", "The total number of failed proposals seen."
+        )
+        f.add_metric([], m.proposals_failed)
+        yield f
+        yield _gauge(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+            s.cfg.quota_bytes,
+        )
+        size = s.backend.size
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            size,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            size,
+        )
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            s.backend.size_in_use,
+        )
+        kv = s.kv
+        hub = kv._hub
+        yield _gauge(
+            "etcd_debugging_mvcc_watcher_total",
+            "Total number of watchers.",
+            len(hub.synced) + len(hub.unsynced) + sum(len(v) for v in hub.victims),
+        )
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", len(kv._index))
+        yield _gauge(
+            "etcd_debugging_mvcc_current_revision",
+            "The current revision of store.",
+            kv.current_revision,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            kv.compact_revision,  # -1 before the first compaction, as in etcd
+        )
+        sent = CounterMetricFamily(
+            "etcd_network_peer_sent_bytes", "The total number of bytes sent to peers.",
+            labels=["To"],
+        )  # fmt: skip
+        received = CounterMetricFamily(
+            "etcd_network_peer_received_bytes", "The total number of bytes received from peers.",
+            labels=["From"],
+        )  # fmt: skip
+        t = s.transport
+        for pid, p in sorted(t.peers.items()):
+            sent.add_metric([f"{pid:x}"], p.sent_bytes)
+        for pid, n in sorted(t.received_bytes.items()):
+            received.add_metric([f"{pid:x}"], n)
+        yield sent
+        yield received
