@@ -279,17 +279,18 @@ def handle_append_entries(r: Raft, m: Message) -> None:
 
 
 def handle_heartbeat(r: Raft, m: Message) -> None:
-    """Commit what the leader says is committed, but never past our last index.
+    """Commit what the leader says is committed, unless that lies beyond our last index.
 
     The leader sends ``commit = min(match, committed)``, and entries we acknowledged are
     durable, so a commit beyond our last index is only possible when this member lost its
     log: its data dir was wiped and it came back with the same id and an empty or
-    bootstrap-only log (etcd panics here: "tocommit out of range"). Clamping is safe because
-    such a log is a prefix of the leader's (the bootstrap entries every member shares, already
-    committed), and answering lets the leader probe again, see our short log and walk back.
-    (A log cut anywhere else, e.g. by a disk that lied about fsync, may end in entries the
-    leader overwrote; Raft assumes acknowledged entries are durable and so cannot tell.)"""
-    r.raft_log.commit_to(min(m.commit, r.raft_log.last_index()))
+    bootstrap-only log (etcd panics here: "tocommit out of range"). We then commit nothing
+    new — a log cut short may end in entries the leader overwrote (a disk that lied about
+    fsync), so no part of it can be trusted as committed — and answer, so the leader probes
+    again, sees our short log and walks back (a real wipe's commit already equals its last
+    index: the bootstrap entries every member shares)."""
+    if m.commit <= r.raft_log.last_index():
+        r.raft_log.commit_to(m.commit)
     r.send(Message(MT.HEARTBEAT_RESP, m.from_, NONE, context=m.context))
 
 
