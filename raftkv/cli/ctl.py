@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from raftkv.cli import ctl_snapshot
 from raftkv.cli.ctl_admin import (
     cmd_alarm,
     cmd_defrag,
@@ -352,6 +353,8 @@ def _parser() -> argparse.ArgumentParser:
         x = ep.add_parser(name, parents=[common])
         x.add_argument("--cluster", action="store_true", default=argparse.SUPPRESS)
     q.set_defaults(fn=cmd_endpoint)
+
+    ctl_snapshot.add_parser(sp, common)
     return p
 
 
