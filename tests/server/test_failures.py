@@ -79,6 +79,9 @@ def test_kill9_leader_under_load_loses_no_acknowledged_write_and_it_catches_up(m
         time.sleep(0.2)
     assert int(leader.get("after", serializable=True)["header"]["revision"]) >= rev
     assert _keys(leader, "k0/") == _keys(new_leader, "k0/")
+    # every member holds the same history up to that revision
+    hashes = {m.name: m.ok("/v3/maintenance/hashkv", {"revision": rev})["hash"] for m in c.members}
+    assert len(set(hashes.values())) == 1, hashes
 
 
 @pytest.mark.parametrize("state", ["new", "existing"])
