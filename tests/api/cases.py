@@ -136,6 +136,13 @@ CASES: list[Any] = [
         ),
     ),
     (
+        "txn_unknown_compare_result",
+        "/v3/kv/txn",
+        json.dumps(
+            {"compare": [{"key": b("a"), "target": "VALUE", "result": 9, "value": b("nope")}]}
+        ),
+    ),
+    (
         "txn_compare_range",
         "/v3/kv/txn",
         json.dumps(
