@@ -92,9 +92,14 @@ class Cluster:
 def _wait_ready(c: Cluster, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for p in c.procs:
+        for i, p in enumerate(c.procs):
             if p.poll() is not None:
-                raise RuntimeError(f"{c.kind} member exited with {p.returncode}; see {c.tmp}")
+                log = os.path.join(c.tmp, f"{c.names[i]}.log")
+                with open(log, "rb") as f:
+                    tail = f.read()[-2000:].decode("utf-8", "replace")
+                raise RuntimeError(
+                    f"{c.kind} member {c.names[i]} exited with {p.returncode}:\n{tail}"
+                )
         try:
             if all(
                 rawhttp.request(u, "/v3/kv/range", b'{"key":"AA=="}', timeout=2).status == 200
