@@ -225,7 +225,7 @@ def test_member_add_update_remove_like_etcdctl(etcd) -> None:
 
     def run(tool: list[str], port: int) -> list[str]:
         url, _etcdctl = etcd
-        code, out, _ = _run(
+        code, out, err = _run(
             [
                 *tool,
                 f"--endpoints={url}",
@@ -236,12 +236,12 @@ def test_member_add_update_remove_like_etcdctl(etcd) -> None:
                 "--learner",
             ]
         )
-        assert code == 0, out
+        assert code == 0, (tool, out, err)
         mid = out.split()[1]
         lines = out.replace(mid, "<id>").replace(f":{port}", ":<port>").splitlines()
         for args in (["update", mid, f"--peer-urls=http://127.0.0.1:{port + 1}"], ["remove", mid]):
-            code, o, _ = _run([*tool, f"--endpoints={url}", "member", *args])
-            assert code == 0, o
+            code, o, err = _run([*tool, f"--endpoints={url}", "member", *args])
+            assert code == 0, (tool, args, o, err)
             lines.append(o.replace(mid, "<id>"))
         return lines
 
