@@ -160,3 +160,30 @@ def test_status_and_members(client) -> None:
     assert int(st["leader"]) > 0
     members = client.members()
     assert members and all(m["clientURLs"] for m in members)
+
+
+def test_get_all_and_watch_prefix_once(client) -> None:
+    p = _p()
+    client.put(p + "x", "1")
+    assert (p + "x").encode() in [m["key"] for _, m in client.get_all()]
+
+    def later() -> None:
+        time.sleep(0.5)
+        client.put(p + "y", "2")
+
+    threading.Thread(target=later, daemon=True).start()
+    ev = client.watch_prefix_once(p, timeout=10)
+    assert ev["kv"]["key"] == (p + "y").encode()
+
+
+def test_watch_from_revision_replays_history(client) -> None:
+    p = _p()
+    client.put(p + "h", "1")
+    rev = int(client.get(p + "h", metadata=True)[0][1]["mod_revision"])
+    client.put(p + "h", "2")
+    events, cancel = client.watch(p + "h", start_revision=rev)
+    try:
+        got = [next(events)["kv"]["value"], next(events)["kv"]["value"]]
+    finally:
+        cancel()
+    assert got == [b"1", b"2"]
