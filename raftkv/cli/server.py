@@ -37,9 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raftkv: error verifying flags, {e}. See 'raftkv --help'.", file=sys.stderr)
         return 1
 
+    from raftkv.backend import BackendError
     from raftkv.log import setup_logging
     from raftkv.server.member import run_member
     from raftkv.server.storage import StartupError
+    from raftkv.snap import SnapError
     from raftkv.wal import WalError
 
     setup_logging(cfg.log_level, member=cfg.name)
@@ -51,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = asyncio.run
     try:
         return runner(run_member(cfg))
-    except (StartupError, WalError) as e:
+    except (StartupError, WalError, BackendError, SnapError) as e:
+        # damaged or foreign data: say which file and stop before serving anything
         print(f"raftkv: {e}", file=sys.stderr)
         return 1
     except OSError as e:

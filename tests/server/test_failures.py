@@ -138,3 +138,32 @@ def test_single_member_restart_after_kill9_keeps_every_acknowledged_write(make_c
     assert m.ok("/v3/lease/timetolive", {"ID": lid})["grantedTTL"] == "600"
     # a clean stop exits 0
     assert m.terminate() == 0
+
+
+def test_member_with_a_damaged_db_refuses_to_start_and_names_the_file(make_cluster):
+    import os
+    import subprocess
+
+    c = make_cluster(1)
+    c.start()
+    m = c.wait_leader()
+    for i in range(200):
+        m.put(f"d/{i:04d}", "v" * 200)
+    assert m.terminate() == 0
+    db = m.data_dir / "member" / "snap" / "db"
+    size = os.path.getsize(db)
+    with open(db, "r+b") as f:
+        for off in range(2 * 4096 + 100, size, 4096):
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0xFF]))
+    c.start(m)
+    try:
+        rc = m.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a member with a damaged db kept running") from None
+    err = m.log()
+    assert rc == 1
+    assert "Traceback" not in err
+    assert "db" in err
