@@ -55,6 +55,7 @@ class Backend:
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
+        self.commit_error_observer: Callable[[BaseException], None] | None = None
 
     @classmethod
     def open(
@@ -117,7 +118,11 @@ class Backend:
             self._db.commit(changes, self._new_buckets)
         except CommitAbandoned as e:
             self._failed = e.cause
+            self._commit_failed(e.cause)
             raise BackendError(f"{self.path}: {e}; reopen the backend") from e.cause
+        except BaseException as e:
+            self._commit_failed(e)
+            raise
         # any other error was rolled back: the buffer is kept, a later commit retries it
         for name in changes:
             self._buf[name] = {}
@@ -127,6 +132,10 @@ class Backend:
         self._last_commit = self.clock()
         if self.commit_observer is not None:
             self.commit_observer(time.perf_counter() - t0)
+
+    def _commit_failed(self, e: BaseException) -> None:
+        if self.commit_error_observer is not None:
+            self.commit_error_observer(e)
 
     def commit_if_due(self) -> bool:
         if not self._pending or self.hold_commits:

@@ -40,6 +40,7 @@ from raftkv.raft import (
 from raftkv.server import lease_http, quota
 from raftkv.server.apply import Applier
 from raftkv.server.compactor import Compactor
+from raftkv.server.diskfull import is_disk_full
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.maintenance import Maintenance
 from raftkv.server.member_ops import MemberOps
@@ -138,6 +139,7 @@ class EtcdServer:
         self.metrics = ServerMetrics(self)
         self.node.wal.fsync_observer = self.metrics.observe_wal_fsync
         self.backend.commit_observer = self.metrics.observe_backend_commit
+        self.backend.commit_error_observer = self._on_commit_error
         self.maintenance = Maintenance(self)
         self.member_ops = MemberOps(self)
         self.compactor = Compactor(self, cfg.auto_compaction_mode, cfg.auto_compaction_retention)
@@ -413,6 +415,7 @@ class EtcdServer:
 
     def swap_backend(self, backend: Any) -> None:
         backend.commit_observer = self.backend.commit_observer
+        backend.commit_error_observer = self._on_commit_error
         self.backend = backend
         self.kv.restore(backend, time.monotonic())
         self.applier.load_alarms()
@@ -424,6 +427,12 @@ class EtcdServer:
                 self.transport.update_peer(m.id, m.peer_urls)
             else:
                 self.transport.add_peer(m.id, m.peer_urls)
+
+    def _on_commit_error(self, e: BaseException) -> None:
+        """A backend commit failed. A full disk stops the member (diskfull.py); whatever else
+        was rolled back is retried by the next commit."""
+        if is_disk_full(e) and not self._stopped:
+            self._fatal(e)
 
     def schedule_compaction(self) -> None:
         self.housekeeping.schedule_compaction()

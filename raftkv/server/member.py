@@ -24,6 +24,7 @@ from aiohttp import web
 
 from raftkv.config import Settings
 from raftkv.server import lease_http
+from raftkv.server.diskfull import describe_failure
 from raftkv.server.etcdserver import ETCD_VERSION, EtcdServer
 from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.storage import StartupError, open_member_storage
@@ -176,5 +177,14 @@ async def run_member(cfg: Settings) -> int:
         for r in reversed(runners):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(r.cleanup(), 2.0)
-        await server.stop()
+        try:
+            await server.stop()
+        except Exception as e:
+            if not failure:
+                raise
+            # the backend's last commit meets the same failure (a full disk): already reported
+            log.warning("final_commit_failed", error=repr(e))
+    if failure:
+        reason = describe_failure(failure[0], cfg.data_dir)
+        log.critical("member_stopped", reason=reason)
     return 1 if failure else 0
