@@ -121,6 +121,8 @@ class EtcdServer:
             listen_peer_url=cfg.listen_peer_urls[0],
             request_timeout=self.request_timeout,
         )
+        self.transport.is_removed = lambda peer_id: peer_id in self.cluster.removed
+        self.transport.on_removed = lambda: self.member_ops.removed_by_peers()
         for m in self.cluster.members.values():
             if m.id != self.member_id and m.peer_urls:
                 self.transport.add_peer(m.id, m.peer_urls)

@@ -56,6 +56,7 @@ from raftkv.server.membership import compute_member_id
 from raftkv.server.tasks import spawn
 from raftkv.server.wait import TIMED_OUT
 from raftkv.transport.http import HttpError, post
+from raftkv.transport.peer import REMOVED_TEXT as REMOVED
 
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
@@ -103,6 +104,7 @@ class MemberOps:
     def __init__(self, server: EtcdServer) -> None:
         self.s = server
         self._lock = asyncio.Lock()
+        self._stopping = False
 
     # --- client calls -------------------------------------------------------------------------
 
@@ -395,7 +397,20 @@ class MemberOps:
     async def _stop_removed(self) -> None:
         # a moment for the answer to the client and the commit index to reach the others
         await asyncio.sleep(1.0)
-        log.warning("member_removed", reason="the member has been permanently removed")
-        self.s._fatal(
-            MemberRemovedError("the member has been permanently removed from the cluster")
+        self._removed()
+
+    def removed_by_peers(self) -> None:
+        """A peer refused this member as removed (it was removed while down, or restarted
+        with its old data dir): it stops, as etcd's does."""
+        self._removed()
+
+    def _removed(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.warning(
+            "member_removed",
+            reason=REMOVED,
+            what="the data dir of this member must be removed before it joins again",
         )
+        self.s._fatal(MemberRemovedError(REMOVED))

@@ -64,6 +64,8 @@ class Snapshots:
         applied = self.s.applier.applied_index
         if applied - self.snap_index <= self.snapshot_count:
             return
+        if applied > self.s.node.storage.last_index():
+            return  # applied early, ahead of MemoryStorage: after a later Ready
         self.take(applied)
 
     def take(self, index: int) -> None:

@@ -30,6 +30,9 @@ BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
 STALL_BYTES = 1 << 20  # unsent bytes buffered for a peer before the writer waits for it
 STALL_TIMEOUT = 5.0  # how long a peer may not read before the link is dropped
+# a member's answer to a stream from a member that was removed from the cluster (etcd: 410)
+REMOVED_STATUS = 410
+REMOVED_TEXT = "the member has been permanently removed from the cluster"
 
 
 class PeerStream:
@@ -55,6 +58,7 @@ class PeerStream:
         self.connected = False
         self.active_since: float | None = None  # monotonic time the link came up, or None
         self.sent_bytes = 0  # etcd_network_peer_sent_bytes_total
+        self.on_removed: Callable[[], None] | None = None  # the peer says we were removed
         self._url_index = 0
 
     # --- public --------------------------------------------------------------------------------
@@ -126,6 +130,8 @@ class PeerStream:
                     await self._wake.wait()
                 if answered.done():
                     reason = _refusal(answered)
+                    if _status(answered) == REMOVED_STATUS and self.on_removed is not None:
+                        self.on_removed()
                     break
                 if not self._pending:
                     continue
@@ -151,6 +157,12 @@ class PeerStream:
             writer.close()
             if not self._closed:
                 log.warning("peer_disconnected", peer=f"{self.peer_id:x}", reason=reason)
+
+
+def _status(task: asyncio.Task) -> int:
+    if task.cancelled() or task.exception() is not None:
+        return 0
+    return task.result()[0]
 
 
 def _refusal(task: asyncio.Task) -> str:

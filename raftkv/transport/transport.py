@@ -23,7 +23,7 @@ from aiohttp import web
 from raftkv.raft.messages import Message, MessageType, decode_message, encode_message
 from raftkv.transport.framing import FrameDecoder, FrameError, encode_frame
 from raftkv.transport.http import post, source_addr
-from raftkv.transport.peer import PeerStream
+from raftkv.transport.peer import REMOVED_STATUS, REMOVED_TEXT, PeerStream
 
 __all__ = ["Transport"]
 
@@ -57,6 +57,9 @@ class Transport:
         self.peers: dict[int, PeerStream] = {}
         self._inbound: dict[int, asyncio.Task] = {}  # peer id -> its current inbound stream
         self.received_bytes: dict[int, int] = {}  # etcd_network_peer_received_bytes_total
+        # membership hooks (set by the server): was this id removed from the cluster; we were
+        self.is_removed: Callable[[int], bool] = lambda _peer_id: False
+        self.on_removed: Callable[[], None] | None = None
         self._started = False
 
     # --- peers ---------------------------------------------------------------------------------
@@ -79,9 +82,14 @@ class Transport:
             self.local_addr,
             self._report_unreachable,
         )
+        p.on_removed = self._told_removed
         self.peers[peer_id] = p
         if self._started:
             p.start()
+
+    def _told_removed(self) -> None:
+        if self.on_removed is not None:
+            self.on_removed()
 
     def update_peer(self, peer_id: int, urls: list[str]) -> None:
         p = self.peers.get(peer_id)
@@ -177,6 +185,9 @@ class Transport:
             return frm, web.Response(
                 status=412, text=f"to ID mismatch: local={self.member_id:x} remote={to:x}"
             )
+        if self.is_removed(frm):
+            log.warning("peer_refused", reason="removed member", remote=f"{frm:x}")
+            return frm, web.Response(status=REMOVED_STATUS, text=REMOVED_TEXT)
         if frm not in self.peers:
             log.warning("peer_refused", reason="unknown member", remote=f"{frm:x}")
             return frm, web.Response(status=403, text=f"unknown member {frm:x}")

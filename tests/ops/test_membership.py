@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -115,6 +116,14 @@ async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(t
                 assert kv is not None and kv.mod_revision == rev, (m.name, key, rev, kv)
         members = (await c.client(final[0]).call("cluster/member/list", {}))["members"]
         assert sorted(m["name"] for m in members) == sorted(m.name for m in final)
+
+        # a removed member that comes back with its old identity is refused and stops
+        log = Path(m4.spec.log_path)
+        mark = log.stat().st_size
+        await c.restart(m4)
+        assert await m4.proc.wait(20), "the removed member kept running"
+        assert "permanently removed from the cluster" in log.read_text()[mark:]
+        assert len(c.running) == 3
 
 
 async def _converged(c: GrowableCluster, members) -> bool:
