@@ -90,6 +90,22 @@ class PeerStream:
     # --- the link ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The link's life: connect, stream, reconnect — forever. Nothing may end it but
+        ``stop``: an unexpected error is logged and the link starts over (a silently dead
+        link would leave the peer deaf to this member until a restart)."""
+        while not self._closed:
+            try:
+                await self._connect_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.connected = False
+                log.error(
+                    "peer_link_failed", peer=f"{self.peer_id:x}", error=repr(e), exc_info=True
+                )
+                await asyncio.sleep(BACKOFF_MAX)
+
+    async def _connect_loop(self) -> None:
         backoff = BACKOFF_MIN
         failures = 0
         while not self._closed:
