@@ -26,7 +26,15 @@ from raftkv.cli.ctl_admin import (
     cmd_move_leader,
 )
 from raftkv.cli.ctl_client import Client, CtlError
-from raftkv.cli.ctl_print import go_json, json_line, kv_lines
+from raftkv.cli.ctl_print import (
+    fields_del,
+    fields_get,
+    fields_put,
+    fields_txn,
+    go_json,
+    json_line,
+    kv_lines,
+)
 from raftkv.cli.ctl_print import out as _out
 from raftkv.cli.ctl_txn import TxnInputError, read_txn
 from raftkv.pb import kv, rpc
@@ -60,6 +68,9 @@ def _range_args(a: argparse.Namespace) -> tuple[bytes, bytes]:
 
 
 def _print_put(a: argparse.Namespace, r: rpc.PutResponse) -> None:
+    if a.write_out == "fields":
+        _out(fields_put(r))
+        return
     if a.write_out == "json":
         _out(json_line(go_json(r)))
         return
@@ -69,6 +80,9 @@ def _print_put(a: argparse.Namespace, r: rpc.PutResponse) -> None:
 
 
 def _print_get(a: argparse.Namespace, r: rpc.RangeResponse) -> None:
+    if a.write_out == "fields":
+        _out(fields_get(r))
+        return
     if a.write_out == "json":
         _out(json_line(go_json(r)))
         return
@@ -82,6 +96,9 @@ def _print_get(a: argparse.Namespace, r: rpc.RangeResponse) -> None:
 
 
 def _print_del(a: argparse.Namespace, r: rpc.DeleteRangeResponse) -> None:
+    if a.write_out == "fields":
+        _out(fields_del(r))
+        return
     if a.write_out == "json":
         _out(json_line(go_json(r)))
         return
@@ -91,6 +108,9 @@ def _print_del(a: argparse.Namespace, r: rpc.DeleteRangeResponse) -> None:
 
 
 def _print_txn(a: argparse.Namespace, r: rpc.TxnResponse) -> None:
+    if a.write_out == "fields":
+        _out(fields_txn(r))
+        return
     if a.write_out == "json":
         _out(json_line(go_json(r)))
         return

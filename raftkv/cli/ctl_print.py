@@ -144,3 +144,64 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def member_status(m: rpc.Member) -> str:
     return "started" if m.name else "unstarted"
+
+
+# --- -w fields (etcdctl's fieldsPrinter) ---------------------------------------------------------
+
+
+def fields_header(h: Any) -> list[str]:
+    h = h or rpc.ResponseHeader()
+    return [
+        f'"ClusterID" : {h.cluster_id}',
+        f'"MemberID" : {h.member_id}',
+        f'"Revision" : {h.revision}',
+        f'"RaftTerm" : {h.raft_term}',
+    ]
+
+
+def fields_kv(kv: Any, pfx: str = "") -> list[str]:
+    from raftkv.api.gojson import go_quote
+
+    return [
+        f'"{pfx}Key" : {go_quote(_text(kv.key))}',
+        f'"{pfx}CreateRevision" : {kv.create_revision}',
+        f'"{pfx}ModRevision" : {kv.mod_revision}',
+        f'"{pfx}Version" : {kv.version}',
+        f'"{pfx}Value" : {go_quote(_text(kv.value))}',
+        f'"{pfx}Lease" : {kv.lease}',
+    ]
+
+
+def _go_bool(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def fields_get(r: Any) -> list[str]:
+    out = fields_header(r.header)
+    for kv in r.kvs:
+        out += fields_kv(kv)
+    return [*out, f'"More" : {_go_bool(r.more)}', f'"Count" : {r.count}']
+
+
+def fields_put(r: Any) -> list[str]:
+    out = fields_header(r.header)
+    return out + (fields_kv(r.prev_kv, "Prev") if r.prev_kv is not None else [])
+
+
+def fields_del(r: Any) -> list[str]:
+    out = [*fields_header(r.header), f'"Deleted" : {r.deleted}']
+    for kv in r.prev_kvs:
+        out += fields_kv(kv, "Prev")
+    return out
+
+
+def fields_txn(r: Any) -> list[str]:
+    out = [*fields_header(r.header), f'"Succeeded" : {_go_bool(r.succeeded)}']
+    for op in r.responses:
+        if op.response_delete_range is not None:
+            out += fields_del(op.response_delete_range)
+        elif op.response_put is not None:
+            out += fields_put(op.response_put)
+        elif op.response_range is not None:
+            out += fields_get(op.response_range)
+    return out
