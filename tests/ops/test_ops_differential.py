@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.api import cases as C
+from tests.api import exchange as C
 from tests.api import rawhttp
 from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
 
