@@ -30,6 +30,7 @@ BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
 STALL_BYTES = 1 << 20  # unsent bytes buffered for a peer before the writer waits for it
 STALL_TIMEOUT = 5.0  # how long a peer may not read before the link is dropped
+STUCK_AFTER = 10.0  # a down link that made no connection attempt for this long is restarted
 # a member's answer to a stream from a member that was removed from the cluster (etcd: 410)
 REMOVED_STATUS = 410
 REMOVED_TEXT = "the member has been permanently removed from the cluster"
@@ -54,6 +55,7 @@ class PeerStream:
         self._pending: list[Message] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.last_attempt = 0.0  # monotonic time of the last connection attempt
         self._closed = False
         self.connected = False
         self.active_since: float | None = None  # monotonic time the link came up, or None
@@ -64,7 +66,20 @@ class PeerStream:
     # --- public --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.last_attempt = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def check_alive(self) -> None:
+        """Called every second by the transport: a link that is down and has not even tried
+        to connect for ``STUCK_AFTER`` seconds is stuck somewhere unexpected: restart it."""
+        if self._closed or self.connected or self._task is None:
+            return
+        stuck = time.monotonic() - self.last_attempt
+        if stuck < STUCK_AFTER and not self._task.done():
+            return
+        log.error("peer_link_restarted", peer=f"{self.peer_id:x}", stuck_s=round(stuck, 1))
+        self._task.cancel()
+        self.start()
 
     async def stop(self) -> None:
         self._closed = True
@@ -110,6 +125,7 @@ class PeerStream:
         failures = 0
         while not self._closed:
             url = self.urls[self._url_index % len(self.urls)]
+            self.last_attempt = time.monotonic()
             try:
                 reader, writer = await open_post(
                     url, "/raft/stream", self._headers, self._local_addr, CONNECT_TIMEOUT

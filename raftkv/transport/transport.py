@@ -61,6 +61,7 @@ class Transport:
         self.is_removed: Callable[[int], bool] = lambda _peer_id: False
         self.on_removed: Callable[[], None] | None = None
         self._started = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     # --- peers ---------------------------------------------------------------------------------
 
@@ -105,9 +106,18 @@ class Transport:
         self._started = True
         for p in self.peers.values():
             p.start()
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_links())
+
+    async def _watch_links(self) -> None:
+        while self._started:
+            await asyncio.sleep(1.0)
+            for p in list(self.peers.values()):
+                p.check_alive()
 
     async def stop(self) -> None:
         self._started = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await asyncio.gather(*(p.stop() for p in self.peers.values()), return_exceptions=True)
         # inbound streams never end by themselves: end them, or the listener waits for them
         for t in list(self._inbound.values()):

@@ -136,3 +136,27 @@ async def test_peer_that_starts_late_is_reached_after_backoff():
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_link_stuck_while_connecting_is_restarted(monkeypatch):
+    import raftkv.transport.peer as peer_mod
+
+    real = peer_mod.open_post
+    calls = {"n": 0}
+
+    async def hangs_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            await asyncio.sleep(3600)  # a connect that never returns
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(peer_mod, "open_post", hangs_once)
+    monkeypatch.setattr(peer_mod, "STUCK_AFTER", 0.5)
+    a, b = await _pair()
+    try:
+        await _until(lambda: a.tr.peers[2].connected, timeout=10)
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])
+        await _until(lambda: len(b.got) == 1)
+    finally:
+        await a.close()
+        await b.close()
