@@ -84,9 +84,14 @@ async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(t
             30,
             "promote m5",
         )
-        members = (await c.client(m4).call("cluster/member/list", {}))["members"]
-        assert len(members) == 5 and not any(m.get("isLearner") for m in members)
-        assert {m["name"] for m in members} == {"m1", "m2", "m3", "m4", "m5"}
+
+        async def five_voters() -> bool:  # (member list is local: m4 may apply a moment later)
+            members = (await c.client(m4).call("cluster/member/list", {}))["members"]
+            names = {m.get("name") for m in members}
+            learners = any(m.get("isLearner") for m in members)
+            return names == {"m1", "m2", "m3", "m4", "m5"} and not learners
+
+        await eventually(five_voters, 10, "five named voters")
 
         # remove the leader (asked on the leader itself): it steps down and stops
         leader = await c.wait_leader()
