@@ -1,5 +1,6 @@
-"""Quota and the NOSPACE alarm on a real 3-member cluster, with the answers etcd 3.4 gives
-(observed on etcd 3.4.23 with --quota-backend-bytes=300000: see the expected bodies below).
+"""Request limits, quota and the NOSPACE alarm on a real 3-member cluster, with the answers
+etcd 3.4 gives (observed on etcd 3.4.23 with --quota-backend-bytes=300000: the expected
+bodies below).
 
 Fill past a small quota -> the put that does not fit fails with "database space exceeded" (429,
 code 8) and the NOSPACE alarm is raised through Raft, so every member reports it; then puts,
@@ -21,12 +22,21 @@ pytestmark = [needs_server, pytest.mark.timeout(180)]
 
 QUOTA = 1 << 20
 NOSPACE = (429, 8, "etcdserver: mvcc: database space exceeded")
+TOO_LARGE = (400, 3, "etcdserver: request is too large")
+TOO_MANY_OPS = (400, 3, "etcdserver: too many operations in txn request")
 
 
 async def test_nospace_alarm_blocks_writes_until_compact_defrag_disarm(tmp_path):
-    async with LocalCluster(3, tmp_path, quota_backend_bytes=QUOTA, **FAST) as c:
+    limits = {"max_request_bytes": 48 * 1024, "max_txn_ops": 3}
+    async with LocalCluster(3, tmp_path, quota_backend_bytes=QUOTA, **limits, **FAST) as c:
         leader = await c.wait_leader()
         cl = c.client(leader)
+        # the request limits, with etcd's errors
+        big = {"key": b64("big"), "value": b64(b"x" * 50 * 1024)}
+        assert await call_error(cl, "kv/put", big) == TOO_LARGE
+        ops = [{"request_put": {"key": b64(f"t{i}")}} for i in range(4)]
+        assert await call_error(cl, "kv/txn", {"success": ops}) == TOO_MANY_OPS
+        await cl.call("kv/txn", {"success": ops[:3]})
         value = os.urandom(30_000)
         acked: dict[str, int] = {}
         for i in range(200):
@@ -64,6 +74,7 @@ async def test_nospace_alarm_blocks_writes_until_compact_defrag_disarm(tmp_path)
         assert r["succeeded"] is True
         r = await cl.call("kv/deleterange", {"key": b64("k"), "range_end": b64("l")})
         assert int(r["deleted"]) == len(acked)
+        await cl.call("kv/deleterange", {"key": b64("t"), "range_end": b64("u")})
         rev = int(r["header"]["revision"])
 
         await cl.call("kv/compaction", {"revision": rev, "physical": True})
