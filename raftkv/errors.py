@@ -116,6 +116,7 @@ ErrLearnerNotReady = EtcdError(
     "etcdserver: can only promote a learner member which is in sync with leader", _FP
 )
 ErrTooManyLearners = EtcdError("etcdserver: too many learner members in cluster", _FP)
+ErrNotSupportedForLearner = EtcdError("etcdserver: rpc not supported for learner", _UN)
 
 # --- server state ---
 ErrNoLeader = EtcdError("etcdserver: no leader", _UN)

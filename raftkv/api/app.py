@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from raftkv import errors
 from raftkv.api import validate
 from raftkv.api.auth import AUTH_ROUTES, auth_call, check_fields
 from raftkv.api.codec import decode_message, dumps, encoder
@@ -147,6 +148,14 @@ def parse_body(body: bytes, cls: type) -> Any:
     return decode_message(cls, value)
 
 
+def _refused_to_learner(server: Any, spec: _Unary, req: Any) -> bool:
+    """etcd's interceptor: a learner serves only status and serializable ranges."""
+    is_learner = getattr(server, "is_learner", None)
+    if is_learner is None or not is_learner():
+        return False
+    return not (spec.method == "status" or (spec.method == "range" and req.serializable))
+
+
 async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamResponse:
     try:
         body = await request.read()
@@ -161,6 +170,8 @@ async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamR
     try:
         n = len(body)
         validate.check_grpc_size(req, server.max_request_bytes, n)
+        if _refused_to_learner(server, spec, req):
+            raise errors.ErrNotSupportedForLearner
         if spec.check is not None:
             spec.check(req, server)
         if (

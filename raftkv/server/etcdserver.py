@@ -341,13 +341,13 @@ class EtcdServer:
             raftTerm=self.term,
             raftAppliedIndex=self.applier.applied_index,
             dbSizeInUse=self.backend.size_in_use,
-            isLearner=self._is_learner(),
+            isLearner=self.is_learner(),
             errors=[
                 f"memberID:{a.memberID} alarm:{a.alarm.name} " for a in self.applier.alarms.values()
             ],
         )
 
-    def _is_learner(self) -> bool:
+    def is_learner(self) -> bool:
         m = self.cluster.members.get(self.member_id)
         return m is not None and m.is_learner
 

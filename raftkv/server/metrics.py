@@ -123,7 +123,7 @@ class _StateCollector(Collector):
             "etcd_server_is_leader", "Whether or not this member is a leader.", s.is_leader()
         )
         yield _gauge(
-            "etcd_server_is_learner", "Whether or not this member is a learner.", s._is_learner()
+            "etcd_server_is_learner", "Whether or not this member is a learner.", s.is_learner()
         )
         c = CounterMetricFamily(
             "etcd_server_leader_changes_seen", "The number of leader changes seen."

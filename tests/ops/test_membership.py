@@ -15,10 +15,12 @@ import pytest
 from cluster.client import EtcdError
 from tests.cluster.real import needs_server
 from tests.ops.growable import GrowableCluster
-from tests.ops.helpers import FAST, eventually
+from tests.ops.helpers import FAST, b64, call_error, eventually
 from tests.ops.helpers import member_ids as all_member_ids
 
 pytestmark = [needs_server, pytest.mark.timeout(240)]
+
+NOT_FOR_LEARNER = (503, 14, "etcdserver: rpc not supported for learner")
 
 
 class Writers:
@@ -77,7 +79,11 @@ async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(t
         learner_id = await c.add(leader, m5, learner=True)
         await eventually(lambda: _caught_up(c, "m5"), 60, "m5 catches up")
         st = await c.client(m5).status()
-        assert int(st["header"]["member_id"]) == learner_id
+        assert int(st["header"]["member_id"]) == learner_id and st["isLearner"] is True
+        # a learner serves status and serializable reads only (etcd's interceptor)
+        assert await call_error(c.client(m5), "kv/put", {"key": b64("x")}) == NOT_FOR_LEARNER
+        assert await call_error(c.client(m5), "kv/range", {"key": b64("x")}) == NOT_FOR_LEARNER
+        await c.client(m5).call("kv/range", {"key": b64("x"), "serializable": True})
         promote = {"ID": str(learner_id)}
         await eventually(
             lambda: c.client(random.choice(c.running)).call("cluster/member/promote", promote),
