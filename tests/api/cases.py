@@ -427,6 +427,18 @@ CASES: list[Any] = [
         ],
     },
     {
+        "name": "watch_lease_expiry",
+        "path": "/v3/watch",
+        "body": j(create_request={"key": b("exp"), "prev_kv": True}),
+        "stream_for": 7.0,
+        "during": [
+            ("/v3/lease/grant", j(TTL=2, ID=7777)),
+            ("/v3/kv/put", _put("exp", "soon gone", lease=7777)),
+        ],
+    },
+    ("range_after_expiry", "/v3/kv/range", j(key=b("exp"))),
+    ("ttl_after_expiry", "/v3/lease/timetolive", j(ID=7777)),
+    {
         "name": "watch_big_event",
         "path": "/v3/watch",
         "body": j(create_request={"key": b("bigv")}),
