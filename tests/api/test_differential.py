@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,28 +51,56 @@ def run_cases(c: Cluster) -> dict[str, dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def etcd_replies() -> dict[str, dict]:
-    bins = etcd_binaries()
-    if bins is None:
-        pytest.skip("scripts/install-etcd.sh could not provide etcd")
-    c = start_etcd(bins[0])
-    try:
-        return run_cases(c)
-    finally:
-        c.stop()
+def _both(run: Callable[[Cluster], dict[str, dict]]) -> dict[str, Any]:
+    """Run ``run`` against a fresh etcd and a fresh raftkv cluster at the same time (the cases
+    mostly wait on streams, so the two sides overlap well); a side that cannot start gives
+    the reason to skip instead of replies."""
+    import concurrent.futures
+
+    def etcd_side() -> dict[str, dict] | str:
+        bins = etcd_binaries()
+        if bins is None:
+            return "scripts/install-etcd.sh could not provide etcd"
+        c = start_etcd(bins[0])
+        try:
+            return run(c)
+        finally:
+            c.stop()
+
+    def raftkv_side() -> dict[str, dict] | str:
+        why = raftkv_available()
+        if why is not None:
+            return f"raftkv side not runnable: {why}"
+        c = start_raftkv()
+        try:
+            return run(c)
+        finally:
+            c.stop()
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        e, r = ex.submit(etcd_side), ex.submit(raftkv_side)
+        return {"etcd": e.result(), "raftkv": r.result()}
+
+
+def _side(got: dict[str, Any], side: str) -> dict[str, dict]:
+    if isinstance(got[side], str):
+        pytest.skip(got[side])
+    return got[side]
 
 
 @pytest.fixture(scope="module")
-def raftkv_replies() -> dict[str, dict]:
-    why = raftkv_available()
-    if why is not None:
-        pytest.skip(f"raftkv side not runnable: {why}")
-    c = start_raftkv()
-    try:
-        return run_cases(c)
-    finally:
-        c.stop()
+def sequence_replies() -> dict[str, Any]:
+    return _both(run_cases)
+
+
+@pytest.fixture(scope="module")
+def etcd_replies(sequence_replies: dict[str, Any]) -> dict[str, dict]:
+    return _side(sequence_replies, "etcd")
+
+
+@pytest.fixture(scope="module")
+def raftkv_replies(sequence_replies: dict[str, Any]) -> dict[str, dict]:
+    return _side(sequence_replies, "raftkv")
 
 
 NAMES = [X.as_dict(c)["name"] for c in C.CASES]
@@ -153,27 +183,18 @@ def run_without_quorum(c: Cluster) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def etcd_no_quorum() -> dict[str, dict]:
-    bins = etcd_binaries()
-    if bins is None:
-        pytest.skip("scripts/install-etcd.sh could not provide etcd")
-    c = start_etcd(bins[0])
-    try:
-        return run_without_quorum(c)
-    finally:
-        c.stop()
+def no_quorum_replies() -> dict[str, Any]:
+    return _both(run_without_quorum)
 
 
 @pytest.fixture(scope="module")
-def raftkv_no_quorum() -> dict[str, dict]:
-    why = raftkv_available()
-    if why is not None:
-        pytest.skip(f"raftkv side not runnable: {why}")
-    c = start_raftkv()
-    try:
-        return run_without_quorum(c)
-    finally:
-        c.stop()
+def etcd_no_quorum(no_quorum_replies: dict[str, Any]) -> dict[str, dict]:
+    return _side(no_quorum_replies, "etcd")
+
+
+@pytest.fixture(scope="module")
+def raftkv_no_quorum(no_quorum_replies: dict[str, Any]) -> dict[str, dict]:
+    return _side(no_quorum_replies, "raftkv")
 
 
 NQ_NAMES = [X.as_dict(c)["name"] for c in NO_QUORUM_CASES]
