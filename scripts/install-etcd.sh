@@ -11,7 +11,8 @@ set -euo pipefail
 pick_dest() {
   if [ -n "${1:-}" ]; then echo "$1"; return; fi
   if [ -n "${RAFTKV_ETCD_DIR:-}" ]; then echo "$RAFTKV_ETCD_DIR"; return; fi
-  if [ -x /opt/etcd-reference/usr/bin/etcd ] || mkdir -p /opt/etcd-reference 2>/dev/null && [ -w /opt/etcd-reference ]; then
+  if [ -x /opt/etcd-reference/usr/bin/etcd ] \
+     || { mkdir -p /opt/etcd-reference 2>/dev/null && [ -w /opt/etcd-reference ]; }; then
     echo /opt/etcd-reference; return
   fi
   echo "${XDG_CACHE_HOME:-$HOME/.cache}/raftkv/etcd-reference"
