@@ -65,7 +65,9 @@ async def _caught_up(c: GrowableCluster, name: str) -> bool:
 
 
 async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(tmp_path):
-    c = GrowableCluster(5, tmp_path, initial=3, snapshot_count=200, **FAST)
+    c = GrowableCluster(
+        5, tmp_path, initial=3, snapshot_count=200, experimental_snapshot_catchup_entries=50, **FAST
+    )
     async with c:
         await c.wait_ready()
         writers = Writers(c)
@@ -75,6 +77,8 @@ async def test_grow_to_five_with_a_learner_remove_leader_and_shrink_under_load(t
         leader = await c.wait_leader()
         await c.add(leader, m4)
         await eventually(lambda: _caught_up(c, "m4"), 60, "m4 catches up")
+        # the leader keeps only 50 entries behind its snapshots: m4 started from a snapshot
+        assert "applied_snapshot" in Path(m4.spec.log_path).read_text()
         leader = await c.wait_leader()
         learner_id = await c.add(leader, m5, learner=True)
         await eventually(lambda: _caught_up(c, "m5"), 60, "m5 catches up")
