@@ -18,7 +18,7 @@ from .db import DB, fsync_dir
 from .errors import BackendError
 from .page import BUCKET_VALUE, HEADER_SIZE, INLINE_MAX, PAGE_SIZE, Meta, ValueRef
 
-__all__ = ["defragment", "write_compact"]
+__all__ = ["defragment", "install", "write_compact"]
 
 register("backend.defrag_before_rename")
 
@@ -128,6 +128,16 @@ def defragment(db: DB) -> None:
     tmp = db.path + ".defrag"
     try:
         write_compact(db, tmp)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise BackendError(f"{db.path}: defragment failed: {e}") from e
+    install(db, tmp)
+
+
+def install(db: DB, tmp: str) -> None:
+    """Rename the compact copy ``tmp`` (``write_compact``) over the file and reopen it."""
+    try:
         failpoint("backend.defrag_before_rename")
         os.replace(tmp, db.path)
         fsync_dir(db.path)

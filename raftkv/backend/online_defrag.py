@@ -22,8 +22,7 @@ import contextlib
 import os
 
 from .backend import Backend
-from .db import fsync_dir
-from .defrag import write_compact
+from .defrag import install, write_compact
 from .errors import BackendError
 
 __all__ = ["compact_copy", "swap_in"]
@@ -47,20 +46,9 @@ def compact_copy(backend: Backend) -> int:
 def swap_in(backend: Backend, txid: int) -> bool:
     """Install the copy made at ``txid``; False (copy removed) if a commit came since."""
     db = backend._db
-    tmp = _tmp(backend)
     if db.state.meta.txid != txid:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(_tmp(backend))
         return False
-    try:
-        os.replace(tmp, db.path)
-        fsync_dir(db.path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise BackendError(f"{db.path}: defragment failed: {e}") from e
-    old = db.state
-    with db.lock:
-        db._load()
-    old.pager.decref()
+    install(db, _tmp(backend))
     return True
