@@ -41,6 +41,7 @@ from raftkv.raft import (
     ReadState,
     Snapshot,
     SoftState,
+    StateType,
 )
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
@@ -315,6 +316,13 @@ class RaftNode:
             await asyncio.sleep(0)
 
     def _on_soft_state(self, ss: SoftState) -> None:
+        if ss.raft_state in (StateType.PRE_CANDIDATE, StateType.CANDIDATE):
+            log.info(
+                "raft_campaign",
+                member=f"{self.id:x}",
+                state=ss.raft_state.name.lower(),
+                term=self.rn.raft.term,
+            )
         if ss.lead != self.lead:
             if ss.lead == NONE:
                 log.info("raft_lost_leader", member=f"{self.id:x}", term=self.rn.raft.term)
