@@ -113,15 +113,34 @@ CASES: list[tuple[str, str, str, str]] = [
 ]
 
 
+# Then, on the same cluster, with one follower killed: etcd's strict reconfiguration check.
+DEGRADED: list[tuple[str, str, str, str]] = [
+    ("down_add_voter", "leader", "/v3/cluster/member/add", '{"peerURLs":["http://127.0.0.1:7"]}'),
+    (
+        "down_add_learner",
+        "leader",
+        "/v3/cluster/member/add",
+        '{"peerURLs":["http://127.0.0.1:8"],"isLearner":true}',
+    ),
+    ("down_remove_live", "leader", "/v3/cluster/member/remove", '{"ID":"{follower}"}'),
+    ("down_remove_down", "leader", "/v3/cluster/member/remove", '{"ID":"{down}"}'),
+    ("down_list", "follower", "/v3/cluster/member/list", "{}"),
+]
+
+
 def _status(url: str) -> dict:
     return json.loads(rawhttp.request(url, "/v3/maintenance/status", b"{}").body)
 
 
-def run(c: Cluster, started: float) -> dict[str, dict]:
+def run(c: Cluster, started: float, cases=CASES, kill_one: bool = False) -> dict[str, dict]:
     leader = c.leader_url()
-    follower = next(u for u in c.client_urls if u != leader)
+    follower, other = (u for u in c.client_urls if u != leader)
     ids = {"leader": _status(leader)["header"]["member_id"]}
     ids["follower"] = _status(follower)["header"]["member_id"]
+    if kill_one:
+        ids["down"] = _status(other)["header"]["member_id"]
+        c.procs[c.client_urls.index(other)].kill()
+        time.sleep(1.0)  # the others see its peer connections break
     names = {u: f"client:{n}" for u, n in zip(c.client_urls, c.names, strict=True)}
     names.update({u: f"peer:{n}" for u, n in zip(c.peer_urls, c.names, strict=True)})
     members = json.loads(rawhttp.request(leader, "/v3/cluster/member/list", b"{}").body)
@@ -130,9 +149,10 @@ def run(c: Cluster, started: float) -> dict[str, dict]:
         "{leader}": ids["leader"],
         "{follower}": ids["follower"],
         "{leader_peer}": peer_of[ids["leader"]],
+        "{down}": ids.get("down", ""),
     }
     out = {}
-    for name, to, path, body in CASES:
+    for name, to, path, body in cases:
         if name == "member_add_existing":
             # etcd's strict reconfig check wants every peer connected for 5 s (HealthInterval)
             time.sleep(max(0.0, started + 5.5 - time.monotonic()))
@@ -206,12 +226,13 @@ def replies() -> dict[str, dict]:
         c = start()
         try:
             out[kind] = {"cases": run(c, time.monotonic()), "snapshot": snapshot_shape(c)}
+            out[kind]["cases"].update(run(c, 0.0, DEGRADED, kill_one=True))
         finally:
             c.stop()
     return out
 
 
-@pytest.mark.parametrize("name", [c[0] for c in CASES])
+@pytest.mark.parametrize("name", [c[0] for c in CASES + DEGRADED])
 def test_route_matches_etcd(replies: dict, name: str) -> None:
     assert replies["raftkv"]["cases"][name] == replies["etcd"]["cases"][name]
 
@@ -229,9 +250,10 @@ if __name__ == "__main__":
         c = start()
         try:
             res[kind] = {"cases": run(c, time.monotonic()), "snapshot": snapshot_shape(c)}
+            res[kind]["cases"].update(run(c, 0.0, DEGRADED, kill_one=True))
         finally:
             c.stop()
-    for name, *_ in CASES:
+    for name, *_ in CASES + DEGRADED:
         e, r = res["etcd"]["cases"][name], res["raftkv"]["cases"][name]
         mark = "ok  " if e == r else "DIFF"
         sys.stdout.write(f"{mark} {name}" + ("" if e == r else f"\n  etcd:   {e}\n  raftkv: {r}"))
