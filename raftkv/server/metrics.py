@@ -115,15 +115,25 @@ class _StateCollector(Collector):
         self.m = m
 
     def collect(self) -> Iterator[Metric]:
+        from raftkv.server.etcdserver import ETCD_VERSION  # (etcdserver imports this module)
+
         m = self.m
         s = m.s
         leader = s.leader
-        yield _gauge("etcd_server_has_leader", "Whether or not a leader exists.", leader != NONE)
         yield _gauge(
-            "etcd_server_is_leader", "Whether or not this member is a leader.", s.is_leader()
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            leader != NONE,
         )
         yield _gauge(
-            "etcd_server_is_learner", "Whether or not this member is a learner.", s.is_learner()
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            s.is_leader(),
+        )
+        yield _gauge(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            s.is_learner(),
         )
         c = CounterMetricFamily(
             "etcd_server_leader_changes_seen", "The number of leader changes seen."
@@ -131,17 +141,22 @@ class _StateCollector(Collector):
         c.add_metric([], m.leader_changes)
         yield c
         yield _gauge(
-            "etcd_server_id", "Server or member ID in hexadecimal format.", 1,
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            1,
             {"server_id": f"{s.member_id:x}"},
-        )  # fmt: skip
-        from raftkv.server.etcdserver import ETCD_VERSION
-
+        )
         yield _gauge(
-            "etcd_server_version", "Which version is running.", 1,
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            1,
             {"server_version": ETCD_VERSION},
-        )  # fmt: skip
+        )
         yield _gauge(
-            "etcd_cluster_version", "Which version is running.", 1, {"cluster_version": "3.4"}
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            1,
+            {"cluster_version": "3.4"},
         )
         yield _gauge(
             "etcd_server_proposals_committed_total",
