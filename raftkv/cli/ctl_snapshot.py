@@ -45,7 +45,9 @@ def add_parser(sp: Any, common: argparse.ArgumentParser) -> None:
 def cmd_snapshot(c: Client, a: argparse.Namespace) -> None:
     args: list[str] = getattr(a, "args", [])
     if len(args) != 1:
-        raise CtlError(f"snapshot {a.snapshot_cmd} expects one argument", 128)
+        if a.snapshot_cmd == "save":
+            raise CtlError("snapshot save expects one argument", 128)
+        raise CtlError("snapshot restore requires exactly one argument", 128)
     if a.snapshot_cmd == "save":
         _save(c, args[0])
     else:
@@ -54,8 +56,10 @@ def cmd_snapshot(c: Client, a: argparse.Namespace) -> None:
 
 def _save(c: Client, path: str) -> None:
     if len(c.endpoints) != 1:
-        raise CtlError(
-            f"snapshot must be requested to one selected node, not multiple {c.endpoints}", 128
+        raise CtlError(  # (Go prints the slice as [a b]; etcdctl exits ExitInterrupted)
+            "snapshot must be requested to one selected node, not multiple "
+            f"[{' '.join(c.endpoints)}]",
+            5,
         )
     part = path + ".part"
     try:
@@ -96,5 +100,8 @@ def _restore(a: argparse.Namespace, path: str) -> None:
             skip_hash_check=a.skip_hash_check,
             wal_dir=a.wal_dir,
         )
-    except (RestoreError, OSError) as e:
+    except RestoreError as e:
         raise CtlError(str(e)) from None
+    except OSError as e:  # as Go's os.Open words it
+        what = (e.strerror or str(e)).lower()
+        raise CtlError(f"open {e.filename}: {what}" if e.filename else what) from None

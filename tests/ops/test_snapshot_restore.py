@@ -95,3 +95,34 @@ async def test_snapshot_save_restore_into_a_new_cluster(tmp_path):
             # and it takes writes after the restored revision
             r = await new.client(3).put("after", "restore")
             assert int(r["header"]["revision"]) == rev + 1
+
+
+def test_snapshot_command_errors_as_etcdctl(tmp_path):
+    """etcdctl 3.4's messages and exit codes (observed): argument counts, several endpoints,
+    a missing file, a file without the sha256 trailer, a data dir that exists."""
+    p = ctl("snapshot", "save")
+    assert (p.returncode, p.stderr) == (128, "Error: snapshot save expects one argument\n")
+    p = ctl("snapshot", "restore")
+    assert (p.returncode, p.stderr) == (
+        128,
+        "Error: snapshot restore requires exactly one argument\n",
+    )
+    p = ctl("--endpoints=http://127.0.0.1:1,http://127.0.0.1:2", "snapshot", "save", "x.db")
+    assert p.returncode == 5
+    assert p.stderr == (
+        "Error: snapshot must be requested to one selected node, not multiple "
+        "[http://127.0.0.1:1 http://127.0.0.1:2]\n"
+    )
+    missing = tmp_path / "nonexist.db"
+    p = ctl("snapshot", "restore", str(missing), f"--data-dir={tmp_path / 'd'}")
+    assert (p.returncode, p.stderr) == (1, f"Error: open {missing}: no such file or directory\n")
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"\x01" * 100_000)
+    p = ctl("snapshot", "restore", str(bad), f"--data-dir={tmp_path / 'd'}")
+    assert (p.returncode, p.stderr) == (
+        1,
+        "Error: snapshot missing hash but --skip-hash-check=false\n",
+    )
+    (tmp_path / "d").mkdir()
+    p = ctl("snapshot", "restore", str(bad), f"--data-dir={tmp_path / 'd'}")
+    assert (p.returncode, p.stderr) == (1, f'Error: data-dir "{tmp_path / "d"}" exists\n')
