@@ -1,4 +1,5 @@
-"""``raftkvctl snapshot save FILE`` and ``raftkvctl snapshot restore FILE ...`` (etcdctl 3.4).
+"""``raftkvctl snapshot save FILE``, ``snapshot restore FILE ...`` and ``snapshot status FILE``
+(etcdctl 3.4).
 
 save: streams ``/v3/maintenance/snapshot`` from the one endpoint given into ``FILE.part``
 (every blob, the trailing sha256 included, as etcdctl writes it), fsyncs, renames to ``FILE``
@@ -17,7 +18,7 @@ import os
 from typing import Any
 
 from raftkv.cli.ctl_client import Client, CtlError
-from raftkv.cli.ctl_print import out
+from raftkv.cli.ctl_print import humanize_bytes, json_line, out, table
 from raftkv.pb import rpc
 
 __all__ = ["add_parser", "cmd_snapshot"]
@@ -28,7 +29,7 @@ SNAPSHOT_PATH = "/v3/maintenance/snapshot"
 def add_parser(sp: Any, common: argparse.ArgumentParser) -> None:
     q = sp.add_parser("snapshot", parents=[common])
     sub = q.add_subparsers(dest="snapshot_cmd", required=True)
-    for name in ("save", "restore"):
+    for name in ("save", "restore", "status"):
         x = sub.add_parser(name, parents=[common])
         x.add_argument("args", nargs="*")
         if name == "restore":
@@ -45,11 +46,13 @@ def add_parser(sp: Any, common: argparse.ArgumentParser) -> None:
 def cmd_snapshot(c: Client, a: argparse.Namespace) -> None:
     args: list[str] = getattr(a, "args", [])
     if len(args) != 1:
-        if a.snapshot_cmd == "save":
-            raise CtlError("snapshot save expects one argument", 128)
-        raise CtlError("snapshot restore requires exactly one argument", 128)
+        if a.snapshot_cmd == "restore":
+            raise CtlError("snapshot restore requires exactly one argument", 128)
+        raise CtlError(f"snapshot {a.snapshot_cmd} expects one argument", 128)
     if a.snapshot_cmd == "save":
         _save(c, args[0])
+    elif a.snapshot_cmd == "status":
+        _status(a, args[0])
     else:
         _restore(a, args[0])
 
@@ -74,6 +77,32 @@ def _save(c: Client, path: str) -> None:
             os.remove(part)
         raise
     out(f"Snapshot saved at {path}")
+
+
+def _status(a: argparse.Namespace, path: str) -> None:
+    from raftkv.server.restore import RestoreError, snapshot_status
+
+    try:
+        st = snapshot_status(path)
+    except RestoreError as e:
+        raise CtlError(str(e)) from None
+    except OSError as e:
+        raise CtlError(_go_open_error(e, "stat")) from None
+    if a.write_out == "json":
+        d = {"hash": st.hash, "revision": st.revision, "totalKey": st.total_key}
+        out(json_line({**d, "totalSize": st.total_size}))
+        return
+    row = [f"{st.hash:x}", str(st.revision), str(st.total_key), humanize_bytes(st.total_size)]
+    if a.write_out == "table":
+        out(table(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row]))
+    else:
+        out(", ".join(row))
+
+
+def _go_open_error(e: OSError, op: str = "open") -> str:
+    """An OSError as Go's os.Open (or os.Stat) words it."""
+    what = (e.strerror or str(e)).lower()
+    return f"{op} {e.filename}: {what}" if e.filename else what
 
 
 def _parse_cluster(text: str) -> dict[str, list[str]]:
@@ -102,6 +131,5 @@ def _restore(a: argparse.Namespace, path: str) -> None:
         )
     except RestoreError as e:
         raise CtlError(str(e)) from None
-    except OSError as e:  # as Go's os.Open words it
-        what = (e.strerror or str(e)).lower()
-        raise CtlError(f"open {e.filename}: {what}" if e.filename else what) from None
+    except OSError as e:
+        raise CtlError(_go_open_error(e)) from None

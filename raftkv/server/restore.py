@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 
 from raftkv.backend.db import fsync_dir
@@ -37,7 +38,14 @@ from raftkv.server.storage import (
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
 
-__all__ = ["RestoreError", "RestoreResult", "restore_snapshot", "verify_snapshot_file"]
+__all__ = [
+    "RestoreError",
+    "RestoreResult",
+    "SnapshotStatus",
+    "restore_snapshot",
+    "snapshot_status",
+    "verify_snapshot_file",
+]
 
 SHA_LEN = hashlib.sha256().digest_size
 _CLEARED = (MEMBERS_BUCKET, REMOVED_BUCKET, b"conf_rejected")
@@ -139,3 +147,46 @@ def restore_snapshot(
     finally:
         wal.close()
     return RestoreResult(member_id, cluster.cluster_id, data_dir)
+
+
+@dataclass(frozen=True)
+class SnapshotStatus:
+    hash: int
+    revision: int
+    total_key: int
+    total_size: int
+
+
+def snapshot_status(path: str) -> SnapshotStatus:
+    """etcdctl's ``snapshot status``: the db image's hash (CRC32 over every bucket's name, keys
+    and values, as etcd computes it, but IEEE rather than Castagnoli), newest revision, number
+    of keys in all buckets, and size. The image is checked first."""
+    with open(path, "rb") as f:
+        data = f.read()
+    image = data[:-SHA_LEN] if len(data) % 512 == SHA_LEN else data
+    with tempfile.TemporaryDirectory(prefix="raftkv-status-") as d:
+        copy = os.path.join(d, "db")
+        with open(copy, "wb") as f:
+            f.write(image)
+        try:
+            backend = open_backend(copy)
+        except Exception:
+            raise RestoreError("invalid database") from None
+        try:
+            problems = backend.check()
+            if problems:
+                raise RestoreError(
+                    f"snapshot file integrity check failed. {len(problems)} errors found.\n"
+                    + "\n".join(problems)
+                )
+            total, revision = 0, 0
+            with backend.read_snapshot() as snap:
+                for name in snap.buckets():
+                    for k, _v in snap.items(name):
+                        total += 1
+                        if name == b"key":
+                            revision = int.from_bytes(k[:8], "big")
+                h = snap.hash()
+        finally:
+            backend.close()
+    return SnapshotStatus(h, revision, total, len(image))

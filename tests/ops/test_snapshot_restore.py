@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -57,6 +58,10 @@ async def test_snapshot_save_restore_into_a_new_cluster(tmp_path):
         assert p.stdout == f"Snapshot saved at {snap}\n"
         data = snap.read_bytes()
         assert len(data) % 512 == 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]
+        p = await asyncio.to_thread(ctl, "snapshot", "status", str(snap), "-w", "json")
+        status = json.loads(p.stdout)
+        assert status["totalSize"] == len(data) - 32 and status["totalKey"] > 120
+        snap_rev = status["revision"]
         old_cluster_id = int((await cl.status())["header"]["cluster_id"])
 
         new = GrowableCluster(3, tmp_path / "new", initial=3, **FAST)
@@ -82,6 +87,7 @@ async def test_snapshot_save_restore_into_a_new_cluster(tmp_path):
             st = await new.client(1).status()
             assert int(st["header"]["cluster_id"]) != old_cluster_id
             rev, kvs = await _all(new, 1)
+            assert rev == snap_rev
             # the old cluster at the snapshot's revision, key by key
             old_rev, old_kvs = await _all(old, leader, revision=rev)
             assert old_rev >= rev
@@ -114,6 +120,8 @@ def test_snapshot_command_errors_as_etcdctl(tmp_path):
         "[http://127.0.0.1:1 http://127.0.0.1:2]\n"
     )
     missing = tmp_path / "nonexist.db"
+    p = ctl("snapshot", "status", str(missing))
+    assert (p.returncode, p.stderr) == (1, f"Error: stat {missing}: no such file or directory\n")
     p = ctl("snapshot", "restore", str(missing), f"--data-dir={tmp_path / 'd'}")
     assert (p.returncode, p.stderr) == (1, f"Error: open {missing}: no such file or directory\n")
     bad = tmp_path / "bad.db"
@@ -123,6 +131,8 @@ def test_snapshot_command_errors_as_etcdctl(tmp_path):
         1,
         "Error: snapshot missing hash but --skip-hash-check=false\n",
     )
+    p = ctl("snapshot", "status", str(bad))
+    assert (p.returncode, p.stderr) == (1, "Error: invalid database\n")
     (tmp_path / "d").mkdir()
     p = ctl("snapshot", "restore", str(bad), f"--data-dir={tmp_path / 'd'}")
     assert (p.returncode, p.stderr) == (1, f'Error: data-dir "{tmp_path / "d"}" exists\n')
