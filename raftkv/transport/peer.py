@@ -184,6 +184,7 @@ class PeerStream:
         finally:
             self.connected = False
             self.active_since = None
+            self.last_attempt = time.monotonic()  # the watchdog counts from the link's end
             self._pending = []
             answered.cancel()
             writer.close()
