@@ -3,7 +3,8 @@
 Range: limit is ignored while sorting or filtering (then applied after), ``count`` is the number
 of keys in the range at the revision before min/max filters, ``more`` when ``limit`` cut the
 result; ``keys_only`` drops values, ``count_only`` returns no kvs; sort_target other than KEY
-with sort_order NONE sorts ascending.
+with sort_order NONE sorts ascending; sorting is Go's unstable ``sort.Sort`` (see gosort), so
+ties come out in etcd's order.
 Put: ``ignore_value``/``ignore_lease`` take the current value/lease (ErrKeyNotFound on a
 missing key); ``prev_kv`` returns the previous kv.
 Txn: every compare (nested ones too) is evaluated against the state *before* the txn; then
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from raftkv import errors
 from raftkv.errors import EtcdError
+from raftkv.mvcc.gosort import go_sort
 from raftkv.pb.kv import KeyValue
 from raftkv.pb.rpc import (
     Compare,
@@ -212,14 +214,15 @@ def apply_range(txn: Txn, r: RangeRequest) -> RangeResponse:
     order = r.sort_order
     if r.sort_target != SortTarget.KEY and order == SortOrder.NONE:
         order = SortOrder.ASCEND
+    # Go's sort.Sort is not stable: ties (same version, value, ...) come out in its order
     if order == SortOrder.ASCEND:
         if r.sort_target != SortTarget.KEY:  # kvs come in key order already
-            kvs.sort(key=_SORT_KEYS[r.sort_target])
+            go_sort(kvs, _SORT_KEYS[r.sort_target])
     elif order == SortOrder.DESCEND:
         if r.sort_target == SortTarget.KEY:
             kvs.reverse()
         else:
-            kvs.sort(key=_SORT_KEYS[r.sort_target], reverse=True)
+            go_sort(kvs, _SORT_KEYS[r.sort_target], reverse=True)
     more = False
     if r.limit > 0 and len(kvs) > r.limit:
         del kvs[r.limit :]

@@ -100,6 +100,24 @@ def test_range_sort_disables_limit_until_after_sorting(env):
     assert keys(r) == [b"a", b"b", b"c"]
 
 
+# What etcd 3.4.23 (Go 1.19's sort.Sort) answered for keys m/10..m/39 with values
+# v{(i * 7) % 3}, sorted by VALUE: ties in pdqsort's order, not in key order.
+ETCD_VALUE_ORDER = (
+    "21 39 12 36 33 15 30 27 18 24 31 16 22 37 19 25 13 34 28 10 29 20 32 14 17 35 26 23 38 11"
+)
+
+
+def test_range_sorted_on_a_target_with_ties_comes_out_in_etcds_order(env):
+    s = env.store
+    for i in range(10, 40):
+        s.put(put(b"m/%d" % i, b"v%d" % ((i * 7) % 3)))
+    r = s.range(get(b"m/", b"m0", sort_target=SortTarget.VALUE))
+    assert keys(r) == [b"m/" + k.encode() for k in ETCD_VALUE_ORDER.split()]
+    # up to 12 kvs Go sorts by insertion: stable, ties in key order (either direction)
+    r = s.range(get(b"m/10", b"m/22", sort_order=SortOrder.DESCEND, sort_target=SortTarget.VALUE))
+    assert keys(r) == [b"m/%d" % i for i in (11, 14, 17, 20, 10, 13, 16, 19, 12, 15, 18, 21)]
+
+
 def test_range_min_max_filters_prune_kvs_but_not_count(env):
     s = env.store
     for k in (b"a", b"b", b"c"):  # revisions 2, 3, 4
