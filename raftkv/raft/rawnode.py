@@ -19,7 +19,13 @@ the driver persisted it, and neither message list ever contains a self-addressed
 Between ``ready()`` and ``advance()`` the driver may keep calling ``tick``, ``step``,
 ``propose`` and friends (etcd's node loop does, and so does an asyncio server whose fsync runs in
 a thread): what happens meanwhile goes into the next Ready. Only ``ready()`` itself must wait:
-``ready()`` and ``advance()`` alternate strictly.
+``ready()`` and ``advance()`` alternate strictly. Such a driver may also send early what needs
+no persistence (``take_messages``) and apply newly committed entries early
+(``committed_entries_to_apply``).
+
+A driver reads the node only through RawNode's methods and read-only properties (``term``,
+``lead``, ``raft_state``, ``committed``, ``applied``, ``progress()``, ``status()``); ``raft`` is
+the core's internals.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from raftkv.raft.read_only import ReadState
 from raftkv.raft.state import NONE, StateType
 from raftkv.raft.storage import MemoryStorage
 from raftkv.raft.tracker import ProgressStatus
-from raftkv.raft.util import ents_size
+from raftkv.raft.util import NO_LIMIT, ents_size
 
 __all__ = ["RawNode", "Ready", "SoftState", "Status"]
 
@@ -302,7 +308,7 @@ class RawNode:
 
     def status(self) -> Status:
         r = self.raft
-        progress = r.trk.status() if r.state == StateType.LEADER else {}
+        progress = self.progress()
         return Status(
             id=r.id,
             term=r.term,
@@ -314,3 +320,85 @@ class RawNode:
             lead_transferee=r.lead_transferee,
             progress=progress,
         )
+
+    # --- read-only views of the core (for a driver between and during Readies) ----------------
+
+    @property
+    def id(self) -> int:
+        """This node's id; fixed for its lifetime."""
+        return self.raft.id
+
+    @property
+    def term(self) -> int:
+        """The current term. Never decreases; may be ahead of the last Ready's hard state."""
+        return self.raft.term
+
+    @property
+    def lead(self) -> int:
+        """The leader this node knows of in the current term, or NONE. May be ahead of the last
+        Ready's soft state."""
+        return self.raft.lead
+
+    @property
+    def raft_state(self) -> StateType:
+        """This node's role right now. May be ahead of the last Ready's soft state."""
+        return self.raft.state
+
+    @property
+    def is_leader(self) -> bool:
+        """``raft_state == LEADER``."""
+        return self.raft.state == StateType.LEADER
+
+    @property
+    def committed(self) -> int:
+        """Highest log index known to be durable on a quorum. Never decreases; may be ahead of
+        the last Ready's ``hard_state.commit``. Invariant: ``applied <= committed``."""
+        return self.raft.raft_log.committed
+
+    @property
+    def applied(self) -> int:
+        """Highest index the driver has applied as far as Raft knows: the last committed entry
+        (or snapshot) handed out by a Ready whose ``advance`` has run. Entries applied early
+        through ``committed_entries_to_apply`` do not move it."""
+        return self.raft.raft_log.applied
+
+    def take_messages(self) -> list[Message]:
+        """Take the messages queued since the last ``ready()`` (or ``take_messages()``) that
+        may be sent before anything is persisted: exactly what the next Ready's ``messages``
+        would have held (heartbeats, appends and commit updates to followers, forwarded
+        proposals, read-index traffic), which will then not appear in it. Meant for a driver
+        that keeps the network busy while it waits for an fsync, between ``ready`` and
+        ``advance``.
+
+        Invariant: never returns a message that must wait for persistence (append and vote
+        responses, which stay for the next Ready's ``messages_after_append``) and never a
+        self-addressed one (those are stepped in by ``advance``). Appends owed for proposals
+        accepted since the last Ready are not built here: they leave with the next Ready, one
+        append per follower."""
+        msgs, self.raft.msgs = self.raft.msgs, []
+        return msgs
+
+    def committed_entries_to_apply(self, lo: int, max_size: int = NO_LIMIT) -> list[Entry]:
+        """Committed entries in ``[lo, committed]``, at most ``max_size`` encoded bytes (at
+        least one entry), for a driver that applies ahead of the Ready that hands them out
+        (e.g. while it waits for its own fsync). Nothing changes in the core: the entries still
+        come out of a later Ready's ``committed_entries`` (so the driver must skip what it
+        applied already) and ``applied`` does not move.
+
+        Invariants: every entry returned is committed, hence durable on a quorum and never
+        truncated; entries are read through the whole log, so a stored entry that a
+        conflicting append has overwritten (MemoryStorage holds it until the next Ready is
+        persisted) is never returned. Returns ``[]`` when ``lo > committed``, when ``lo`` is
+        compacted away, and while a snapshot is pending or being persisted (the entries after
+        it build on the state it installs)."""
+        log = self.raft.raft_log
+        hi = log.committed
+        if hi < lo or lo < log.first_index() or log.has_next_or_in_progress_snapshot():
+            return []
+        return log.slice(lo, hi + 1, max_size)
+
+    def progress(self) -> dict[int, ProgressStatus]:
+        """The leader's view of replication to every member, itself included (match, next,
+        state, is_learner, recent_active, ...), as a copy keyed by member id; ``{}`` unless
+        this node is the leader (a non-leader's progress means nothing)."""
+        return self.raft.trk.status() if self.raft.state == StateType.LEADER else {}
