@@ -77,7 +77,7 @@ class RaftNode:
         fatal: Callable[[BaseException], None],
     ) -> None:
         self.rn = rn
-        self.id = rn.raft.id
+        self.id = rn.id
         self.storage = rn.storage
         self.wal = wal
         self.snapshotter = snapshotter
@@ -91,11 +91,11 @@ class RaftNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
-        self._applied = rn.raft.raft_log.applied  # highest index handed to the applier
+        self._applied = rn.applied  # highest index handed to the applier
         self.stats = [0, 0, 0, 0]  # Readys, entries persisted, entries applied, fsyncs
         self.lead = NONE
-        self.term = rn.raft.term
-        self.committed = rn.raft.raft_log.committed
+        self.term = rn.term
+        self.committed = rn.committed
 
     # --- inputs (called from the event loop) ----------------------------------------------------
 
@@ -120,7 +120,7 @@ class RaftNode:
             return
         if self._saving:
             self._send_pending()
-            if self.rn.raft.raft_log.committed > self._applied:
+            if self.rn.committed > self._applied:
                 self._apply_early()
         self._wake.set()
 
@@ -179,10 +179,8 @@ class RaftNode:
     def _flush_proposals(self) -> None:
         props, ids = self._props, self._prop_ids
         self._props, self._prop_ids = [], []
-        ents = tuple(Entry(0, 0, data=d) for d in props)
         try:
-            # One multi-entry PROP (RawNode.propose takes one entry at a time).
-            self.rn.raft.step(Message(MessageType.PROP, NONE, self.id, entries=ents))
+            self.rn.propose_many(props)  # one multi-entry PROP
         except ProposalDroppedError:
             assert self.handler is not None
             self.handler.on_dropped(ids)
@@ -200,9 +198,8 @@ class RaftNode:
         anything is persisted (``Ready.messages``' contract), and holding them until the fsync
         ends would add a whole fsync to every commit. Replication of the next batch thus
         overlaps this member's fsync of the current one."""
-        r = self.rn.raft
-        if r.msgs:
-            msgs, r.msgs = r.msgs, []
+        msgs = self.rn.take_messages()
+        if msgs:
             self._send_all(msgs)
 
     def _apply_early(self) -> None:
@@ -214,13 +211,9 @@ class RaftNode:
 
         The entries are read through the Raft log, never from MemoryStorage alone: after a
         conflicting append the log's unstable part shadows stored entries that were
-        overwritten, and MemoryStorage still holds those until the next Ready is persisted."""
-        raft_log = self.rn.raft.raft_log
-        lo = self._applied + 1
-        hi = raft_log.committed
-        if hi < lo or lo < raft_log.first_index() or raft_log.has_next_or_in_progress_snapshot():
-            return
-        ents = raft_log.slice(lo, hi + 1, 1 << 62)
+        overwritten, and MemoryStorage still holds those until the next Ready is persisted
+        (``RawNode.committed_entries_to_apply``; none while a snapshot is pending)."""
+        ents = self.rn.committed_entries_to_apply(self._applied + 1)
         for i, e in enumerate(ents):
             if e.type == EntryType.CONF_CHANGE:
                 ents = ents[:i]
@@ -321,17 +314,17 @@ class RaftNode:
                 "raft_campaign",
                 member=f"{self.id:x}",
                 state=ss.raft_state.name.lower(),
-                term=self.rn.raft.term,
+                term=self.rn.term,
             )
         if ss.lead != self.lead:
             if ss.lead == NONE:
-                log.info("raft_lost_leader", member=f"{self.id:x}", term=self.rn.raft.term)
+                log.info("raft_lost_leader", member=f"{self.id:x}", term=self.rn.term)
             else:
                 log.info(
                     "raft_elected_leader",
                     member=f"{self.id:x}",
                     leader=f"{ss.lead:x}",
-                    term=self.rn.raft.term,
+                    term=self.rn.term,
                 )
             self.lead = ss.lead
 
