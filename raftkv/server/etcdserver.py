@@ -179,14 +179,14 @@ class EtcdServer:
 
     @property
     def term(self) -> int:
-        return self.node.rn.raft.term
+        return self.node.rn.term
 
     @property
     def leader(self) -> int:
         return self.node.lead
 
     def is_leader(self) -> bool:
-        return self.node.rn.raft.state == StateType.LEADER
+        return self.node.rn.is_leader
 
     def header(self, revision: int | None = None) -> rpc.ResponseHeader:
         return rpc.ResponseHeader(
