@@ -214,11 +214,12 @@ class MemberOps:
             raise errors.ErrUnhealthy
 
     def _check_learner_ready(self, member_id: int) -> None:
-        raft = self.s.node.rn.raft
-        pr = raft.trk.progress.get(member_id)
+        rn = self.s.node.rn
+        progress = rn.progress()  # the caller is the leader
+        pr = progress.get(member_id)
         if pr is None:
             return  # not found / not a learner: the apply-time validation says so
-        lead = raft.trk.progress[raft.id]
+        lead = progress[rn.id]
         if pr.match < lead.match * READY_PERCENT:
             raise errors.ErrLearnerNotReady
 

@@ -83,7 +83,7 @@ class Snapshots:
         self.snap_index = index
         # never past what Raft has handed out itself (entries applied early are still to come
         # out of a Ready, from MemoryStorage)
-        compact = min(index, s.node.rn.raft.raft_log.applied) - self.catchup_entries
+        compact = min(index, s.node.rn.applied) - self.catchup_entries
         if compact > storage.first_index():
             with contextlib.suppress(CompactedError):
                 storage.compact(compact)
