@@ -175,7 +175,10 @@ def _value_from_wire(spec: FieldSpec, w: Any) -> Any:
     if spec.kind is Kind.MESSAGE:
         return None if w is None else from_wire(spec.message_type(), w)
     if spec.kind is Kind.ENUM:
-        return spec.ref(w)
+        try:
+            return spec.ref(w)
+        except ValueError:
+            return w  # proto3 keeps an unknown enum number (etcd stores an unknown alarm type)
     return w
 
 

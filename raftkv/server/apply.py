@@ -36,12 +36,18 @@ from raftkv.server.codec import decode_request
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
 
-__all__ = ["Applier"]
+__all__ = ["Applier", "alarm_name"]
 
 log = structlog.get_logger("raftkv.server")
 
 BATCH_LIMIT = 10_000
 ALARM_BUCKET = b"alarm"
+
+
+def alarm_name(t: int) -> str:
+    """An alarm type as Go prints it: its name, or the number of a type etcd does not know
+    (etcd stores those too; a committed one must never stop the applier)."""
+    return t.name if isinstance(t, AlarmType) else str(int(t))
 
 
 class Applier:
@@ -60,7 +66,8 @@ class Applier:
         b.create_bucket(ALARM_BUCKET)
         self.alarms = {}
         for k, _v in b.range(ALARM_BUCKET, b"\x00", None):
-            mid, t = int(k[:16], 16), AlarmType(int(k[17:]))
+            mid, n = int(k[:16], 16), int(k[17:])
+            t = AlarmType(n) if n in AlarmType._value2member_map_ else n
             self.alarms[(mid, t)] = AlarmMember(memberID=mid, alarm=t)
 
     def _alarm(self, r: AlarmRequest) -> AlarmResponse:
@@ -76,14 +83,14 @@ class Applier:
             if key not in self.alarms:
                 self.alarms[key] = AlarmMember(memberID=r.memberID, alarm=r.alarm)
                 self.s.backend.put(ALARM_BUCKET, bkey, b"")
-                log.warning("alarm_raised", alarm=r.alarm.name, member=f"{r.memberID:x}")
+                log.warning("alarm_raised", alarm=alarm_name(r.alarm), member=f"{r.memberID:x}")
             resp.alarms = [self.alarms[key]]
         elif r.action == AlarmAction.DEACTIVATE:
             a = self.alarms.pop(key, None)
             if a is not None:
                 self.s.backend.delete(ALARM_BUCKET, bkey)
                 resp.alarms = [a]
-                log.info("alarm_cleared", alarm=r.alarm.name, member=f"{r.memberID:x}")
+                log.info("alarm_cleared", alarm=alarm_name(r.alarm), member=f"{r.memberID:x}")
         return resp
 
     @property

@@ -38,7 +38,7 @@ from raftkv.raft import (
     StateType,
 )
 from raftkv.server import lease_http, quota
-from raftkv.server.apply import Applier
+from raftkv.server.apply import Applier, alarm_name
 from raftkv.server.compactor import Compactor
 from raftkv.server.diskfull import is_disk_full
 from raftkv.server.housekeeping import Housekeeping
@@ -343,7 +343,8 @@ class EtcdServer:
             dbSizeInUse=self.backend.size_in_use,
             isLearner=self.is_learner(),
             errors=[
-                f"memberID:{a.memberID} alarm:{a.alarm.name} " for a in self.applier.alarms.values()
+                f"memberID:{a.memberID} alarm:{alarm_name(a.alarm)} "
+                for a in self.applier.alarms.values()
             ],
         )
 
