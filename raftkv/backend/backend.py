@@ -2,22 +2,48 @@
 
 Writes land in a per-bucket dict (``key -> value`` or ``TOMBSTONE``): the put path is one dict
 store and one counter. Writer-side reads merge that buffer over the last committed tree, so a
-write is visible at once. ``commit()`` hands each bucket's buffer, sorted, to one write
+write is visible at once. A commit hands each bucket's buffer, sorted, to one write
 transaction (one pair of fsyncs per batch); it runs when asked, when ``batch_limit`` writes are
 pending (checked on every put), or from ``commit_if_due()`` once ``batch_interval`` has passed.
+
+Pipelined commit (etcd commits from its own goroutine; an event loop must not wait on fsync)::
+
+    writer thread (the event loop)                commit thread
+    ------------------------------                -------------
+    commit_async(): wait for the commit in flight
+      (if any) and reap it; freeze the buffer:
+      frozen <- buffer, buffer <- {}  (O(buckets))  sort frozen keys, build the new pages,
+    put/delete -> the new buffer                    write, fdatasync, meta, fdatasync,
+    get/range  -> committed + frozen + buffer       swap in the new committed state
+    reap (next commit_async/commit): drop the frozen layer, report the duration or the error
+
+- Reads merge three layers, newest wins: buffer, frozen, committed. The frozen layer is also
+  correct over the state its own commit produced (overlaying a batch on a state that already
+  holds it changes nothing), so a read never has to know whether the commit has landed.
+- At most one commit is in flight, and only the writer thread starts one: the commit thread
+  owns the freelist while it runs, allocates only pages no committed state it may race with
+  can reach, and releases freed pages by the rule of ``freelist`` as before. Crash safety is
+  the one commit protocol of ``tx`` (a crash leaves the previous or the new commit).
+- The frozen batch is the buffer exactly as it was at the freeze: a caller that freezes
+  between its units of work (the server: between applied entries) commits whole units only,
+  with the consistent index those units wrote.
+- ``commit()`` is the same freeze, run on the calling thread (after the commit in flight).
 
 Threads: every method but those of ``ReadSnapshot`` belongs to the one writer thread. A
 ``ReadSnapshot`` pins the last committed state and may be used from any thread; pages it can
 reach are not reused until it is closed.
 
-A commit that fails before its meta write is rolled back: the batch stays buffered and the
-next commit retries it (e.g. after ENOSPC). One that fails during or after the meta write
-leaves the file's state unknown (fsync errors cannot be retried): the backend refuses further
-commits (fail-stop, as etcd panics) and must be reopened.
+A commit that fails before its meta write is rolled back: its batch is folded back under the
+buffer and the next commit retries it (e.g. after ENOSPC). One that fails during or after the
+meta write leaves the file's state unknown (fsync errors cannot be retried): the backend
+refuses further commits (fail-stop, as etcd panics) and must be reopened. Either error is
+raised to the writer thread by the call that reaps the commit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 import zlib
 from bisect import bisect_left
@@ -50,6 +76,8 @@ class Backend:
         self._sorted: dict[bytes, list[bytes]] = {name: [] for name in db.state.roots}
         self._new_buckets: set[bytes] = set()
         self._pending = 0
+        self._frozen: _Frozen | None = None  # the batch of the last commit started, until reaped
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._last_commit = self.clock()
         self._failed: BaseException | None = None
         self._closed = False
@@ -102,51 +130,149 @@ class Backend:
         return self._pending
 
     def commit(self) -> None:
-        """Commit the batch now: new pages, fsync, meta, fsync."""
-        if self._failed is not None:
-            raise BackendError(f"{self.path}: a commit failed earlier ({self._failed!r}); reopen")
+        """Commit the batch now, on this thread: new pages, fsync, meta, fsync.
+
+        A commit in flight (``commit_async``) is waited for first; its error is raised here.
+        """
+        self._check_usable()
+        self._reap()
         if not self._pending:
             self._last_commit = self.clock()
             return
-        changes = {}
-        for name, d in self._buf.items():
-            if d:
-                keys = self._sorted_keys(name)
-                changes[name] = (keys, [d[k] for k in keys])
+        self._run(self._freeze())
+        self._reap()
+
+    def commit_async(self) -> concurrent.futures.Future[None] | None:
+        """Freeze the batch and commit it in the commit thread; its future (None: no writes).
+
+        The commit in flight, if any, is waited for and reaped first (its error is raised
+        here): at most one is in flight. The future's outcome is also reported to the writer
+        thread (``commit_observer``, the error raised) by the next call that reaps it:
+        ``commit_async``, ``commit``, ``wait_commit`` or the async forms.
+        """
+        self._check_usable()
+        self._reap()
+        if not self._pending:
+            self._last_commit = self.clock()
+            return None
+        fz = self._freeze()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="backend-commit"
+            )
+        try:
+            self._executor.submit(self._run, fz)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            self._run(fz)
+        return fz.future
+
+    def wait_commit(self) -> None:
+        """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
+        self._reap()
+
+    async def commit_in_thread(self) -> None:
+        """``commit()`` for an event loop: waits for the commit thread without blocking."""
+        await self._settled()
+        fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
+        if fut is not None:
+            await _wait_future(fut)
+            self._reap(wait=False)
+
+    async def commit_if_due_in_thread(self) -> bool:
+        """``commit_if_due()`` for an event loop (see ``commit_in_thread``)."""
+        await self._settled()
+        if not self._due():
+            return False
+        await self.commit_in_thread()
+        return True
+
+    def commit_if_due(self) -> bool:
+        if not self._due():
+            return False
+        self.commit()
+        return True
+
+    def _due(self) -> bool:
+        if not self._pending or self.hold_commits:
+            return False
+        return (
+            self._pending >= self._batch_limit
+            or self.clock() - self._last_commit >= self._batch_interval
+        )
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise BackendError(f"{self.path}: a commit failed earlier ({self._failed!r}); reopen")
+
+    def _freeze(self) -> _Frozen:
+        """Hand the buffer to a commit and start a fresh one (O(buckets), on the writer)."""
+        fz = _Frozen(self._buf, self._sorted, self._new_buckets, self._pending)
+        self._buf = {name: {} for name in fz.buf}
+        self._sorted = {name: [] for name in fz.buf}
+        self._new_buckets = set()
+        self._pending = 0
+        self._frozen = fz
+        self._last_commit = self.clock()
+        return fz
+
+    def _run(self, fz: _Frozen) -> None:
+        """Commit a frozen batch (in the commit thread, or on the writer for ``commit()``)."""
         t0 = time.perf_counter()
         try:
-            self._db.commit(changes, self._new_buckets)
-        except CommitAbandoned as e:
+            changes = {}
+            for name, d in fz.buf.items():
+                if d:
+                    keys = fz.keys(name)
+                    changes[name] = (keys, [d[k] for k in keys])
+            self._db.commit(changes, fz.new_buckets)
+        except BaseException as e:
+            fz.future.set_exception(e)
+            return
+        fz.seconds = time.perf_counter() - t0
+        fz.future.set_result(None)
+
+    def _reap(self, wait: bool = True) -> None:
+        """Writer thread: finish the last commit started (waiting for it unless ``wait`` is
+        false): drop its frozen layer and report its duration, or raise its error."""
+        fz = self._frozen
+        if fz is None:
+            return
+        if not fz.future.done():
+            if not wait:
+                return
+            concurrent.futures.wait((fz.future,))
+        self._frozen = None
+        e = fz.future.exception()
+        if e is None:
+            if self.commit_observer is not None:
+                self.commit_observer(fz.seconds)
+            return
+        if isinstance(e, CommitAbandoned):
             self._failed = e.cause
             self._commit_failed(e.cause)
             raise BackendError(f"{self.path}: {e}; reopen the backend") from e.cause
-        except BaseException as e:
-            self._commit_failed(e)
-            raise
-        # any other error was rolled back: the buffer is kept, a later commit retries it
-        for name in changes:
-            self._buf[name] = {}
-            self._sorted[name] = []
-        self._new_buckets = set()
-        self._pending = 0
-        self._last_commit = self.clock()
-        if self.commit_observer is not None:
-            self.commit_observer(time.perf_counter() - t0)
+        self._unfreeze(fz)  # rolled back: the batch goes back under the buffer, retried later
+        self._commit_failed(e)
+        raise e
+
+    def _unfreeze(self, fz: _Frozen) -> None:
+        for name, fd in fz.buf.items():
+            if fd:
+                merged = dict(fd)
+                merged.update(self._buf[name])  # the newer writes win
+                self._buf[name] = merged
+                self._sorted[name] = []
+        self._new_buckets |= fz.new_buckets
+        self._pending += fz.pending
+
+    async def _settled(self) -> None:
+        """Wait, without blocking the event loop, until no commit is in flight."""
+        while (fz := self._frozen) is not None and not fz.future.done():
+            await _wait_future(fz.future)
 
     def _commit_failed(self, e: BaseException) -> None:
         if self.commit_error_observer is not None:
             self.commit_error_observer(e)
-
-    def commit_if_due(self) -> bool:
-        if not self._pending or self.hold_commits:
-            return False
-        if (
-            self._pending >= self._batch_limit
-            or self.clock() - self._last_commit >= self._batch_interval
-        ):
-            self.commit()
-            return True
-        return False
 
     def _sorted_keys(self, bucket: bytes) -> list[bytes]:
         """The buffer's keys in order (new keys are the tail of the dict's insertion order)."""
@@ -171,6 +297,12 @@ class Backend:
 
     def get(self, bucket: bytes, key: bytes) -> bytes | None:
         v = self._bucket(bucket).get(key)
+        if v is None:
+            fz = self._frozen
+            if fz is not None:
+                fd = fz.buf.get(bucket)
+                if fd:
+                    v = fd.get(key)
         if v is not None:
             return None if v is TOMBSTONE else v
         st = self._db.state
@@ -191,18 +323,19 @@ class Backend:
     ) -> list[tuple[bytes, bytes]]:
         d = self._bucket(bucket)
         st = self._db.state
-        committed = tree_iter(st.pager, st.roots.get(bucket, 0), start, end, reverse)
-        if not d:
-            return _collect(st.pager, committed, limit)
-        keys = self._sorted_keys(bucket)
-        lo = bisect_left(keys, start)
-        hi = len(keys) if end is None else bisect_left(keys, end, lo)
-        if lo >= hi:
-            return _collect(st.pager, committed, limit)
-        bkeys = keys[lo:hi]
-        if reverse:
-            bkeys.reverse()
-        return _merge(st.pager, committed, bkeys, d, limit, reverse)
+        items = tree_iter(st.pager, st.roots.get(bucket, 0), start, end, reverse)
+        fz = self._frozen
+        if fz is not None:
+            fd = fz.buf.get(bucket)
+            if fd:
+                fkeys = _key_slice(fz.keys(bucket), start, end, reverse)
+                if fkeys:
+                    items = _overlay(items, fkeys, fd, reverse)
+        if d:
+            bkeys = _key_slice(self._sorted_keys(bucket), start, end, reverse)
+            if bkeys:
+                items = _overlay(items, bkeys, d, reverse)
+        return _collect(st.pager, items, limit)
 
     # --- snapshots, copies, maintenance -------------------------------------------------------
 
@@ -224,7 +357,7 @@ class Backend:
 
     @property
     def size_in_use(self) -> int:
-        return (self._db.state.meta.hwm - len(self._db.freelist)) * PAGE_SIZE
+        return self._db.pages_in_use * PAGE_SIZE
 
     def defragment(self) -> None:
         self.commit()
@@ -241,6 +374,11 @@ class Backend:
                 self.commit()
         finally:
             self._closed = True
+            fz = self._frozen
+            if fz is not None:  # (commit() raised before reaping it) never close under a writer
+                concurrent.futures.wait((fz.future,))
+            if self._executor is not None:
+                self._executor.shutdown()
             self._db.close()
 
     def __enter__(self) -> Backend:
@@ -337,37 +475,78 @@ def _collect(pager, it, limit: int) -> list[tuple[bytes, bytes]]:
     return [(k, v if type(v) is bytes else value(v)) for k, v in it]
 
 
-def _merge(pager, committed, bkeys: list[bytes], d: dict, limit: int, reverse: bool) -> list:
-    """Merge the committed iterator with buffered keys (buffer wins, tombstones hide)."""
-    out: list[tuple[bytes, bytes]] = []
-    value = pager.value
-    nb = len(bkeys)
-    bi = 0
-    t = next(committed, None)
-    while t is not None or bi < nb:
-        if bi < nb:
-            bk = bkeys[bi]
-            if t is None:
-                take_buf = True
-            else:
-                tk = t[0]
-                if tk == bk:
-                    t = next(committed, None)  # shadowed by the buffer
-                    take_buf = True
-                else:
-                    take_buf = (bk > tk) if reverse else (bk < tk)
-        else:
-            take_buf = False
-        if take_buf:
-            bi += 1
-            v = d[bk]
-            if v is TOMBSTONE:
-                continue
-            out.append((bk, v))
-        else:
-            k, v = t
-            out.append((k, v if type(v) is bytes else value(v)))
-            t = next(committed, None)
-        if limit and len(out) >= limit:
-            break
+def _key_slice(keys: list[bytes], start: bytes, end: bytes | None, reverse: bool) -> list:
+    """The sorted ``keys`` in [start, end), in iteration order."""
+    lo = bisect_left(keys, start)
+    hi = len(keys) if end is None else bisect_left(keys, end, lo)
+    if lo >= hi:
+        return []
+    out = keys[lo:hi]
+    if reverse:
+        out.reverse()
     return out
+
+
+def _overlay(under: Iterator, bkeys: list[bytes], d: dict, reverse: bool) -> Iterator[tuple]:
+    """``under``'s items with the buffered ``bkeys`` (in iteration order, values in ``d``)
+    merged in: a buffered key shadows the same key below, a tombstone hides it."""
+    t = next(under, None)
+    for bk in bkeys:
+        while t is not None:
+            tk = t[0]
+            if tk == bk:
+                t = next(under, None)  # shadowed
+                break
+            if (tk < bk) is reverse:
+                break
+            yield t
+            t = next(under, None)
+        v = d[bk]
+        if v is not TOMBSTONE:
+            yield bk, v
+    if t is not None:
+        yield t
+        yield from under
+
+
+class _Frozen:
+    """A batch handed to a commit; never written to after the freeze."""
+
+    __slots__ = ("buf", "future", "new_buckets", "pending", "seconds", "sorted")
+
+    def __init__(
+        self,
+        buf: dict[bytes, dict],
+        sorted_keys: dict[bytes, list[bytes]],
+        new_buckets: set[bytes],
+        pending: int,
+    ) -> None:
+        self.buf = buf
+        self.sorted = sorted_keys
+        self.new_buckets = new_buckets
+        self.pending = pending
+        self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()  # it always runs: it cannot be cancelled
+        self.seconds = 0.0  # how long the commit took, once done
+
+    def keys(self, bucket: bytes) -> list[bytes]:
+        """The bucket's keys in order. Both threads may call this: a stale sorted list is
+        replaced, never changed in place."""
+        s = self.sorted[bucket]
+        d = self.buf[bucket]
+        if len(s) != len(d):
+            new = sorted(islice(d, len(s), None))
+            s = self.sorted[bucket] = s + new if not s or new[0] > s[-1] else sorted(s + new)
+        return s
+
+
+async def _wait_future(fut: concurrent.futures.Future) -> None:
+    """Until ``fut`` is done; its outcome is left to ``Backend._reap``."""
+    w = asyncio.wrap_future(fut)
+    w.add_done_callback(_consume)
+    await asyncio.wait((w,))
+
+
+def _consume(f: asyncio.Future) -> None:
+    if not f.cancelled():
+        f.exception()  # retrieved: the writer thread raises it when it reaps the commit

@@ -4,8 +4,9 @@ The file is locked (``flock``, as bbolt does) while open: a second opener would 
 the first one's readers still see.
 
 State that a reader may pin (``State``: pager, meta, bucket roots) is replaced as a whole under
-``lock`` at the end of each commit; the freelist is touched by the writer thread only. A pinned
-state's txid keeps every page it reaches from being reused (see ``freelist``).
+``lock`` at the end of each commit; the freelist is touched by the thread running the commit
+only (the backend's commit thread or its writer, one commit at a time). A pinned state's txid
+keeps every page it reaches from being reused (see ``freelist``).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class DB:
             pager.decref()
             raise
         self.state = State(pager, meta, roots)
+        self.pages_in_use = meta.hwm - len(self.freelist)  # as of the last commit
 
     @staticmethod
     def _choose_meta(pager: Pager) -> Meta:
@@ -194,9 +196,11 @@ class DB:
             st.pager.cache_put(pgid, n)
         new_roots = dict(roots)
         new_roots.update(updates)
+        in_use = meta.hwm - len(self.freelist)
         with self.lock:
             self.state = State(st.pager, meta, new_roots)
             self.freelist_npages = tx.freelist_npages
+            self.pages_in_use = in_use
         self._release()
 
     def _release(self) -> None:

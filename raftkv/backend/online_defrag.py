@@ -45,6 +45,7 @@ def compact_copy(backend: Backend) -> int:
 
 def swap_in(backend: Backend, txid: int) -> bool:
     """Install the copy made at ``txid``; False (copy removed) if a commit came since."""
+    backend.wait_commit()  # no commit thread may be writing to the file being replaced
     db = backend._db
     if db.state.meta.txid != txid:
         with contextlib.suppress(OSError):

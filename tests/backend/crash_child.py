@@ -1,6 +1,6 @@
 """Child process for crash tests: commits seeded random batches until killed.
 
-    python -m tests.backend.crash_child PATH SEED [ARM_AFTER]
+    python -m tests.backend.crash_child PATH SEED [ARM_AFTER [pipelined]]
 
 Batch ``i`` is a pure function of (SEED, i) (see ``batch_ops``), and it also records ``i`` in
 the ``meta`` bucket, so the parent can rebuild every committed state. After each commit the
@@ -10,6 +10,11 @@ the parent may kill and restart it on the same file again and again.
 Failpoints come from ``RAFTKV_FAILPOINTS`` (armed at import by ``raftkv.failpoint``); with
 ``ARM_AFTER`` the child disarms them at start and re-arms them after that many commits, so a
 crash hits a file with history rather than the first commit.
+
+``pipelined``: each batch is committed with ``commit_async`` and the next batch is written
+(and read back through the merged view) while it is in flight; batch ``i`` is reported once
+its commit is done, before batch ``i + 1`` is frozen, so again the file holds the last
+reported batch or the next one.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ def _armed_from_env() -> list[str]:
 def main() -> None:
     path, seed = sys.argv[1], int(sys.argv[2])
     arm_after = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    pipelined = len(sys.argv) > 4 and sys.argv[4] == "pipelined"
     armed = _armed_from_env()
     if arm_after:
         for name in armed:
@@ -74,19 +80,43 @@ def main() -> None:
         be.create_bucket(b)
     raw = be.get(b"meta", b"batch")
     i = int.from_bytes(raw, "big") if raw else 0
+    if pipelined:
+        run_pipelined(be, seed, i, arm_after, armed)
+        return
     for done in range(1, 100_001):  # bounded, in case nobody kills us
         i += 1
-        for bucket, key, value in batch_ops(seed, i):
-            if value is None:
-                be.delete(bucket, key)
-            else:
-                be.put(bucket, key, value)
+        write_batch(be, seed, i)
         be.commit()
         sys.stdout.write(f"{i}\n")  # the parent reads this: batch i is durable
         sys.stdout.flush()
         if arm_after and done == arm_after:
             for name in armed:
                 failpoint.arm(name, "crash")
+
+
+def write_batch(be: Backend, seed: int, i: int) -> None:
+    for bucket, key, value in batch_ops(seed, i):
+        if value is None:
+            be.delete(bucket, key)
+        else:
+            be.put(bucket, key, value)
+
+
+def run_pipelined(be: Backend, seed: int, i: int, arm_after: int, armed: list[str]) -> None:
+    fut = None
+    for done in range(100_001):
+        i += 1
+        write_batch(be, seed, i)  # while batch i - 1 is being committed
+        if be.get(b"meta", b"batch") != i.to_bytes(8, "big"):
+            sys.exit(f"merged view lost batch {i}")
+        if fut is not None:
+            fut.result()
+            sys.stdout.write(f"{i - 1}\n")  # batch i - 1 is durable
+            sys.stdout.flush()
+            if arm_after and done == arm_after:
+                for name in armed:
+                    failpoint.arm(name, "crash")  # the next commit to run is batch i's
+        fut = be.commit_async()
 
 
 if __name__ == "__main__":

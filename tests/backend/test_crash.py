@@ -1,5 +1,8 @@
 """Crash tests with real files: kill -9 a committing child, reopen, compare with the model.
 
+Each runs with the child committing on its own thread (``sync``) and with pipelined commits
+(``commit_async``: the crash hits the commit thread while the next batch is being written).
+
 After any crash the file must hold exactly the last committed batch the child reported, or
 the one it was committing (its meta may have reached the file before the kill), and
 ``check()`` must pass. Named failpoints pin the crash to each step of the commit protocol,
@@ -45,13 +48,13 @@ def children():
             p.stdout.close()
 
 
-def start_child(path: str, seed: int, failpoints: str = "", arm_after: int = 0):
+def start_child(path: str, seed: int, failpoints: str = "", arm_after: int = 0, mode: str = "sync"):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["RAFTKV_FAILPOINTS"] = failpoints
-    args = [sys.executable, "-m", "tests.backend.crash_child", path, str(seed)]
-    if arm_after:
-        args.append(str(arm_after))
+    args = [sys.executable, "-m", "tests.backend.crash_child", path, str(seed), str(arm_after)]
+    if mode == "pipelined":
+        args.append(mode)
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -77,13 +80,14 @@ def test_failpoints_are_registered():
     assert set(OUTCOME) == set(FAILPOINTS)
 
 
-def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path, children):
+@pytest.mark.parametrize("mode", ["sync", "pipelined"])
+def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path, children, mode):
     path = str(tmp_path / "db")
     seed = 11
     rnd = random.Random(seed)
     last = 0
     for _ in range(12):
-        child = start_child(path, seed)
+        child = start_child(path, seed, mode=mode)
         children.append(child)
         lines = 0
         want = rnd.randint(1, 4)
@@ -100,18 +104,20 @@ def test_kill_at_random_points_leaves_one_of_the_last_two_states(tmp_path, child
         time.sleep(rnd.uniform(0, 0.05))
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate()
+        assert child.returncode == -signal.SIGKILL  # it did not stop on its own
         for line in out.split():
             last = int(line)
         last = recovered_batch(path, seed, last)
 
 
+@pytest.mark.parametrize("mode", ["sync", "pipelined"])
 @pytest.mark.parametrize("name", sorted(OUTCOME))
-def test_kill_at_failpoint_leaves_the_expected_state(tmp_path, name, children):
+def test_kill_at_failpoint_leaves_the_expected_state(tmp_path, name, children, mode):
     path = str(tmp_path / "db")
     seed = 23
     last = 0
     for arm_after in (1, 3):  # the second run resumes on the recovered file
-        child = start_child(path, seed, f"{name}=crash", arm_after)
+        child = start_child(path, seed, f"{name}=crash", arm_after, mode)
         children.append(child)
         out, _ = child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL
