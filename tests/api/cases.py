@@ -538,6 +538,12 @@ CASES: list[Any] = [
         "stream_for": 3.0,
     },
     {"name": "keepalive_empty", "path": "/v3/lease/keepalive", "body": ""},
+    # --- an alarm of a type etcd does not know: stored and listed with its number ---
+    ("alarm_unknown_type", "/v3/maintenance/alarm", j(action="ACTIVATE", memberID=5, alarm=7)),
+    ("alarm_get_unknown_type", "/v3/maintenance/alarm", j(action="GET", alarm=7)),
+    {"name": "health_with_unknown_alarm", "method": "GET", "path": "/health"},
+    ("alarm_unknown_type_off", "/v3/maintenance/alarm", j(action=2, memberID=5, alarm=7)),
+    ("alarm_get_after_off", "/v3/maintenance/alarm", j(action="GET")),
 ]
 
 # Replies that do not depend on the store: checked against etcd's recorded bytes in unit tests.
