@@ -311,7 +311,7 @@ class EtcdServer:
             if loop.time() >= deadline:
                 raise errors.ErrTimeout
             if not await self.proposer.wait_leader(deadline):
-                raise errors.ErrTimeout
+                raise errors.ErrNoLeader  # etcd's waitLeader: the deadline came, no leader
             await asyncio.sleep(0.05)
 
     # --- cluster and maintenance ----------------------------------------------------------------

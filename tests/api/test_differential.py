@@ -211,7 +211,4 @@ def test_raftkv_without_quorum_answers_like_etcd(
 
 
 # Differences that belong to raftkv/server (not the API): reported, tracked here until fixed.
-KNOWN_SERVER_GAPS = {
-    "nq_keepalive": "EtcdServer.lease_renew with no leader should raise ErrNoLeader after the "
-    "request timeout (etcd's waitLeader), not ErrTimeout",
-}
+KNOWN_SERVER_GAPS: dict[str, str] = {}
