@@ -1,6 +1,7 @@
 """Background jobs of a member, each off the request path:
 
-- every 100 ms: commit the backend batch when due, move unsynced watchers forward;
+- every 100 ms: commit the backend batch when due (in the backend's commit thread), move
+  unsynced watchers forward;
 - every 50 ms: fail proposals whose request timeout passed;
 - every 10 minutes: progress notifications to watchers created with progress_notify;
 - every 500 ms on the leader: propose revokes of expired leases and lease checkpoints
@@ -85,7 +86,9 @@ class Housekeeping:
         s = self.s
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)
-            s.backend.commit_if_due()
+            # the batch is frozen here, between applied entries; its pages and fsyncs are
+            # written by the backend's commit thread while the loop goes on
+            await s.backend.commit_if_due_in_thread()
             more = s.kv.sync_watchers()
             while more:
                 await asyncio.sleep(0)

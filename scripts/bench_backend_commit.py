@@ -1,0 +1,127 @@
+"""How long a backend commit holds the event loop: the server's apply pattern on one loop.
+
+    python scripts/bench_backend_commit.py --mode sync       # commit_if_due() on the loop
+    python scripts/bench_backend_commit.py --mode pipelined  # await commit_if_due_in_thread()
+
+One task applies "entries" as the server's applier does (each writes the consistent index to
+``meta`` and one ~300-byte record at the next revision of ``key``), ``--rate`` per second in
+1 ms ticks; a housekeeping task commits every 100 ms; a probe task measures how late a 1 ms
+sleep wakes up (loop lag). Reported per commit: the time spent on the loop inside the commit
+call (the synchronous steps of the coroutine, summed), the commit thread's CPU (process CPU
+minus the loop thread's), and the loop lag percentiles over the run. ``--mode sync`` uses only
+the synchronous API, so it also runs against an older tree (``PYTHONPATH=<tree>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import struct
+import tempfile
+import time
+
+from raftkv.backend import Backend
+
+REV = struct.Struct(">QcQ")
+
+
+class Timed:
+    """Await a coroutine, summing the time of its synchronous steps (its time on the loop)."""
+
+    def __init__(self, coro) -> None:
+        self.coro = coro
+        self.on_loop = 0.0
+
+    def __await__(self):
+        it = self.coro.__await__()
+        value = None
+        while True:
+            t0 = time.perf_counter()
+            try:
+                y = it.send(value)
+            except StopIteration as e:
+                self.on_loop += time.perf_counter() - t0
+                return e.value
+            self.on_loop += time.perf_counter() - t0
+            value = yield y
+
+
+async def run(args: argparse.Namespace, path: str) -> dict:
+    be = Backend.open(path, batch_interval=0.1, batch_limit=1 << 62)
+    be.create_bucket(b"key")
+    be.create_bucket(b"meta")
+    be.commit()
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + args.seconds
+    on_loop: list[float] = []
+    lags: list[float] = []
+    value = os.urandom(args.value_size)
+
+    async def commit_sync() -> bool:
+        return be.commit_if_due()
+
+    async def apply() -> None:
+        index = rev = 0
+        owed = 0.0
+        while loop.time() < stop:
+            owed += args.rate / 1000
+            while owed >= 1:
+                owed -= 1
+                index += 1
+                rev += 1
+                be.put(b"meta", b"consistent_index", index.to_bytes(8, "big"))
+                be.put(b"key", REV.pack(rev, b"_", 0), value)
+            await asyncio.sleep(0.001)
+
+    async def housekeeping() -> None:
+        while loop.time() < stop:
+            await asyncio.sleep(0.1)
+            pipelined = args.mode == "pipelined"
+            t = Timed(be.commit_if_due_in_thread() if pipelined else commit_sync())
+            if await t:
+                on_loop.append(t.on_loop)
+
+    async def probe() -> None:
+        while loop.time() < stop:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - t0 - 0.001)
+
+    cpu0, loop_cpu0 = time.process_time(), time.thread_time()
+    await asyncio.gather(apply(), housekeeping(), probe())
+    other_cpu = (time.process_time() - cpu0) - (time.thread_time() - loop_cpu0)
+    be.close()
+    lags.sort()
+    on_loop.sort()
+    return {
+        "commits": len(on_loop),
+        "on_loop_ms_median": statistics.median(on_loop) * 1e3,
+        "on_loop_ms_p99": on_loop[int(len(on_loop) * 0.99)] * 1e3,
+        "on_loop_ms_max": on_loop[-1] * 1e3,
+        "thread_cpu_ms_per_commit": other_cpu / max(1, len(on_loop)) * 1e3,
+        "lag_ms_p50": lags[len(lags) // 2] * 1e3,
+        "lag_ms_p99": lags[int(len(lags) * 0.99)] * 1e3,
+        "lag_ms_max": lags[-1] * 1e3,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("sync", "pipelined"), default="pipelined")
+    p.add_argument("--rate", type=float, default=5000, help="entries per second")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--value-size", type=int, default=300)
+    p.add_argument("--dir", default=None, help="where the page file goes (default: a temp dir)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        r = asyncio.run(run(args, os.path.join(d, "db")))
+    print(
+        args.mode,
+        " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()),
+    )
+
+
+if __name__ == "__main__":
+    main()
