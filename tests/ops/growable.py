@@ -63,18 +63,3 @@ class GrowableCluster(LocalCluster):
         if gone is not None:
             self.in_cluster.remove(gone.name)
         return resp
-
-    async def leader(self) -> Member | None:
-        """The member the running members follow, which says it leads."""
-        sts = await self.statuses()
-        votes: dict[int, int] = {}
-        for name, st in sts.items():
-            if st and name in self.in_cluster and int(st.get("leader", 0)):
-                votes[int(st["leader"])] = votes.get(int(st["leader"]), 0) + 1
-        quorum = len(self.in_cluster) // 2 + 1
-        for lid, n in votes.items():
-            m = self.by_id(lid)
-            st = sts.get(m.name) if m else None
-            if n >= quorum and st and int(st["header"]["member_id"]) == int(st.get("leader", 0)):
-                return m
-        return None
