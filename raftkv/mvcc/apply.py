@@ -280,7 +280,7 @@ def compare_kv(c: Compare, kv: KeyValue) -> bool:
     elif t == CompareTarget.LEASE:
         result = _compare_int(kv.lease, c.lease)
     else:
-        return True
+        result = 0  # etcd: an unknown target leaves the zero result (equal)
     res = c.result
     if res == CompareResult.EQUAL:
         return result == 0

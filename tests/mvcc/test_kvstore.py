@@ -206,6 +206,22 @@ def test_txn_compares_on_missing_keys(env):
     assert s.current_revision == 2
 
 
+def test_txn_compare_with_an_unknown_target_is_an_equal_result(env):
+    # etcd's compareKV leaves result 0 for a target it does not know: EQUAL holds, NOT_EQUAL,
+    # GREATER and LESS do not (on a present key and on a missing one alike)
+    s = env.store
+    s.put(put(b"here", b"v"))
+    for key in (b"here", b"nope"):
+        for result, ok in (
+            (CompareResult.EQUAL, True),
+            (CompareResult.NOT_EQUAL, False),
+            (CompareResult.GREATER, False),
+            (CompareResult.LESS, False),
+        ):
+            c = Compare(key=key, target=7, result=result)
+            assert s.txn(TxnRequest(compare=[c])).succeeded is ok, (key, result)
+
+
 def test_txn_compare_over_a_range_needs_every_key(env):
     s = env.store
     s.put(put(b"a", b"1"))
