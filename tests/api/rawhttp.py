@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -64,9 +65,14 @@ def request(
     stream_for: float | None = None,
     max_chunks: int | None = None,
     headers: dict[str, str] | None = None,
+    idle: float | None = None,
+    on_quiet: Callable[[], None] | None = None,
 ) -> Reply:
     """Send one request and read the reply. ``stream_for``: read a never-ending chunked stream
-    for that many seconds (or until ``max_chunks`` chunks) and then hang up."""
+    for that many seconds (or until ``max_chunks`` chunks) and then hang up. ``idle``: also
+    hang up once a stream has been quiet that long after its first chunk. ``on_quiet`` runs
+    (on this thread) the first time that happens instead, and reading goes on: e.g. to write
+    while a watch is open, once it has sent everything it had (created, history)."""
     host, port = url.split("//", 1)[1].split(":")
     if isinstance(body, str):
         body = body.encode()
@@ -101,7 +107,16 @@ def request(
             trailers: dict[str, str] = {}
             try:
                 while True:
-                    size = int(buf.line().split(b";")[0], 16)
+                    if idle is not None and chunks:
+                        buf.deadline = min(deadline, time.monotonic() + idle)
+                    try:
+                        size = int(buf.line().split(b";")[0], 16)
+                    except TimeoutError:
+                        if on_quiet is None or time.monotonic() >= deadline:
+                            raise
+                        on_quiet()
+                        on_quiet = None
+                        continue
                     if size == 0:
                         while True:
                             line = buf.line()
