@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from raftkv import errors
 from raftkv.errors import EtcdError
 from raftkv.pb.rpc import (
     AlarmAction,
@@ -30,7 +29,7 @@ from raftkv.pb.rpc import (
     ResponseHeader,
 )
 from raftkv.raft import ConfState, Entry, EntryType
-from raftkv.server import quota
+from raftkv.server.alarms import ApplyMode, mode_after, mode_at_start, refusal
 from raftkv.server.codec import decode_request
 
 if TYPE_CHECKING:
@@ -57,6 +56,7 @@ class Applier:
         self.applied_term = 0
         self.conf_state = ConfState()
         self.alarms: dict[tuple[int, AlarmType], AlarmMember] = {}
+        self.mode = ApplyMode.NORMAL  # what the active alarms refuse (alarms.py)
         self.compacting = False
 
     # --- alarms (persisted in the backend's ``alarm`` bucket) ---------------------------------
@@ -69,11 +69,13 @@ class Applier:
             mid, n = int(k[:16], 16), int(k[17:])
             t = AlarmType(n) if n in AlarmType._value2member_map_ else n
             self.alarms[(mid, t)] = AlarmMember(memberID=mid, alarm=t)
+        self.mode = mode_at_start(t for (_m, t) in self.alarms)
 
     def _alarm(self, r: AlarmRequest) -> AlarmResponse:
         resp = AlarmResponse(header=ResponseHeader(revision=self.s.kv.current_revision))
         key = (r.memberID, r.alarm)
         bkey = f"{r.memberID:016x}-{int(r.alarm)}".encode()
+        before = self._count(r.alarm)
         if r.action == AlarmAction.GET:
             resp.alarms = [
                 a for (_m, t), a in sorted(self.alarms.items()) if r.alarm in (AlarmType.NONE, t)
@@ -91,7 +93,11 @@ class Applier:
                 self.s.backend.delete(ALARM_BUCKET, bkey)
                 resp.alarms = [a]
                 log.info("alarm_cleared", alarm=alarm_name(r.alarm), member=f"{r.memberID:x}")
+        self.mode = mode_after(self.mode, r.action, r.alarm, before, self._count(r.alarm))
         return resp
+
+    def _count(self, alarm: object) -> int:
+        return sum(1 for (_m, t) in self.alarms if t == alarm)
 
     @property
     def nospace(self) -> bool:
@@ -130,13 +136,13 @@ class Applier:
     def _apply_request(self, r: InternalRaftRequest) -> Any:
         s = self.s
         kv = s.kv
+        if self.mode:
+            err = refusal(self.mode, r)
+            if err is not None:
+                raise err
         if r.put is not None:
-            if self.nospace:
-                raise errors.ErrNoSpace
             return kv.put(r.put)
         if r.txn is not None:
-            if self.nospace and quota.cost(r.txn) > 0:
-                raise errors.ErrNoSpace
             return kv.txn(r.txn)
         if r.delete_range is not None:
             return kv.delete_range(r.delete_range)
@@ -145,8 +151,6 @@ class Applier:
             s.schedule_compaction()
             return resp
         if r.lease_grant is not None:
-            if self.nospace:
-                raise errors.ErrNoSpace
             return s.lessor.grant(r.lease_grant.ID, r.lease_grant.TTL, time.monotonic())
         if r.lease_revoke is not None:
             return kv.lease_revoke(r.lease_revoke.ID)

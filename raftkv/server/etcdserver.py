@@ -38,7 +38,8 @@ from raftkv.raft import (
     StateType,
 )
 from raftkv.server import lease_http, quota
-from raftkv.server.apply import Applier, alarm_name
+from raftkv.server.alarms import alarm_text
+from raftkv.server.apply import Applier
 from raftkv.server.compactor import Compactor
 from raftkv.server.diskfull import is_disk_full
 from raftkv.server.housekeeping import Housekeeping
@@ -342,10 +343,7 @@ class EtcdServer:
             raftAppliedIndex=self.applier.applied_index,
             dbSizeInUse=self.backend.size_in_use,
             isLearner=self.is_learner(),
-            errors=[
-                f"memberID:{a.memberID} alarm:{alarm_name(a.alarm)} "
-                for a in self.applier.alarms.values()
-            ],
+            errors=[alarm_text(a) for a in self.applier.alarms.values()],
         )
 
     def is_learner(self) -> bool:
