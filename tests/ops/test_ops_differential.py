@@ -122,6 +122,12 @@ CASES: list[tuple[str, str, str, str]] = [
         '{"peerURLs":["http://127.0.0.1:2"],"isLearner":true}',
     ),
     ("member_promote_not_ready", "leader", "/v3/cluster/member/promote", '{"ID":"{learner}"}'),
+    (
+        "move_to_learner",
+        "leader",
+        "/v3/maintenance/transfer-leadership",
+        '{"targetID":"{learner}"}',
+    ),
     (  # a follower forwards a promotion to the leader, which decides
         "member_promote_on_follower",
         "follower",
