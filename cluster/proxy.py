@@ -14,6 +14,11 @@ Faults per directed link (src, dst):
   back: open connections go silent, new ones are accepted and swallowed. On heal those
   connections are closed (never resumed: the peer stream is framed, so a gap would corrupt it)
   and src redials.
+- cut, mode "stale": as blackhole, but on heal the connections it silenced are not closed:
+  they stay silent for good (nothing delivered, nothing answered, no reset), as after a
+  partition that moved the member to a new address (docker network disconnect + connect),
+  where TCP says nothing for many minutes. Only the members' own timeouts end them; new
+  connections after the heal work.
 - cut, mode "reset": open connections are closed and new ones closed at once.
 - latency_ms: every chunk from src is delivered that much later (order kept).
 - drop (0..1): the share of Raft messages from src that are lost. The proxy reads the peer
@@ -44,7 +49,7 @@ def _never() -> bool:
 @dataclass
 class LinkRule:
     cut: bool = False
-    mode: str = "blackhole"  # or "reset"
+    mode: str = "blackhole"  # or "stale", "reset"
     latency_ms: float = 0.0
     drop: float = 0.0
 
@@ -63,6 +68,7 @@ class _Conn:
         self.client = writer
         self.upstream: asyncio.StreamWriter | None = None
         self.silenced = False  # blackholed: swallow everything, deliver nothing
+        self.stale = False  # silenced for good: a heal leaves it silent (mode "stale")
         self.filter = StreamFilter()  # src->dst bytes, frame by frame
         self.tasks: list[asyncio.Task] = []
 
@@ -92,7 +98,7 @@ class Faults:
             if not hasattr(rule, k):
                 raise ValueError(f"unknown fault setting {k!r}")
             setattr(rule, k, type(getattr(rule, k))(v))
-        if rule.mode not in ("blackhole", "reset"):
+        if rule.mode not in ("blackhole", "stale", "reset"):
             raise ValueError(f"unknown cut mode {rule.mode!r}")
         if not 0.0 <= rule.drop <= 1.0:
             raise ValueError("drop is a share between 0 and 1")
@@ -103,6 +109,7 @@ class Faults:
                     conn.abort()
                 else:
                     conn.silenced = True
+                    conn.stale = rule.mode == "stale"
         return rule
 
     def heal(self, src: str | None = None, dst: str | None = None) -> None:
@@ -111,6 +118,8 @@ class Faults:
             if src in (None, link[0]) and dst in (None, link[1]):
                 del self.rules[link]
         for conn in list(self.conns):
+            if conn.stale:
+                continue
             if conn.silenced and src in (None, conn.link[0]) and dst in (None, conn.link[1]):
                 conn.abort()
 
@@ -169,8 +178,9 @@ class FaultProxy:
             return
         faults.conns.add(conn)
         try:
-            if rule.cut:  # blackhole: accept, swallow, never dial upstream
+            if rule.cut:  # blackhole / stale: accept, swallow, never dial upstream
                 conn.silenced = True
+                conn.stale = rule.mode == "stale"
                 while await reader.read(_CHUNK):
                     pass
                 return

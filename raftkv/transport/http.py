@@ -4,7 +4,7 @@ The peer stream is one long POST whose chunked body never ends while the link is
 snapshot send is one POST of a known length; both want exact control over writes (one write
 per batch of frames) and over the socket's source address (the cluster's fault proxy tells
 members apart by source IP), so they are written here in a few lines instead of through a
-general client. The server side is aiohttp (``raftkv.transport.handlers``).
+general client. The server side is aiohttp (``raftkv.transport.transport``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import ipaddress
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["HttpError", "open_post", "post", "source_addr", "split_url"]
+__all__ = [
+    "HttpError",
+    "open_post",
+    "post",
+    "read_body",
+    "read_head",
+    "read_response",
+    "source_addr",
+    "split_url",
+]
 
 
 class HttpError(Exception):
@@ -72,40 +81,50 @@ async def open_post(
     return reader, writer
 
 
-async def read_response(reader: asyncio.StreamReader, limit: int = 1 << 20) -> tuple[int, bytes]:
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and the (lower-cased) headers of an answer."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionResetError("peer closed the connection without answering")
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise HttpError(0, status_line)
-    status = int(parts[1])
-    length = None
-    chunked = False
+    headers: dict[str, str] = {}
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
             break
         k, _, v = line.decode("latin-1").partition(":")
-        k = k.strip().lower()
-        if k == "content-length":
-            length = int(v.strip())
-        elif k == "transfer-encoding" and "chunked" in v.lower():
-            chunked = True
-    body = b""
-    if chunked:
+        headers[k.strip().lower()] = v.strip()
+    return int(parts[1]), headers
+
+
+async def read_body(
+    reader: asyncio.StreamReader, headers: Mapping[str, str], limit: int = 1 << 20
+) -> bytes:
+    """The body of an answer whose head was read (chunked or of a known length)."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
         chunks = []
         while True:
-            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            try:
+                size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            except ValueError as e:
+                raise HttpError(0, b"malformed chunked body") from e
             if size == 0:
                 await reader.readline()
-                break
+                return b"".join(chunks)
             chunks.append(await reader.readexactly(size))
             await reader.readline()
-        body = b"".join(chunks)
-    elif length:
-        body = await reader.readexactly(min(length, limit))
-    return status, body
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError as e:
+        raise HttpError(0, b"malformed content-length") from e
+    return await reader.readexactly(min(length, limit)) if length > 0 else b""
+
+
+async def read_response(reader: asyncio.StreamReader, limit: int = 1 << 20) -> tuple[int, bytes]:
+    status, headers = await read_head(reader)
+    return status, await read_body(reader, headers, limit)
 
 
 async def post(
@@ -116,7 +135,10 @@ async def post(
     local_addr: tuple[str, int] | None,
     timeout: float,
 ) -> bytes:
-    """One POST with a (possibly streamed) body; returns the body of a 2xx answer."""
+    """One POST with a (possibly streamed) body; returns the body of a 2xx answer.
+
+    ``timeout`` bounds every step: the connect, each write (a peer that stops reading, paused
+    or behind a silent path, never lets ``drain`` return) and the wait for the answer."""
     reader, writer = await open_post(url, path, headers, local_addr, timeout)
     try:
         if isinstance(body, bytes):
@@ -126,12 +148,14 @@ async def post(
             async for chunk in body:
                 if chunk:
                     writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                    await writer.drain()
+                    await asyncio.wait_for(writer.drain(), timeout)
         writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), timeout)
         status, data = await asyncio.wait_for(read_response(reader), timeout)
     finally:
-        writer.close()
+        # abort, not close: close() keeps the socket until its buffer is flushed, which on a
+        # dead path is never
+        writer.transport.abort()
     if not 200 <= status < 300:
         raise HttpError(status, data)
     return data

@@ -3,8 +3,27 @@
 Messages queued by ``send`` are framed and written in one chunk per wake-up, so a busy leader
 puts many messages (and many entries) in one write. While the link is down, messages are
 dropped (Raft retransmits) and the core is told the peer is unreachable; the link is retried
-with exponential backoff. A peer that answers the stream's request at all (e.g. 412 for a
-cluster id mismatch) has refused it: the connection is closed and retried later.
+with exponential backoff. A peer that answers with anything but 200 (e.g. 412 for a cluster id
+mismatch) has refused the stream: the connection is closed and retried later.
+
+Liveness (etcd's rafthttp: dial timeout, write deadline, read timeout, link heartbeats). A
+path can die without a trace on the socket: a partition that drops packets, a proxy that
+swallows them, a member moved to a new address, a peer stopped by SIGSTOP. TCP reports
+nothing for many minutes, and a follower's few small acks never fill the send buffer, so
+without timeouts such a link stays "connected" while everything sent on it is lost: the
+member falls behind until it restarts. So every blocking step has a deadline:
+
+- connect: ``CONNECT_TIMEOUT``;
+- the peer's answer head (it answers 200 at once, ``H_KEEPALIVE``): ``READ_TIMEOUT``;
+- after that the peer writes a keep-alive chunk every ``HEARTBEAT_INTERVAL``: a stream on
+  which nothing arrives for ``READ_TIMEOUT`` is dead; it is dropped and redialled;
+- writes: a peer that leaves ``STALL_BYTES`` unread for ``WRITE_TIMEOUT`` is dropped;
+- this side writes a link heartbeat (an empty MsgHeartbeat addressed to no one, which the
+  receiver skips) when it had nothing to send for ``HEARTBEAT_INTERVAL``, so the receiver
+  can apply the same read timeout to its end (``Transport._handle_stream``).
+
+Dead links are aborted, not closed: ``close`` keeps a socket until its buffer is flushed,
+which on a dead path is never.
 """
 
 from __future__ import annotations
@@ -18,9 +37,9 @@ import structlog
 
 from raftkv.raft.messages import Message, MessageType
 from raftkv.transport.framing import encode_frames
-from raftkv.transport.http import open_post, read_response
+from raftkv.transport.http import open_post, read_body, read_head
 
-__all__ = ["PeerStream"]
+__all__ = ["LINK_HEARTBEAT", "PeerStream"]
 
 log = structlog.get_logger("raftkv.transport")
 
@@ -28,12 +47,24 @@ MAX_PENDING = 4096  # messages queued for one peer before new ones are dropped (
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 5.0  # silence after which a stream is dead (etcd's ConnReadTimeout)
+WRITE_TIMEOUT = 5.0  # how long a peer may not read before the link is dropped
+HEARTBEAT_INTERVAL = READ_TIMEOUT / 3  # link heartbeats and keep-alives (etcd: the same)
 STALL_BYTES = 1 << 20  # unsent bytes buffered for a peer before the writer waits for it
-STALL_TIMEOUT = 5.0  # how long a peer may not read before the link is dropped
 STUCK_AFTER = 10.0  # a down link that made no connection attempt for this long is restarted
 # a member's answer to a stream from a member that was removed from the cluster (etcd: 410)
 REMOVED_STATUS = 410
 REMOVED_TEXT = "the member has been permanently removed from the cluster"
+# asks the receiver to answer 200 at once and keep the answer alive (a chunk every
+# HEARTBEAT_INTERVAL); a receiver that does so echoes it
+H_KEEPALIVE = "X-Raftkv-Stream-Keepalive"
+# etcd's linkHeartbeatMessage: no sender, no recipient, so receivers (which deliver only
+# messages from the stream's sender to themselves) skip it
+LINK_HEARTBEAT = Message(MessageType.HEARTBEAT, 0, 0)
+
+
+class StreamDead(Exception):
+    """Nothing came back on a stream for too long: the path is dead."""
 
 
 class PeerStream:
@@ -49,7 +80,7 @@ class PeerStream:
         self.local_id = local_id
         self.peer_id = peer_id
         self.urls = list(urls)
-        self._headers = headers
+        self._headers = {**headers, H_KEEPALIVE: "1"}
         self._local_addr = local_addr
         self._report_unreachable = report_unreachable
         self._pending: list[Message] = []
@@ -58,10 +89,11 @@ class PeerStream:
         self.last_attempt = 0.0  # monotonic time of the last connection attempt
         self._closed = False
         self.connected = False
-        self.active_since: float | None = None  # monotonic time the link came up, or None
+        self.active_since: float | None = None  # monotonic time the peer accepted the stream
         self.sent_bytes = 0  # etcd_network_peer_sent_bytes_total
         self.on_removed: Callable[[], None] | None = None  # the peer says we were removed
         self._url_index = 0
+        self._written_at = 0.0  # monotonic time of the last write on the current stream
 
     # --- public --------------------------------------------------------------------------------
 
@@ -140,44 +172,52 @@ class PeerStream:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             failures = 0
-            backoff = BACKOFF_MIN
-            await self._stream(url, reader, writer)
-            if not self._closed:
-                self._report_unreachable(self.peer_id)
-                await asyncio.sleep(backoff)
+            accepted = await self._stream(url, reader, writer)
+            if self._closed:
+                return
+            self._report_unreachable(self.peer_id)
+            # back off again only from a stream the peer accepted: a proxy or a listener that
+            # takes connections and drops them at once must not be redialled in a tight loop
+            backoff = BACKOFF_MIN if accepted else min(backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff)
 
     async def _stream(
         self, url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        answered = asyncio.get_running_loop().create_task(read_response(reader))
+    ) -> bool:
+        """Write queued messages until the stream ends; whether the peer accepted it."""
+        accepted = asyncio.get_running_loop().create_future()
+        answered = asyncio.get_running_loop().create_task(self._watch_answer(reader, accepted))
         answered.add_done_callback(lambda _t: self._wake.set())
+        heartbeats = asyncio.get_running_loop().create_task(self._heartbeats())
         self.connected = True
-        self.active_since = time.monotonic()
+        self._written_at = time.monotonic()
         log.info("peer_connected", peer=f"{self.peer_id:x}", url=url)
         reason = "closed"
         try:
             while not self._closed:
-                if not self._pending:
-                    self._wake.clear()
-                    await self._wake.wait()
+                # checked before every wait: a wake-up consumed by an earlier pass (the answer
+                # may end while a write waits) would otherwise leave this loop asleep
                 if answered.done():
                     reason = _refusal(answered)
                     if _status(answered) == REMOVED_STATUS and self.on_removed is not None:
                         self.on_removed()
                     break
                 if not self._pending:
+                    self._wake.clear()
+                    await self._wake.wait()
                     continue
                 batch, self._pending = self._pending, []
                 data = encode_frames(batch)
                 self.sent_bytes += len(data)
+                self._written_at = time.monotonic()
                 writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
                 if writer.transport.get_write_buffer_size() > STALL_BYTES:
                     # The peer does not read (paused, or the path is cut without a reset):
                     # wait a while, then drop the link and start over.
                     try:
-                        await asyncio.wait_for(writer.drain(), STALL_TIMEOUT)
+                        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
                     except TimeoutError:
-                        reason = f"peer stopped reading for {STALL_TIMEOUT}s"
+                        reason = f"peer stopped reading for {WRITE_TIMEOUT}s"
                         break
         except (OSError, ConnectionError) as e:
             reason = str(e) or type(e).__name__
@@ -187,9 +227,42 @@ class PeerStream:
             self.last_attempt = time.monotonic()  # the watchdog counts from the link's end
             self._pending = []
             answered.cancel()
-            writer.close()
+            heartbeats.cancel()
+            writer.transport.abort()
             if not self._closed:
                 log.warning("peer_disconnected", peer=f"{self.peer_id:x}", reason=reason)
+        return accepted.done() and accepted.result()
+
+    async def _watch_answer(
+        self, reader: asyncio.StreamReader, accepted: asyncio.Future
+    ) -> tuple[int, bytes]:
+        """Read the peer's answer: a refusal ends the task with (status, body); an accepted
+        stream (200 with keep-alives) keeps it reading until the stream dies or ends."""
+        try:
+            status, headers = await asyncio.wait_for(read_head(reader), READ_TIMEOUT)
+        except TimeoutError:
+            raise StreamDead(f"no answer from the peer in {READ_TIMEOUT}s") from None
+        if status != 200 or H_KEEPALIVE.lower() not in headers:
+            accepted.set_result(False)
+            body = await asyncio.wait_for(read_body(reader, headers), READ_TIMEOUT)
+            return status, body
+        accepted.set_result(True)
+        self.active_since = time.monotonic()  # etcd's ActiveSince: the peer took the stream
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(4096), READ_TIMEOUT)
+            except TimeoutError:
+                raise StreamDead(f"nothing from the peer for {READ_TIMEOUT}s") from None
+            if not data:
+                raise ConnectionResetError("the peer ended the stream")
+
+    async def _heartbeats(self) -> None:
+        """Queue a link heartbeat whenever nothing was written for HEARTBEAT_INTERVAL."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if time.monotonic() - self._written_at >= HEARTBEAT_INTERVAL and not self._pending:
+                self._pending.append(LINK_HEARTBEAT)
+                self._wake.set()
 
 
 def _status(task: asyncio.Task) -> int:

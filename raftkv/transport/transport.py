@@ -2,9 +2,13 @@
 
 Routes (mounted on the member's peer listener):
 - ``POST /raft/stream``: a long-lived chunked body of length-prefixed msgpack frames
-  (``framing``), each one Raft message for this member; the answer only comes when the
-  stream ends, or at once when the stream is refused.
-- ``POST /raft/snapshot``: one frame holding a SNAP message, then the backend db bytes.
+  (``framing``), each one Raft message for this member. A refusal is answered at once. A
+  sender that asks for keep-alives (``H_KEEPALIVE``, see ``peer``) gets 200 at once and then
+  a one-byte chunk every ``HEARTBEAT_INTERVAL``, so it can tell a live stream from a dead
+  path; such a stream is dropped when nothing (not even a link heartbeat) arrives on it for
+  ``READ_TIMEOUT``. Other senders get their answer when the stream ends.
+- ``POST /raft/snapshot``: one frame holding a SNAP message, then the backend db bytes; a
+  sender that stops sending for ``SNAPSHOT_READ_TIMEOUT`` fails the transfer.
 
 Every connection carries ``X-Raftkv-Cluster-ID``, ``X-Raftkv-From`` and ``X-Raftkv-To`` (hex);
 a connection from another cluster, to another member, or from an unknown member is refused
@@ -23,7 +27,15 @@ from aiohttp import web
 from raftkv.raft.messages import Message, MessageType, decode_message, encode_message
 from raftkv.transport.framing import FrameDecoder, FrameError, encode_frame
 from raftkv.transport.http import post, source_addr
-from raftkv.transport.peer import REMOVED_STATUS, REMOVED_TEXT, PeerStream
+from raftkv.transport.peer import (
+    H_KEEPALIVE,
+    HEARTBEAT_INTERVAL,
+    READ_TIMEOUT,
+    REMOVED_STATUS,
+    REMOVED_TEXT,
+    WRITE_TIMEOUT,
+    PeerStream,
+)
 
 __all__ = ["Transport"]
 
@@ -34,6 +46,18 @@ H_FROM = "X-Raftkv-From"
 H_TO = "X-Raftkv-To"
 
 SnapshotReceiver = Callable[[Message, AsyncIterator[bytes]], Awaitable[None]]
+
+SNAPSHOT_READ_TIMEOUT = 30.0  # a snapshot sender silent this long has gone away
+KEEPALIVE_CHUNK = b"\n"
+
+
+class _Inbound:
+    """What the keep-alive task of one inbound stream watches."""
+
+    __slots__ = ("received",)
+
+    def __init__(self) -> None:
+        self.received = 0
 
 
 class Transport:
@@ -216,41 +240,90 @@ class Transport:
         assert me is not None
         self._inbound[frm] = me
         log.info("peer_stream_accepted", peer=f"{frm:x}")
+        resp: web.StreamResponse | None = None
+        keepalive: asyncio.Task[None] | None = None
+        st = _Inbound()
         dec = FrameDecoder()
         on_message = self._on_message
         try:
+            if H_KEEPALIVE in request.headers:
+                resp = web.StreamResponse(status=200, headers={H_KEEPALIVE: "1"})
+                resp.force_close()  # the connection ends with the stream
+                await resp.prepare(request)
+                keepalive = asyncio.get_running_loop().create_task(
+                    self._keep_alive(frm, request, resp, st)
+                )
             async for chunk in request.content.iter_any():
+                st.received += len(chunk)
                 self.received_bytes[frm] = self.received_bytes.get(frm, 0) + len(chunk)
                 for m in dec.feed_messages(chunk):
                     if m.from_ == frm and m.to == self.member_id:
                         on_message(m)
         except FrameError as e:
             log.warning("peer_stream_corrupt", peer=f"{frm:x}", error=str(e))
-            return web.Response(status=400, text=str(e))
+            if resp is None:
+                return web.Response(status=400, text=str(e))
+            _abort(request)  # the answer has begun: all that is left is to hang up
         except ConnectionError:
             pass  # the peer went away (crash, restart, cut link): it will reconnect
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
             if self._inbound.get(frm) is me:
                 del self._inbound[frm]
             log.info("peer_stream_closed", peer=f"{frm:x}")
-        return web.Response(status=200)
+        return resp if resp is not None else web.Response(status=200)
+
+    async def _keep_alive(
+        self, frm: int, request: web.Request, resp: web.StreamResponse, st: _Inbound
+    ) -> None:
+        """Write a keep-alive chunk every HEARTBEAT_INTERVAL; hang up on a stream on which
+        nothing arrived for READ_TIMEOUT (the sender heartbeats an idle link), or whose
+        keep-alives the sender does not take."""
+        loop = asyncio.get_running_loop()
+        seen, seen_at = st.received, loop.time()
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            now = loop.time()
+            if st.received != seen:
+                seen, seen_at = st.received, now
+            elif now - seen_at >= READ_TIMEOUT:
+                log.warning("peer_stream_timed_out", peer=f"{frm:x}", silent_s=READ_TIMEOUT)
+                _abort(request)
+                return
+            try:
+                await asyncio.wait_for(resp.write(KEEPALIVE_CHUNK), WRITE_TIMEOUT)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                _abort(request)
+                return
 
     async def _handle_snapshot(self, request: web.Request) -> web.StreamResponse:
         frm, refusal = self.check_headers(request)
         if refusal is not None:
             return refusal
         start = time.monotonic()
+        content = request.content
         try:
-            head = await request.content.readexactly(4)
+            head = await asyncio.wait_for(content.readexactly(4), SNAPSHOT_READ_TIMEOUT)
             size = int.from_bytes(head, "big")
-            m = decode_message(await request.content.readexactly(size))
+            m = decode_message(
+                await asyncio.wait_for(content.readexactly(size), SNAPSHOT_READ_TIMEOUT)
+            )
         except Exception as e:
             return web.Response(status=400, text=f"bad snapshot message: {e}")
         if m.type != MessageType.SNAP or m.snapshot is None or m.from_ != frm:
             return web.Response(status=400, text="not a snapshot message")
 
         async def body() -> AsyncIterator[bytes]:
-            async for chunk in request.content.iter_chunked(1 << 20):
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(content.read(1 << 20), SNAPSHOT_READ_TIMEOUT)
+                except TimeoutError:
+                    raise ConnectionError(
+                        f"the sender sent nothing for {SNAPSHOT_READ_TIMEOUT}s"
+                    ) from None
+                if not chunk:
+                    return
                 yield chunk
 
         try:
@@ -265,3 +338,10 @@ class Transport:
             took_ms=round((time.monotonic() - start) * 1000),
         )
         return web.Response(status=204)
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection at once (``close`` would wait to flush onto a dead path)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

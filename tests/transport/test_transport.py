@@ -160,3 +160,135 @@ async def test_a_link_stuck_while_connecting_is_restarted(monkeypatch):
     finally:
         await a.close()
         await b.close()
+
+
+# --- liveness: every blocking step has a deadline -----------------------------------------------
+
+
+def _fast_timeouts(monkeypatch, read: float = 0.6) -> None:
+    import raftkv.transport.peer as peer_mod
+    import raftkv.transport.transport as tr_mod
+
+    for mod in (peer_mod, tr_mod):
+        monkeypatch.setattr(mod, "READ_TIMEOUT", read)
+        monkeypatch.setattr(mod, "HEARTBEAT_INTERVAL", read / 3)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+async def test_a_stream_whose_path_went_silent_is_dropped_and_redialled(monkeypatch):
+    # The first connection through this relay goes silent for good (nothing delivered, nothing
+    # answered, never closed: a partition TCP says nothing about); later ones are forwarded.
+    # Without a read deadline the sender would stay "connected" to it forever.
+    _fast_timeouts(monkeypatch)
+    a, b = await _pair()
+    conns = []
+
+    async def relay(reader, writer):
+        conns.append(writer)
+        if len(conns) == 1:
+            while await reader.read(65536):
+                pass
+            return
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", b.port)
+        await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    relay_port = server.sockets[0].getsockname()[1]
+    try:
+        await a.tr.remove_peer(2)
+        a.tr.add_peer(2, [f"http://127.0.0.1:{relay_port}"])
+        await _until(lambda: len(conns) == 1)
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])  # lost on the silent path
+        await _until(lambda: a.tr.active_since(2) is not None, timeout=3)
+        assert len(conns) >= 2
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=2)])
+        await _until(lambda: any(m.term == 2 for m in b.got))
+    finally:
+        server.close()
+        for w in conns:
+            w.transport.abort()
+        await a.close()
+        await b.close()
+
+
+async def test_receiver_hangs_up_on_a_stream_on_which_nothing_arrives(monkeypatch):
+    _fast_timeouts(monkeypatch)
+    pb = _free_port()
+    b = _Member(2, 7, pb)
+    b.tr.add_peer(1, ["http://127.0.0.1:1"])
+    await b.serve()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", pb)
+        writer.write(
+            b"POST /raft/stream HTTP/1.1\r\nHost: x\r\nX-Raftkv-Cluster-ID: 7\r\n"
+            b"X-Raftkv-From: 1\r\nX-Raftkv-To: 2\r\nX-Raftkv-Stream-Keepalive: 1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"x-raftkv-stream-keepalive" in head.lower()
+        t0 = asyncio.get_running_loop().time()
+        rest = await asyncio.wait_for(reader.read(), 5)  # keep-alives, then the hang-up
+        took = asyncio.get_running_loop().time() - t0
+        assert rest, "no keep-alive before the hang-up"
+        assert took < 2.0
+        writer.transport.abort()
+    finally:
+        await b.close()
+
+
+async def test_link_heartbeats_keep_an_idle_stream_up_and_are_not_delivered(monkeypatch):
+    _fast_timeouts(monkeypatch, read=0.3)
+    a, b = await _pair()
+    try:
+        await _until(lambda: a.tr.active_since(2) is not None)
+        since = a.tr.active_since(2)
+        await asyncio.sleep(1.5)  # five read timeouts without a Raft message
+        assert a.tr.active_since(2) == since
+        assert b.got == []
+        a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])
+        await _until(lambda: len(b.got) == 1)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_post_to_a_peer_that_stops_reading_fails_in_bounded_time():
+    from raftkv.transport.http import post
+
+    held = []
+
+    async def never_reads(reader, writer):
+        writer.transport.pause_reading()
+        held.append(writer)
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def body():
+        for _ in range(256):
+            yield b"x" * (1 << 20)
+
+    try:
+        t0 = asyncio.get_running_loop().time()
+        try:
+            await post(f"http://127.0.0.1:{port}", "/raft/snapshot", {}, body(), None, 0.5)
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("the POST went through a peer that reads nothing")
+        assert asyncio.get_running_loop().time() - t0 < 5.0
+    finally:
+        server.close()
+        for w in held:
+            w.transport.abort()
