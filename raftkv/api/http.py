@@ -9,6 +9,7 @@ server: the same JSON, but chunked, with an HTTP trailer ``Grpc-Trailer-Content-
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from raftkv.api.codec import dumps
@@ -24,6 +25,8 @@ __all__ = [
     "method_not_allowed",
     "not_found",
 ]
+
+log = structlog.get_logger("raftkv.api")
 
 CORS = {
     "Access-Control-Allow-Headers": "accept, content-type, authorization",
@@ -70,10 +73,19 @@ async def json_ok(request: web.Request, body: bytes) -> web.StreamResponse:
     if len(body) <= GO_BUFFER_BEFORE_CHUNKING or request.version < (1, 1):
         return Response(body=body, headers=_OK_HEADERS)
     resp = _RawChunked(headers={**_OK_HEADERS, "Transfer-Encoding": "chunked"})
-    await resp.prepare(request)
-    await resp.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
-    await resp.write_eof()
+    await _send_raw(request, resp, b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
     return resp
+
+
+async def _send_raw(request: web.Request, resp: _RawChunked, data: bytes) -> None:
+    """Write a whole raw-chunked answer. A client that hung up first (it gave up waiting, e.g.
+    on a request that timed out) is no error of ours: noted at debug level, nothing raised."""
+    try:
+        await resp.prepare(request)
+        await resp.write(data)
+        await resp.write_eof()
+    except ConnectionResetError:  # aiohttp: "Cannot write to closing transport"
+        log.debug("client_gone", path=request.path, status=resp.status)
 
 
 def error_body(message: str, code: int) -> bytes:
@@ -101,11 +113,11 @@ async def grpc_error(request: web.Request, err: EtcdError) -> web.StreamResponse
             "Transfer-Encoding": "chunked",
         },
     )
-    await resp.prepare(request)
-    await resp.write(
-        b"%x\r\n%s\r\n0\r\nGrpc-Trailer-Content-Type: application/grpc\r\n\r\n" % (len(body), body)
+    await _send_raw(
+        request,
+        resp,
+        b"%x\r\n%s\r\n0\r\nGrpc-Trailer-Content-Type: application/grpc\r\n\r\n" % (len(body), body),
     )
-    await resp.write_eof()
     return resp
 
 
