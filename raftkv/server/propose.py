@@ -3,14 +3,18 @@
 - Raft refused the proposal (no leader known; leader transfer): nothing entered the log, so
   wait for a leader and try again — until the request timeout, then etcd's
   "context deadline exceeded" (what a follower without a leader answers in etcd 3.4).
-- Accepted, but no result by the request timeout: "request timed out" (or the leader-fail
-  variant when a leader change happened in between), as etcd's parseProposeCtxErr says.
+- Accepted, but no result by the request timeout: "request timed out", or a variant, as
+  etcd's parseProposeCtxErr chooses: "previous leader failure" when a leader was elected
+  after the request started (and within two election timeouts of its start); else
+  "connection lost" when the leader (this member) has not been connected to a quorum since
+  the request started, or a follower not to its leader.
 - Too many committed-but-unapplied entries: "too many requests".
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from raftkv import errors
@@ -96,4 +100,21 @@ class Proposer:
         prev_lead_lost = elected - 2 * s.election_timeout
         if prev_lead_lost < start < elected:
             return errors.ErrTimeoutDueToLeaderFail
+        lead = s.node.lead
+        if lead == NONE:
+            return errors.ErrTimeout  # etcd: no leader now, nothing more to say (a TODO there)
+        # the request's start on the transport's clock (time.monotonic)
+        since = time.monotonic() - (asyncio.get_running_loop().time() - start)
+
+        def connected_since(member_id: int) -> bool:
+            t = s.transport.active_since(member_id)
+            return t is not None and t <= since
+
+        if lead == s.member_id:
+            members = s.cluster.members
+            up = sum(1 for mid in members if mid == s.member_id or connected_since(mid))
+            if up < len(members) // 2 + 1:
+                return errors.ErrTimeoutDueToConnectionLost
+        elif not connected_since(lead):
+            return errors.ErrTimeoutDueToConnectionLost
         return errors.ErrTimeout
