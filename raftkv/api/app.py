@@ -32,7 +32,7 @@ from raftkv.api.http import (
     not_found,
 )
 from raftkv.api.snapshot_stream import handle_snapshot
-from raftkv.api.streams import handle_keepalive, handle_watch
+from raftkv.api.streams import handle_keepalive, handle_watch, stream_refusal
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
 
@@ -148,10 +148,14 @@ def parse_body(body: bytes, cls: type) -> Any:
     return decode_message(cls, value)
 
 
+def _is_learner(server: Any) -> bool:
+    is_learner = getattr(server, "is_learner", None)
+    return is_learner is not None and is_learner()
+
+
 def _refused_to_learner(server: Any, spec: _Unary, req: Any) -> bool:
     """etcd's interceptor: a learner serves only status and serializable ranges."""
-    is_learner = getattr(server, "is_learner", None)
-    if is_learner is None or not is_learner():
+    if not _is_learner(server):
         return False
     return not (spec.method == "status" or (spec.method == "range" and req.serializable))
 
@@ -244,6 +248,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             try:
                 if spec is not None:
                     return await _unary(request, server, spec)
+                if _is_learner(server):  # etcd refuses every stream on a learner
+                    return await stream_refusal(request, errors.ErrNotSupportedForLearner)
                 return await _STREAMS[path](request, server)
             except (ConnectionResetError, web.HTTPException):
                 raise

@@ -27,7 +27,7 @@ from raftkv.pb import rpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BodyReader", "handle_keepalive", "handle_watch"]
+__all__ = ["BodyReader", "handle_keepalive", "handle_watch", "stream_refusal"]
 
 _STREAM_HEADERS = {
     **CORS,
@@ -147,6 +147,14 @@ class _Stream(web.StreamResponse):
     async def _prepare_headers(self) -> None:
         await super()._prepare_headers()
         self._headers.popall("Server", None)
+
+
+async def stream_refusal(request: web.Request, err: EtcdError) -> web.StreamResponse:
+    """A stream the server refuses before any message (grpc-gateway: the error object as the
+    only chunk, under the error's HTTP status)."""
+    out = _LineWriter(request)
+    await out.stream_error(err)
+    return await out.finish()
 
 
 def _first_request_error(message: str) -> web.Response:
