@@ -110,5 +110,7 @@ class MvccServer(FakeServer):
     async def _sync(self) -> None:
         while True:
             await asyncio.sleep(0.1)
+            for lid in self.lessor.expired(time.monotonic()):  # the leader's expiry revokes
+                self.kv.lease_revoke(lid)
             while self.kv.sync_watchers():
                 await asyncio.sleep(0)
