@@ -433,14 +433,14 @@ def run_sequences(seqs: list[list[dict]]) -> Callable[[Cluster], dict[str, Any]]
 
 
 def first_difference(
-    seqs: list[list[dict]], etcd: dict[str, Any], raftkv: dict[str, Any]
+    seqs: list[list[dict]], etcd: dict[str, Any], raftkv: dict[str, Any], base: str = BASE
 ) -> str | None:
     for seq in seqs:
         for i, op in enumerate(seq):
             e, k = etcd[op["name"]], raftkv[op["name"]]
             if e == k:
                 continue
-            lines = [f"first difference at {op['name']} (base {BASE!r}):"]
+            lines = [f"first difference at {op['name']} (base {base!r}):"]
             for prev in seq[max(0, i - 6) : i]:
                 lines.append(f"  before: {_describe(prev)}")
             lines.append(f"  op:     {_describe(op)}")
@@ -468,7 +468,7 @@ def test_random_sequences_answer_like_etcd() -> None:
     seqs = sequences(base, SEEDS, OPS)
     got = _both(run_sequences(seqs))
     etcd, raftkv = _side(got, "etcd"), _side(got, "raftkv")
-    diff = first_difference(seqs, etcd, raftkv)
+    diff = first_difference(seqs, etcd, raftkv, base)
     n = sum(len(s) for s in seqs)
     assert diff is None, f"RAFTKV_FUZZ_BASE={base} RAFTKV_FUZZ_SEEDS={SEEDS} ({n} ops)\n{diff}"
 
