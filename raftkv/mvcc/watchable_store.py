@@ -185,9 +185,13 @@ class WatchHub:
     def _read_history(self, min_rev: int, cur: int) -> tuple[list[tuple[bytes, bytes]], int]:
         """Backend records of revisions [min_rev, cur], at most about MAX_SYNC_RECORDS of them
         but always whole revisions; and the last revision they cover."""
+        if min_rev < 0:
+            # etcd writes the start as an unsigned backend key: from a negative revision it
+            # reads nothing, and every watcher synced in this round goes on from ``cur + 1``
+            return [], cur
         b = self._s._b
         end = rev_to_bytes(cur + 1)
-        start = rev_to_bytes(max(min_rev, 0))  # a negative start_revision reads from 0
+        start = rev_to_bytes(min_rev)
         records = b.range(KEY_BUCKET, start, end, limit=MAX_SYNC_RECORDS)
         if len(records) < MAX_SYNC_RECORDS:
             return records, cur

@@ -244,15 +244,25 @@ def test_restore_moves_synced_watchers_to_catch_up(env, tmp_path):
 
 
 def test_negative_start_revision_behaves_like_etcd(env):
+    # what etcd 3.4 answered: min_rev -1 is not below the compacted revision -1, but its
+    # history read starts at uint64(-1) and finds nothing -- for every watcher synced in the
+    # same round (here one from revision 1); -2 is below -1: canceled, compact_revision -1
     s = env.store
     s.put(put(b"a"))
     st = Stream(s)
+    st.ws.create(watch(b"a", start_revision=1))
     st.ws.create(watch(b"a", start_revision=-1))
+    st.ws.create(watch(b"a", start_revision=-2))
     s.sync_watchers()
-    created, *rest = st.drain()
-    assert created.created
-    # etcd: min_rev -1 is not below the compacted revision -1: it replays everything
-    assert events(rest) == [(EventType.PUT, b"a", 2)]
+    resps = st.drain()
+    assert [r.created for r in resps[:3]] == [True, True, True]
+    (canceled,) = resps[3:]
+    assert canceled.watch_id == 2 and canceled.canceled and canceled.compact_revision == -1
+    s.put(put(b"a"))  # both go on from the current revision
+    assert sorted((r.watch_id, events([r])[0]) for r in st.drain()) == [
+        (0, (EventType.PUT, b"a", 3)),
+        (1, (EventType.PUT, b"a", 3)),
+    ]
 
 
 def test_a_stream_that_never_drains_does_not_keep_sync_busy(env):
