@@ -254,9 +254,12 @@ class EtcdServer:
         return self._complete(await self._propose(lease_revoke=req))
 
     async def lease_renew(self, req: rpc.LeaseKeepAliveRequest) -> rpc.LeaseKeepAliveResponse:
+        # etcd fills the header here, before the renew: this member's revision, not the leader's
+        rev = self.kv.current_revision
         resp = await self._to_leader(
             self.lease_renew_local, lease_http.LEASE_PATH, req, rpc.LeaseKeepAliveResponse
         )
+        resp.header = rpc.ResponseHeader(revision=rev)
         return self._complete(resp)
 
     async def lease_time_to_live(
@@ -268,6 +271,7 @@ class EtcdServer:
             req,
             rpc.LeaseTimeToLiveResponse,
         )
+        resp.header = None  # etcd's leader leaves it empty: this member's revision fills it
         return self._complete(resp)
 
     async def lease_leases(self, req: rpc.LeaseLeasesRequest) -> rpc.LeaseLeasesResponse:
