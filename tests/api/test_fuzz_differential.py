@@ -390,13 +390,17 @@ def sequences(base: str, count: int, length: int) -> list[list[dict]]:
 def _exchange(urls: tuple[str, str], op: dict, names: dict[str, str]) -> list[dict]:
     """The normalised replies to one op (sent to the leader, or to a follower): the op's own,
     then those of the writes made while its stream was open."""
-    url = urls[1] if op.get("to") == "follower" else urls[0]
+    to_follower = op.get("to") == "follower"
+    url = urls[1] if to_follower else urls[0]
     case = {**op, "method": "POST"}
+    if to_follower:
+        # what the leader just applied reaches the follower a moment later (in etcd too), and
+        # a lease answer there carries the follower's own revision
+        time.sleep(FOLLOWER_SETTLE)
     if not op.get("stream"):
         reply = rawhttp.request(url, op["path"], op["body"], timeout=15)
-        if op.get("to") == "follower":
-            # a follower answers a write once *it* has applied it; the leader may be a moment
-            # behind (in etcd too), and a watch's or serializable read's revision shows that
+        if to_follower:
+            # and the other way round: a follower answers a write once *it* has applied it
             time.sleep(FOLLOWER_SETTLE)
         return [X.normalize(reply, case, names)]
     case["stream_for"] = 10.0
