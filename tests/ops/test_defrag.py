@@ -48,7 +48,13 @@ async def test_defragment_every_member_under_write_load(tmp_path):
             assert await c.client(m, timeout=60).call("maintenance/defragment", {}) == {}
             after = int((await c.client(m).status())["dbSize"])
             assert after < before, (m.name, before, after)
-            assert len(acked) > n0, f"no write completed while {m.name} defragmented"
+
+            # writes go on: more are acknowledged soon after (a defrag of a small db can finish
+            # before any single put does, so "during" cannot be asserted without a race)
+            async def progressed(n0: int = n0) -> bool:
+                return len(acked) > n0 + 4
+
+            await eventually(progressed, 10.0, f"writes after {m.name}'s defragment")
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*tasks)
