@@ -20,10 +20,12 @@ Pipelined commit (etcd commits from its own goroutine; an event loop must not wa
 - Reads merge three layers, newest wins: buffer, frozen, committed. The frozen layer is also
   correct over the state its own commit produced (overlaying a batch on a state that already
   holds it changes nothing), so a read never has to know whether the commit has landed.
-- At most one commit is in flight, and only the writer thread starts one: the commit thread
-  owns the freelist while it runs, allocates only pages no committed state it may race with
-  can reach, and releases freed pages by the rule of ``freelist`` as before. Crash safety is
-  the one commit protocol of ``tx`` (a crash leaves the previous or the new commit).
+- At most one commit is in flight, and only the writer thread starts one (the next waits for
+  it): the commit thread owns the freelist while it runs, so two commits never allocate the
+  same page. It allocates only pages released before it started, which no state a reader can
+  still see reaches (the writer's own reads see the state it started from, or its result;
+  snapshots pin theirs), and it frees pages into ``pending`` as before. Crash safety is the
+  one commit protocol of ``tx`` (a crash leaves the previous or the new commit).
 - The frozen batch is the buffer exactly as it was at the freeze: a caller that freezes
   between its units of work (the server: between applied entries) commits whole units only,
   with the consistent index those units wrote.
