@@ -307,12 +307,7 @@ class Backend:
                     v = fd.get(key)
         if v is not None:
             return None if v is TOMBSTONE else v
-        st = self._db.state
-        root = st.roots.get(bucket)
-        if not root:
-            return None
-        v = tree_get(st.pager, root, key)
-        return None if v is None else st.pager.value(v)
+        return _committed_get(self._db.state, bucket, key)
 
     def range(
         self,
@@ -408,12 +403,7 @@ class ReadSnapshot:
         return st
 
     def get(self, bucket: bytes, key: bytes) -> bytes | None:
-        st = self._state()
-        root = st.roots.get(bucket)
-        if not root:
-            return None
-        v = tree_get(st.pager, root, key)
-        return None if v is None else st.pager.value(v)
+        return _committed_get(self._state(), bucket, key)
 
     def range(
         self,
@@ -468,6 +458,12 @@ class ReadSnapshot:
         if st is not None:
             self._st = None
             self._db.unpin_later(st)
+
+
+def _committed_get(st: State, bucket: bytes, key: bytes) -> bytes | None:
+    """``key``'s value in the committed tree ``st`` (an out-of-line value read in full)."""
+    v = tree_get(st.pager, st.roots.get(bucket, 0), key)
+    return None if v is None else st.pager.value(v)
 
 
 def _collect(pager, it, limit: int) -> list[tuple[bytes, bytes]]:
