@@ -32,15 +32,21 @@ __all__ = [
 ]
 
 
-def _lease_id(s: str) -> int:
+def _hex_id(s: str, what: str, parse: str) -> int:
+    """An ID argument in hex; refused in etcdctl's words (``parse``: the Go function etcdctl
+    reads a ``what`` ID with)."""
     try:
         return int(s, 16)
     except ValueError:
         raise CtlError(
-            f'bad lease ID arg (strconv.ParseInt: parsing "{s}": invalid syntax), '
+            f'bad {what} ID arg (strconv.{parse}: parsing "{s}": invalid syntax), '
             "expecting ID in Hex",
             128,
         ) from None
+
+
+def _lease_id(s: str) -> int:
+    return _hex_id(s, "lease", "ParseInt")
 
 
 def cmd_lease(c: Client, a: argparse.Namespace) -> None:
@@ -130,17 +136,10 @@ def cmd_lease(c: Client, a: argparse.Namespace) -> None:
             time.sleep(max(r.TTL / 3.0, 0.5))
 
 
-def _member_id(args: list[str], what: str) -> int:
+def _member_id(args: list[str]) -> int:
     if len(args) != 1:
         raise CtlError("member ID is not provided", 128)
-    try:
-        return int(args[0], 16)
-    except ValueError:
-        raise CtlError(
-            f'bad member ID arg (strconv.ParseUint: parsing "{args[0]}": invalid syntax), '
-            "expecting ID in Hex",
-            128,
-        ) from None
+    return _hex_id(args[0], "member", "ParseUint")
 
 
 def _member_change(c: Client, a: argparse.Namespace) -> None:
@@ -175,7 +174,7 @@ def _member_change(c: Client, a: argparse.Namespace) -> None:
             ]
         )
         return
-    mid = _member_id(a.args, sub)
+    mid = _member_id(a.args)
     if sub == "remove":
         r = c.call(
             "/v3/cluster/member/remove", rpc.MemberRemoveRequest(ID=mid), rpc.MemberRemoveResponse
