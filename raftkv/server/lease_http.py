@@ -7,7 +7,8 @@ Answers: 200 + msgpack response; 404 lease not found; 503 not the leader (retry 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,7 +22,8 @@ from raftkv.pb.rpc import (
     LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 )
-from raftkv.transport.http import HttpError, post
+from raftkv.transport.http import HttpError
+from raftkv.transport.transport import NoPeerURL
 
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
@@ -33,29 +35,30 @@ LEASE_TTL_PATH = "/leases/internal"
 
 
 def routes(server: EtcdServer) -> list[web.RouteDef]:
-    async def renew(request: web.Request) -> web.Response:
+    return [
+        web.post(LEASE_PATH, _handler(server, LeaseKeepAliveRequest, server.lease_renew_local)),
+        web.post(
+            LEASE_TTL_PATH,
+            _handler(server, LeaseTimeToLiveRequest, server.lease_time_to_live_local),
+        ),
+    ]
+
+
+def _handler(server: EtcdServer, req_cls: type, answer: Callable[[Any], Awaitable[Any]]):
+    """A route that answers a forwarded request with the leader's own ``answer``."""
+
+    async def handle(request: web.Request) -> web.Response:
         _frm, refusal = server.transport.check_headers(request)
         if refusal is not None:
             return refusal
-        req = decode(LeaseKeepAliveRequest, await request.read())
+        req = decode(req_cls, await request.read())
         try:
-            resp = await server.lease_renew_local(req)
+            resp = await answer(req)
         except EtcdError as e:
             return _error(e)
         return web.Response(body=encode(resp))
 
-    async def ttl(request: web.Request) -> web.Response:
-        _frm, refusal = server.transport.check_headers(request)
-        if refusal is not None:
-            return refusal
-        req = decode(LeaseTimeToLiveRequest, await request.read())
-        try:
-            resp = await server.lease_time_to_live_local(req)
-        except EtcdError as e:
-            return _error(e)
-        return web.Response(body=encode(resp))
-
-    return [web.post(LEASE_PATH, renew), web.post(LEASE_TTL_PATH, ttl)]
+    return handle
 
 
 def _error(e: EtcdError) -> web.Response:
@@ -69,18 +72,10 @@ def _error(e: EtcdError) -> web.Response:
 async def forward(server: EtcdServer, leader: int, path: str, req: object, timeout: float):
     """Send ``req`` to the leader; returns its decoded response. Raises ErrLeaseNotFound,
     ErrNotPrimary (leader changed: retry), or OSError/HttpError."""
-    urls = server.transport.peer_urls(leader)
-    if not urls:
-        raise ErrNotPrimary
     try:
-        body = await post(
-            urls[0],
-            path,
-            server.transport.headers_to(leader),
-            encode(req),
-            server.transport.local_addr,
-            timeout,
-        )
+        body = await server.transport.post_to(leader, path, encode(req), timeout)
+    except NoPeerURL:
+        raise ErrNotPrimary from None
     except HttpError as e:
         if e.status == 404:
             raise errors.ErrLeaseNotFound from None

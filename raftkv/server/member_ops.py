@@ -55,7 +55,7 @@ from raftkv.raft import (
 from raftkv.server.membership import compute_member_id
 from raftkv.server.tasks import spawn
 from raftkv.server.wait import TIMED_OUT
-from raftkv.transport.http import HttpError, post
+from raftkv.transport.http import HttpError
 from raftkv.transport.peer import REMOVED_TEXT as REMOVED
 
 if TYPE_CHECKING:
@@ -259,18 +259,9 @@ class MemberOps:
     async def _forward_promote(
         self, lead: int, req: rpc.MemberPromoteRequest, timeout: float
     ) -> rpc.MemberPromoteResponse:
-        s = self.s
-        urls = s.transport.peer_urls(lead)
-        if not urls:
-            raise OSError("no peer URL for the leader")
         try:
-            body = await post(
-                urls[0],
-                PROMOTE_PATH,
-                s.transport.headers_to(lead),
-                encode(req),
-                s.transport.local_addr,
-                max(timeout, 0.1),
+            body = await self.s.transport.post_to(
+                lead, PROMOTE_PATH, encode(req), max(timeout, 0.1)
             )
         except HttpError as e:
             if e.status == 409:  # an etcd error decided by the leader

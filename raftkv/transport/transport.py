@@ -37,7 +37,7 @@ from raftkv.transport.peer import (
     PeerStream,
 )
 
-__all__ = ["Transport"]
+__all__ = ["NoPeerURL", "Transport"]
 
 log = structlog.get_logger("raftkv.transport")
 
@@ -46,6 +46,11 @@ H_FROM = "X-Raftkv-From"
 H_TO = "X-Raftkv-To"
 
 SnapshotReceiver = Callable[[Message, AsyncIterator[bytes]], Awaitable[None]]
+
+
+class NoPeerURL(ConnectionError):
+    """The peer asked for is not known to this transport (no URL to reach it at)."""
+
 
 SNAPSHOT_READ_TIMEOUT = 30.0  # a snapshot sender silent this long has gone away
 KEEPALIVE_CHUNK = b"\n"
@@ -164,6 +169,15 @@ class Transport:
             p = peers.get(m.to)
             if p is not None:
                 p.send(m)
+
+    async def post_to(self, peer_id: int, path: str, body: bytes, timeout: float) -> bytes:
+        """One request/answer POST to ``path`` on the peer's first URL, with this link's
+        headers (the peer's routes refuse anything else); returns the 2xx body. Raises
+        NoPeerURL, HttpError for any other status, or OSError/TimeoutError."""
+        urls = self.peer_urls(peer_id)
+        if not urls:
+            raise NoPeerURL(f"no URL for peer {peer_id:x}")
+        return await post(urls[0], path, self.headers_to(peer_id), body, self.local_addr, timeout)
 
     async def send_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None:
         """POST the SNAP message and the db bytes to ``m.to``; raises on any failure."""
