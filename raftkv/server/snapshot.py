@@ -134,12 +134,8 @@ class Snapshots:
         )
 
         async def body() -> AsyncIterator[bytes]:
-            with open(path, "rb") as f:
-                while True:
-                    chunk = f.read(CHUNK)
-                    if not chunk:
-                        return
-                    yield chunk
+            for chunk in _file_chunks(path):
+                yield chunk
 
         ok = True
         try:
@@ -166,16 +162,7 @@ class Snapshots:
             with os.fdopen(fd, "wb") as f:
                 async for chunk in body:
                     f.write(chunk)
-
-            def chunks() -> Iterator[bytes]:
-                with open(tmp, "rb") as f:
-                    while True:
-                        c = f.read(CHUNK)
-                        if not c:
-                            return
-                        yield c
-
-            await asyncio.to_thread(s.snapshotter.save_db, index, chunks())
+            await asyncio.to_thread(s.snapshotter.save_db, index, _file_chunks(tmp))
         finally:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
@@ -207,3 +194,10 @@ class Snapshots:
             term=snap.metadata.term,
             took_ms=round((time.monotonic() - t0) * 1000),
         )
+
+
+def _file_chunks(path: str) -> Iterator[bytes]:
+    """The file at ``path`` in ``CHUNK``-sized pieces, read as they are asked for."""
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
