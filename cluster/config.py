@@ -5,6 +5,9 @@ format); the runner overrides on the command line (flags beat the config file) o
 differ on one machine: the name, the addresses and ports, the data dir, the cluster token, and
 any settings a test asks for. Member i (1-based) listens on its own loopback IP 127.0.0.(10+i)
 so that the fault proxies can tell members apart by source address.
+
+``member_flags`` (where a member lives) and ``free_ports`` also serve the test harnesses that
+start members, or real etcd, without this runner (tests/server, tests/api).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import yaml
 
 __all__ = [
     "CONFIGS_DIR",
+    "MEMBER_CMD",
     "MemberSpec",
     "config_file_for",
     "free_port",
+    "free_ports",
     "load_config",
     "member_argv",
+    "member_flags",
     "settings_to_flags",
 ]
 
@@ -69,6 +75,19 @@ def free_port(ip: str, preferred: int | None = None) -> int:
     raise OSError(f"no free port on {ip}")
 
 
+def free_ports(n: int, ip: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct TCP ports free on ``ip`` right now (all bound at once, so none repeats)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((ip, 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
 def config_file_for(name: str, configs_dir: Path = CONFIGS_DIR) -> Path:
     """configs/<name>.yaml, or configs/m1.yaml as the template for members past the third."""
     path = configs_dir / f"{name}.yaml"
@@ -107,14 +126,37 @@ def member_argv(
     return [
         *(member_cmd or MEMBER_CMD),
         f"--config-file={spec.config_file}",
-        f"--name={spec.name}",
-        f"--data-dir={spec.data_dir}",
-        f"--listen-client-urls={spec.client_url}",
-        f"--advertise-client-urls={spec.client_url}",
-        f"--listen-peer-urls={spec.listen_peer_url}",
-        f"--initial-advertise-peer-urls={spec.advertise_peer_url}",
-        f"--initial-cluster={initial_cluster}",
+        *member_flags(
+            spec.name,
+            spec.data_dir,
+            spec.client_url,
+            spec.listen_peer_url,
+            spec.advertise_peer_url,
+            initial_cluster,
+        ),
         f"--initial-cluster-state={cluster_state}",
         f"--initial-cluster-token={token}",
         *settings_to_flags(settings or {}),
+    ]
+
+
+def member_flags(
+    name: str,
+    data_dir: str,
+    client_url: str,
+    listen_peer_url: str,
+    advertise_peer_url: str,
+    initial_cluster: str,
+) -> list[str]:
+    """The flags that place one member (etcd's or raftkv's, the flags are the same): its
+    name, data dir, addresses and the cluster it starts in; the client URL is listened on and
+    advertised as is."""
+    return [
+        f"--name={name}",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={listen_peer_url}",
+        f"--initial-advertise-peer-urls={advertise_peer_url}",
+        f"--initial-cluster={initial_cluster}",
     ]

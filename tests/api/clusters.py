@@ -8,7 +8,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,21 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.config import free_ports, member_flags
 from tests.api import rawhttp
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def etcd_binaries() -> tuple[str, str] | None:
@@ -127,20 +115,9 @@ def _start(kind: str, argv0: list[str], members: int, extra: list[str], env: dic
                 subprocess.Popen(
                     [
                         *argv0,
-                        "--name",
-                        n,
-                        "--data-dir",
-                        os.path.join(tmp, n),
-                        "--listen-client-urls",
-                        client[i],
-                        "--advertise-client-urls",
-                        client[i],
-                        "--listen-peer-urls",
-                        peer[i],
-                        "--initial-advertise-peer-urls",
-                        peer[i],
-                        "--initial-cluster",
-                        initial,
+                        *member_flags(
+                            n, os.path.join(tmp, n), client[i], peer[i], peer[i], initial
+                        ),
                         "--initial-cluster-state",
                         "new",
                         *extra,

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.api.clusters import ROOT, etcd_binaries, free_ports, start_etcd
+from cluster.config import free_ports
+from tests.api.clusters import ROOT, etcd_binaries, start_etcd
 
 ENV = {**os.environ, "ETCDCTL_API": "3", "PYTHONPATH": str(ROOT)}
 

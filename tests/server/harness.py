@@ -10,14 +10,14 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from cluster.config import MEMBER_CMD, free_ports, member_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,18 +30,6 @@ def b64(s: str | bytes) -> str:
 
 def unb64(s: str) -> str:
     return base64.b64decode(s).decode()
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Member:
@@ -64,23 +52,15 @@ class Member:
 
     def args(self, initial_cluster: str, extra: list[str]) -> list[str]:
         return [
-            sys.executable,
-            "-m",
-            "raftkv",
-            "--name",
-            self.name,
-            "--data-dir",
-            str(self.data_dir),
-            "--listen-client-urls",
-            self.url,
-            "--advertise-client-urls",
-            self.url,
-            "--listen-peer-urls",
-            self.peer_url,
-            "--initial-advertise-peer-urls",
-            self.peer_url,
-            "--initial-cluster",
-            initial_cluster,
+            *MEMBER_CMD,
+            *member_flags(
+                self.name,
+                str(self.data_dir),
+                self.url,
+                self.peer_url,
+                self.peer_url,
+                initial_cluster,
+            ),
             *extra,
         ]
 

@@ -5,11 +5,11 @@ where the log says."""
 
 import asyncio
 
+from cluster.config import free_ports
 from raftkv.config import load_settings
 from raftkv.pb import rpc
 from raftkv.server.etcdserver import EtcdServer
 from raftkv.server.storage import open_member_storage
-from tests.server.harness import free_ports
 
 
 def _cfg(tmp_path):
