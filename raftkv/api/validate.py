@@ -1,7 +1,8 @@
 """Request checks etcd makes at its gRPC layer, before a request reaches Raft.
 
 Ports of etcd v3.4's ``etcdserver/api/v3rpc/key.go`` (checkRangeRequest, checkPutRequest,
-checkDeleteRequest, checkTxnRequest, checkIntervals), the gRPC server's receive limit
+checkDeleteRequest, checkTxnRequest; checkIntervals is the applier's, from
+``raftkv.mvcc.apply``), the gRPC server's receive limit
 (``max_request_bytes`` + 512 KiB, over the request's protobuf size), and etcd's own
 ``request is too large`` check over the marshalled Raft proposal. Sizes are computed from the
 ``raftkv.pb`` field tables with protobuf's encoding rules (only for big bodies).
@@ -15,6 +16,7 @@ from typing import Any
 
 from raftkv import errors
 from raftkv.errors import EtcdError, GrpcCode
+from raftkv.mvcc.apply import check_txn_intervals
 from raftkv.pb import rpc
 from raftkv.pb.fields import Kind, specs
 
@@ -101,62 +103,7 @@ def _check_txn_ops(r: rpc.TxnRequest, max_txn_ops: int) -> None:
 
 def check_txn(r: rpc.TxnRequest, max_txn_ops: int) -> None:
     _check_txn_ops(r, max_txn_ops)
-    _check_intervals(r.success)
-    _check_intervals(r.failure)
-
-
-# --- overlapping puts/deletes in one txn (adt interval tree semantics) -------------------------
-
-
-def _lt(a: bytes, b: bytes) -> bool:
-    """adt.StringAffineComparable: the empty string is +infinity."""
-    if not b:
-        return bool(a)
-    if not a:
-        return False
-    return a < b
-
-
-def _intersects(dels: list[tuple[bytes, bytes]], key: bytes) -> bool:
-    pend = key + b"\x00"  # a point is [key, key+"\x00")
-    # [begin,end) and [key,pend) overlap: begin < pend and key < end
-    return any(_lt(begin, pend) and _lt(key, end) for begin, end in dels)
-
-
-def _check_intervals(reqs: list[rpc.RequestOp]) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
-    dels: list[tuple[bytes, bytes]] = []
-    for req in reqs:
-        d = req.request_delete_range
-        if d is None:
-            continue
-        dels.append((d.key, d.range_end) if d.range_end else (d.key, d.key + b"\x00"))
-    puts: set[bytes] = set()
-    for req in reqs:
-        t = req.request_txn
-        if t is None:
-            continue
-        puts_then, dels_then = _check_intervals(t.success)
-        puts_else, dels_else = _check_intervals(t.failure)
-        for k in puts_then:
-            if k in puts or _intersects(dels, k):
-                raise errors.ErrDuplicateKey
-            puts.add(k)
-        for k in puts_else:
-            if k in puts and k not in puts_then:
-                raise errors.ErrDuplicateKey
-            if _intersects(dels, k):
-                raise errors.ErrDuplicateKey
-            puts.add(k)
-        dels.extend(dels_then)
-        dels.extend(dels_else)
-    for req in reqs:
-        p = req.request_put
-        if p is None:
-            continue
-        if p.key in puts or _intersects(dels, p.key):
-            raise errors.ErrDuplicateKey
-        puts.add(p.key)
-    return puts, dels
+    check_txn_intervals(r)  # the applier's own check, so both refuse the same txns
 
 
 # --- protobuf sizes ----------------------------------------------------------------------------

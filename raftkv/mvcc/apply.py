@@ -56,6 +56,7 @@ __all__ = [
     "check_delete_request",
     "check_put_request",
     "check_range_request",
+    "check_txn_intervals",
     "check_txn_request",
     "is_txn_readonly",
     "mk_gte_range",
@@ -121,6 +122,13 @@ def check_txn_request(r: TxnRequest, max_txn_ops: int = 0) -> None:
     if max_txn_ops > 0 and max(len(r.compare), len(r.success), len(r.failure)) > max_txn_ops:
         raise errors.ErrTooManyOps
     _check_txn_ops(r)
+    check_txn_intervals(r)
+
+
+def check_txn_intervals(r: TxnRequest) -> None:
+    """etcd's checkIntervals on each branch: ErrDuplicateKey when one path of the txn (nested
+    txns included) puts a key twice, or puts a key it also deletes. Run it after the empty-key
+    checks: an empty key or range_end means something else to etcd's interval tree."""
     _check_intervals(r.success)
     _check_intervals(r.failure)
 
