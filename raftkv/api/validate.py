@@ -1,8 +1,9 @@
 """Request checks etcd makes at its gRPC layer, before a request reaches Raft.
 
-Ports of etcd v3.4's ``etcdserver/api/v3rpc/key.go`` (checkRangeRequest, checkPutRequest,
-checkDeleteRequest, checkTxnRequest; checkIntervals is the applier's, from
-``raftkv.mvcc.apply``), the gRPC server's receive limit
+Ports of etcd v3.4's ``etcdserver/api/v3rpc/key.go`` (checkTxnRequest with the gateway's
+``max_txn_ops`` budget and sort-target check; checkRangeRequest, checkPutRequest,
+checkDeleteRequest and checkIntervals are the applier's, from ``raftkv.mvcc.apply``, so the
+two layers refuse the same requests), the gRPC server's receive limit
 (``max_request_bytes`` + 512 KiB, over the request's protobuf size), and etcd's own
 ``request is too large`` check over the marshalled Raft proposal. Sizes are computed from the
 ``raftkv.pb`` field tables with protobuf's encoding rules (only for big bodies).
@@ -16,6 +17,11 @@ from typing import Any
 
 from raftkv import errors
 from raftkv.errors import EtcdError, GrpcCode
+
+# the single-request checks are the applier's own (it runs them again after Raft)
+from raftkv.mvcc.apply import check_delete_request as check_delete
+from raftkv.mvcc.apply import check_put_request as check_put
+from raftkv.mvcc.apply import check_range_request as check_range
 from raftkv.mvcc.apply import check_txn_intervals
 from raftkv.pb import rpc
 from raftkv.pb.fields import Kind, specs
@@ -36,11 +42,6 @@ __all__ = [
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes
 
 
-def check_range(r: rpc.RangeRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
-
-
 # Enum numbers outside the proto that etcd 3.4 does not survive (its process panics: a sort with
 # an unknown target, an Alarm with an unknown action). raftkv refuses them instead, with the
 # message jsonpb gives an unknown enum name. Other unknown numbers pass, as in etcd (an alarm of
@@ -58,20 +59,6 @@ def check_sort_target(r: rpc.RangeRequest) -> None:
 def check_alarm(r: rpc.AlarmRequest) -> None:
     if int(r.action) not in rpc.AlarmAction._value2member_map_:
         raise _unknown_enum(r.action, "etcdserverpb.AlarmRequest_AlarmAction")
-
-
-def check_put(r: rpc.PutRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
-    if r.ignore_value and r.value:
-        raise errors.ErrValueProvided
-    if r.ignore_lease and r.lease:
-        raise errors.ErrLeaseProvided
-
-
-def check_delete(r: rpc.DeleteRangeRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
 
 
 def _check_op(u: rpc.RequestOp, max_txn_ops: int) -> None:
