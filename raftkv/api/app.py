@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from raftkv.api.gojson import GoJSONError, decode_first_value
 from raftkv.api.gojson import fast_decode as _fast_decode
 from raftkv.api.http import (
     CORS,
+    METRICS_CONTENT_TYPE,
     Response,
     gateway_error,
     grpc_error,
@@ -31,8 +31,10 @@ from raftkv.api.http import (
     method_not_allowed,
     not_found,
 )
+from raftkv.api.ops import ClientOps
 from raftkv.api.snapshot_stream import handle_snapshot
 from raftkv.api.streams import handle_keepalive, handle_watch, stream_refusal
+from raftkv.api.unary import UNARY, Unary, call
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
 
@@ -44,92 +46,36 @@ ETCD_VERSION = "3.4.23"
 ETCD_CLUSTER_VERSION = "3.4.0"
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
-SERVER_KEY: web.AppKey[Any] = web.AppKey("raftkv_server", object)
+SERVER_KEY: web.AppKey[ClientOps] = web.AppKey("raftkv_server", object)
 
 
-@dataclass(frozen=True, slots=True)
-class _Unary:
-    method: str  # EtcdServer method name
-    req_cls: type
-    check: Callable[[Any, Any], None] | None  # (request, server) -> None, raises EtcdError
-    proposal: bool  # goes through Raft: subject to etcd's "request is too large"
-    fixup: Callable[[Any], None] | None = None  # adjust the response to etcd's exact shape
-
-
-def _check_range(r: Any, _s: Any) -> None:
-    validate.check_range(r)
-    validate.check_sort_target(r)
-
-
-def _check_alarm(r: Any, _s: Any) -> None:
-    validate.check_alarm(r)
-
-
-def _check_put(r: Any, _s: Any) -> None:
-    validate.check_put(r)
-
-
-def _check_delete(r: Any, _s: Any) -> None:
-    validate.check_delete(r)
-
-
-def _check_txn(r: Any, s: Any) -> None:
-    validate.check_txn(r, s.max_txn_ops)
-
-
-def _member_list_fixup(resp: Any) -> None:
-    # etcd's cluster service fills the header without a revision.
-    if resp.header is not None:
-        resp.header.revision = 0
-
-
-def _alarm_fixup(resp: Any) -> None:
-    # etcd's maintenance Alarm returns the applier's response as is: no header.
-    resp.header = None
-
-
-def _txn_is_readonly(r: rpc.TxnRequest) -> bool:
-    for ops in (r.success, r.failure):
-        for u in ops:
-            if u.request_range is None and (
-                u.request_txn is None or not _txn_is_readonly(u.request_txn)
-            ):
-                return False
-    return True
-
-
-_UNARY: dict[str, _Unary] = {
-    "/v3/kv/range": _Unary("range", rpc.RangeRequest, _check_range, False),
-    "/v3/kv/put": _Unary("put", rpc.PutRequest, _check_put, True),
-    "/v3/kv/deleterange": _Unary("delete_range", rpc.DeleteRangeRequest, _check_delete, True),
-    "/v3/kv/txn": _Unary("txn", rpc.TxnRequest, _check_txn, True),
-    "/v3/kv/compaction": _Unary("compact", rpc.CompactionRequest, None, True),
-    "/v3/lease/grant": _Unary("lease_grant", rpc.LeaseGrantRequest, None, True),
-    "/v3/lease/revoke": _Unary("lease_revoke", rpc.LeaseRevokeRequest, None, True),
-    "/v3/kv/lease/revoke": _Unary("lease_revoke", rpc.LeaseRevokeRequest, None, True),
-    "/v3/lease/timetolive": _Unary("lease_time_to_live", rpc.LeaseTimeToLiveRequest, None, False),
-    "/v3/kv/lease/timetolive": _Unary(
-        "lease_time_to_live", rpc.LeaseTimeToLiveRequest, None, False
-    ),
-    "/v3/lease/leases": _Unary("lease_leases", rpc.LeaseLeasesRequest, None, False),
-    "/v3/cluster/member/list": _Unary(
-        "member_list", rpc.MemberListRequest, None, False, _member_list_fixup
-    ),
-    "/v3/cluster/member/add": _Unary("member_add", rpc.MemberAddRequest, None, False),
-    "/v3/cluster/member/remove": _Unary("member_remove", rpc.MemberRemoveRequest, None, False),
-    "/v3/cluster/member/update": _Unary("member_update", rpc.MemberUpdateRequest, None, False),
-    "/v3/cluster/member/promote": _Unary("member_promote", rpc.MemberPromoteRequest, None, False),
-    "/v3/maintenance/status": _Unary("status", rpc.StatusRequest, None, False),
-    "/v3/maintenance/hash": _Unary("hash", rpc.HashRequest, None, False),
-    "/v3/maintenance/hashkv": _Unary("hash_kv", rpc.HashKVRequest, None, False),
-    "/v3/maintenance/alarm": _Unary("alarm", rpc.AlarmRequest, _check_alarm, True, _alarm_fixup),
-    "/v3/maintenance/defragment": _Unary("defragment", rpc.DefragmentRequest, None, False),
-    "/v3/maintenance/transfer-leadership": _Unary(
-        "move_leader", rpc.MoveLeaderRequest, None, False
-    ),
+# gateway path -> the unary RPC it carries
+_UNARY: dict[str, Unary] = {
+    "/v3/kv/range": UNARY["range"],
+    "/v3/kv/put": UNARY["put"],
+    "/v3/kv/deleterange": UNARY["delete_range"],
+    "/v3/kv/txn": UNARY["txn"],
+    "/v3/kv/compaction": UNARY["compact"],
+    "/v3/lease/grant": UNARY["lease_grant"],
+    "/v3/lease/revoke": UNARY["lease_revoke"],
+    "/v3/kv/lease/revoke": UNARY["lease_revoke"],
+    "/v3/lease/timetolive": UNARY["lease_time_to_live"],
+    "/v3/kv/lease/timetolive": UNARY["lease_time_to_live"],
+    "/v3/lease/leases": UNARY["lease_leases"],
+    "/v3/cluster/member/list": UNARY["member_list"],
+    "/v3/cluster/member/add": UNARY["member_add"],
+    "/v3/cluster/member/remove": UNARY["member_remove"],
+    "/v3/cluster/member/update": UNARY["member_update"],
+    "/v3/cluster/member/promote": UNARY["member_promote"],
+    "/v3/maintenance/status": UNARY["status"],
+    "/v3/maintenance/hash": UNARY["hash"],
+    "/v3/maintenance/hashkv": UNARY["hash_kv"],
+    "/v3/maintenance/alarm": UNARY["alarm"],
+    "/v3/maintenance/defragment": UNARY["defragment"],
+    "/v3/maintenance/transfer-leadership": UNARY["move_leader"],
 }
 
-_STREAMS: dict[str, Callable[[web.Request, Any], Awaitable[web.StreamResponse]]] = {
+_STREAMS: dict[str, Callable[[web.Request, ClientOps], Awaitable[web.StreamResponse]]] = {
     "/v3/watch": handle_watch,
     "/v3/lease/keepalive": handle_keepalive,
     "/v3/maintenance/snapshot": handle_snapshot,
@@ -148,19 +94,7 @@ def parse_body(body: bytes, cls: type) -> Any:
     return decode_message(cls, value)
 
 
-def _is_learner(server: Any) -> bool:
-    is_learner = getattr(server, "is_learner", None)
-    return is_learner is not None and is_learner()
-
-
-def _refused_to_learner(server: Any, spec: _Unary, req: Any) -> bool:
-    """etcd's interceptor: a learner serves only status and serializable ranges."""
-    if not _is_learner(server):
-        return False
-    return not (spec.method == "status" or (spec.method == "range" and req.serializable))
-
-
-async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamResponse:
+async def _unary(request: web.Request, server: ClientOps, spec: Unary) -> web.StreamResponse:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -172,27 +106,13 @@ async def _unary(request: web.Request, server: Any, spec: _Unary) -> web.StreamR
     except GoJSONError as e:
         return gateway_error(str(e))
     try:
-        n = len(body)
-        validate.check_grpc_size(req, server.max_request_bytes, n)
-        if _refused_to_learner(server, spec, req):
-            raise errors.ErrNotSupportedForLearner
-        if spec.check is not None:
-            spec.check(req, server)
-        if (
-            spec.proposal
-            and n * 2 >= server.max_request_bytes
-            and (spec.method != "txn" or not _txn_is_readonly(req))
-        ):
-            validate.check_proposal_size(req, server.max_request_bytes, n)
-        resp = await getattr(server, spec.method)(req)
+        resp = await call(server, spec, req, len(body))
     except EtcdError as e:
         return await grpc_error(request, e)
-    if spec.fixup is not None:
-        spec.fixup(resp)
     return await json_ok(request, dumps(encoder(type(resp))(resp)))
 
 
-async def _auth(request: web.Request, server: Any, path: str) -> web.StreamResponse:
+async def _auth(request: web.Request, server: ClientOps, path: str) -> web.StreamResponse:
     body = await request.read()
     try:
         value = None
@@ -213,7 +133,7 @@ _HEALTH_HEADERS = {**CORS, "Content-Type": "text/plain; charset=utf-8"}
 _VERSION_BODY = dumps({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
 
 
-async def _health(server: Any) -> web.Response:
+async def _health(server: ClientOps) -> web.Response:
     """etcd 3.4's checkHealth: no alarm, a known leader, and a quorum read within a second."""
     try:
         ok = bool(server.is_healthy())
@@ -231,11 +151,9 @@ async def _health(server: Any) -> web.Response:
     )
 
 
-def _metrics(server: Any) -> web.Response:
-    from raftkv.server.metrics import CONTENT_TYPE
-
-    headers = {**CORS, "Content-Type": CONTENT_TYPE}
-    return Response(body=server.metrics.exposition(), headers=headers)
+def _metrics(server: ClientOps) -> web.Response:
+    headers = {**CORS, "Content-Type": METRICS_CONTENT_TYPE}
+    return Response(body=server.metrics_exposition(), headers=headers)
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
@@ -248,7 +166,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             try:
                 if spec is not None:
                     return await _unary(request, server, spec)
-                if _is_learner(server):  # etcd refuses every stream on a learner
+                if server.is_learner():  # etcd refuses every stream on a learner
                     return await stream_refusal(request, errors.ErrNotSupportedForLearner)
                 return await _STREAMS[path](request, server)
             except (ConnectionResetError, web.HTTPException):
@@ -284,7 +202,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return not_found(path)
 
 
-def create_app(server: Any) -> web.Application:
+def create_app(server: ClientOps) -> web.Application:
     """An aiohttp application serving etcd v3.4's JSON gateway over ``server``."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server

@@ -17,6 +17,7 @@ from raftkv.errors import EtcdError, GrpcCode, http_status
 
 __all__ = [
     "CORS",
+    "METRICS_CONTENT_TYPE",
     "Response",
     "error_body",
     "gateway_error",
@@ -66,6 +67,7 @@ class _RawChunked(web.StreamResponse):
 
 # Go's net/http buffers 2048 bytes before it commits to a Content-Length; grpc-gateway writes
 # a body in one Write, so a longer body goes out chunked, as a single chunk.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # etcd 3.4's promhttp
 GO_BUFFER_BEFORE_CHUNKING = 2048
 
 

@@ -22,6 +22,8 @@ from aiohttp import web
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
 from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING
+from raftkv.api.ops import ClientOps
+from raftkv.api.unary import keep_alive_once
 from raftkv.errors import EtcdError, GrpcCode, http_status
 from raftkv.pb import rpc
 
@@ -197,7 +199,7 @@ def _apply_watch_request(stream: Any, wr: rpc.WatchRequest) -> None:
         stream.request_progress()
 
 
-async def handle_watch(request: web.Request, server: Any) -> web.StreamResponse:
+async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamResponse:
     reader = BodyReader(request.content)
     try:
         found, value = await reader.next()
@@ -255,9 +257,7 @@ async def handle_watch(request: web.Request, server: Any) -> web.StreamResponse:
 # --- lease keepalive ---------------------------------------------------------------------------
 
 
-async def handle_keepalive(request: web.Request, server: Any) -> web.StreamResponse:
-    from raftkv import errors
-
+async def handle_keepalive(request: web.Request, server: ClientOps) -> web.StreamResponse:
     reader = BodyReader(request.content)
     out = _LineWriter(request)
     first = True
@@ -273,17 +273,7 @@ async def handle_keepalive(request: web.Request, server: Any) -> web.StreamRespo
             break
         first = False
         try:
-            try:
-                resp = await server.lease_renew(req)
-            except EtcdError as e:
-                if (
-                    e is not errors.ErrLeaseNotFound
-                    and e.message != errors.ErrLeaseNotFound.message
-                ):
-                    raise
-                # etcd answers an unknown lease with TTL 0 (omitted) and a fresh header.
-                ttl = await server.lease_time_to_live(rpc.LeaseTimeToLiveRequest(ID=req.ID))
-                resp = rpc.LeaseKeepAliveResponse(header=ttl.header, ID=req.ID, TTL=0)
+            resp = await keep_alive_once(server, req)
         except EtcdError as e:
             await out.stream_error(e)
             return await out.finish()

@@ -382,6 +382,9 @@ class EtcdServer:
     def is_healthy(self) -> bool:
         return self.leader != NONE and not self.applier.alarms
 
+    def metrics_exposition(self) -> bytes:
+        return self.metrics.exposition()
+
     # --- ReadyHandler (called by the Ready loop) ------------------------------------------------
 
     def on_soft_state(self, ss: SoftState) -> None:

@@ -42,9 +42,8 @@ from raftkv.raft import NONE
 if TYPE_CHECKING:
     from raftkv.server.etcdserver import EtcdServer
 
-__all__ = ["CONTENT_TYPE", "ServerMetrics"]
+__all__ = ["ServerMetrics"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what etcd 3.4's promhttp sends
 disable_created_metrics()  # no *_created series: etcd (Go's client) has none
 # etcd's buckets: 1 ms .. 8 s (wal fsync), 1 ms .. 8 s (backend commit)
 _DISK_BUCKETS = tuple(0.001 * 2**i for i in range(14))

@@ -205,3 +205,9 @@ class FakeServer:
 
     def is_healthy(self) -> bool:
         return self.healthy
+
+    def is_learner(self) -> bool:
+        return False
+
+    def metrics_exposition(self) -> bytes:
+        return b""
