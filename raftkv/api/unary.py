@@ -20,7 +20,7 @@ from raftkv import errors
 from raftkv.api import validate
 from raftkv.api.ops import ClientOps
 from raftkv.errors import EtcdError
-from raftkv.mvcc.apply import is_txn_readonly
+from raftkv.mvcc.validate import is_txn_readonly
 from raftkv.pb import rpc
 
 __all__ = ["UNARY", "Unary", "call", "keep_alive_once"]
@@ -37,7 +37,6 @@ class Unary:
 
 def _check_range(r: rpc.RangeRequest, _s: ClientOps) -> None:
     validate.check_range(r)
-    validate.check_sort_target(r)
 
 
 def _check_alarm(r: rpc.AlarmRequest, _s: ClientOps) -> None:

@@ -84,6 +84,7 @@ class Backend:
         self._failed: BaseException | None = None
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
+        self.generation = 0  # files swapped in whole (replace_file)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
         self.commit_error_observer: Callable[[BaseException], None] | None = None
 
@@ -187,6 +188,23 @@ class Backend:
             return False
         await self.commit_in_thread()
         return True
+
+    def replace_file(self, install: Callable[[], None]) -> None:
+        """Replace the whole file with another db image, keeping this object (every holder of
+        it sees the new state): the batch is committed first, ``install()`` moves the image
+        over ``path``, and the file is opened again. Readers of the old state keep it until
+        they close. ``generation`` counts the replacements."""
+        self.commit()
+        install()
+        db = self._db
+        old = db.state
+        with db.lock:
+            db._load()
+        old.pager.decref()
+        self._buf = {name: {} for name in db.state.roots}
+        self._sorted = {name: [] for name in db.state.roots}
+        self._new_buckets = set()
+        self.generation += 1
 
     def commit_if_due(self) -> bool:
         if not self._due():

@@ -1,11 +1,14 @@
-"""The member process: storage, the server, the peer and client listeners, signals.
+"""The member process: storage, the member's parts (``wiring.py``), the peer listener, the
+client listeners, signals.
 
 Peer listener (``--listen-peer-urls``): the Raft transport (``/raft/stream``,
-``/raft/snapshot``), lease forwarding (``/leases``), ``GET /members`` (the member table and
-cluster id, for a member joining with ``--initial-cluster-state existing``) and
-``GET /version``. Client listener(s) (``--listen-client-urls``): ``raftkv.api.create_app``.
+``/raft/snapshot``), leader-only requests forwarded by followers (``/leases``,
+``/members/promote``), ``GET /members`` (the member table and cluster id, for a member joining
+with ``--initial-cluster-state existing``) and ``GET /version``. Client listener(s)
+(``--listen-client-urls``): whatever ``serve_clients`` serves over the member's ``ClientOps``;
+this package knows no client API (the CLI passes ``raftkv.api``'s).
 
-SIGTERM/SIGINT stop the member cleanly: listeners first, then the server (the backend batch
+SIGTERM/SIGINT stop the member cleanly: listeners first, then the member (the backend batch
 is committed, the WAL closed).
 """
 
@@ -17,34 +20,44 @@ import gc
 import json
 import os
 import signal
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 
 from raftkv.config import Settings
-from raftkv.server import lease_http
+from raftkv.server import wiring
 from raftkv.server.diskfull import describe_failure
-from raftkv.server.etcdserver import ETCD_VERSION, EtcdServer
+from raftkv.server.etcdserver import EtcdServer
 from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.storage import StartupError, open_member_storage
+from raftkv.server.wiring import build_member
 from raftkv.transport.http import read_response, source_addr, split_url
+from raftkv.version import ETCD_CLUSTER_VERSION, ETCD_VERSION
 from raftkv.wal import WAL
 
-__all__ = ["run_member"]
+__all__ = ["Listener", "ServeClients", "run_member"]
 
 log = structlog.get_logger("raftkv.server")
 
 
-def _peer_app(server: EtcdServer) -> web.Application:
+class Listener(Protocol):
+    """A started listener that can be shut down."""
+
+    async def cleanup(self) -> None: ...
+
+
+ServeClients = Callable[[EtcdServer, list[str]], Awaitable[Listener]]
+
+
+def _peer_app(member: wiring.Member) -> web.Application:
     app = web.Application(client_max_size=1 << 30)
-    app.add_routes(server.transport.routes())
-    app.add_routes(lease_http.routes(server))
-    app.add_routes(server.member_ops.routes())
+    app.add_routes(member.peer_routes())
 
     async def members(_request: web.Request) -> web.Response:
         body = {
-            "cluster_id": f"{server.cluster_id:x}",
+            "cluster_id": f"{member.cluster_id:x}",
             "members": [
                 {
                     "id": f"{m.id:x}",
@@ -53,25 +66,16 @@ def _peer_app(server: EtcdServer) -> web.Application:
                     "clientURLs": m.client_urls,
                     "isLearner": m.is_learner,
                 }
-                for m in server.cluster.members.values()
+                for m in member.cluster.members.values()
             ],
         }
         return web.json_response(body)
 
     async def version(_request: web.Request) -> web.Response:
-        return web.json_response({"etcdserver": ETCD_VERSION, "etcdcluster": "3.4.0"})
+        return web.json_response({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
 
     app.add_routes([web.get("/members", members), web.get("/version", version)])
     return app
-
-
-def _client_app(server: EtcdServer) -> web.Application:
-    try:
-        from raftkv.api import create_app
-    except ImportError as e:  # the API is not there: keep the member running without it
-        log.warning("client_api_unavailable", error=str(e))
-        return web.Application()
-    return create_app(server)
 
 
 async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
@@ -117,7 +121,7 @@ async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
     )
 
 
-async def _serve(app: web.Application, urls: list[str]) -> web.AppRunner:
+async def _serve_peers(app: web.Application, urls: list[str]) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     for url in urls:
@@ -139,8 +143,9 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 50)
 
 
-async def run_member(cfg: Settings) -> int:
-    """Run one member until SIGTERM/SIGINT (0) or a fatal error (1)."""
+async def run_member(cfg: Settings, serve_clients: ServeClients) -> int:
+    """Run one member until SIGTERM/SIGINT (0) or a fatal error (1); ``serve_clients`` starts
+    the client listeners on ``--listen-client-urls`` over the member's client facade."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []
@@ -156,18 +161,18 @@ async def run_member(cfg: Settings) -> int:
     if cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path):
         remote = await _fetch_remote_cluster(cfg)
     ms = open_member_storage(cfg, remote)
-    server = EtcdServer(cfg, ms, fatal)
+    member = build_member(cfg, ms, fatal)
     _tune_gc()
-    runners: list[Any] = []
+    runners: list[Listener] = []
     try:
-        runners.append(await _serve(_peer_app(server), cfg.listen_peer_urls))
-        server.start()
-        runners.append(await _serve(_client_app(server), cfg.listen_client_urls))
+        member.start()
+        runners.append(await _serve_peers(_peer_app(member), cfg.listen_peer_urls))
+        runners.append(await serve_clients(member.server, cfg.listen_client_urls))
         log.info(
             "serving",
             name=cfg.name,
-            member=f"{server.member_id:x}",
-            cluster=f"{server.cluster_id:x}",
+            member=f"{member.member_id:x}",
+            cluster=f"{member.cluster_id:x}",
             client_urls=cfg.listen_client_urls,
             peer_urls=cfg.listen_peer_urls,
         )
@@ -178,7 +183,7 @@ async def run_member(cfg: Settings) -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(r.cleanup(), 2.0)
         try:
-            await server.stop()
+            await member.stop()
         except Exception as e:
             if not failure:
                 raise

@@ -28,13 +28,9 @@ from dataclasses import dataclass
 
 from raftkv.backend.db import fsync_dir
 from raftkv.raft import ConfState, HardState, Snapshot, SnapshotMetadata
+from raftkv.server.cindex import ConsistentIndex
 from raftkv.server.membership import MEMBERS_BUCKET, REMOVED_BUCKET, RaftCluster
-from raftkv.server.storage import (
-    CONSISTENT_INDEX_KEY,
-    META_BUCKET,
-    encode_metadata,
-    open_backend,
-)
+from raftkv.server.storage import encode_metadata, open_backend
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
 
@@ -131,8 +127,7 @@ def restore_snapshot(
                 backend.delete(bucket, k)
         cluster.attach(backend)
         cluster.save_all()
-        backend.create_bucket(META_BUCKET)
-        backend.put(META_BUCKET, CONSISTENT_INDEX_KEY, index.to_bytes(8, "big"))
+        ConsistentIndex(backend).set(index)
         backend.commit()
     finally:
         backend.close()

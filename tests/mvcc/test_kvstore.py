@@ -356,12 +356,6 @@ def test_current_revision_survives_compaction_of_every_key(env):
     assert s.current_revision == 3 and s.compact_revision == 3
 
 
-def test_consistent_index_is_persisted_with_the_batch(env):
-    env.store.consistent_index = 42
-    s = env.reopen()
-    assert s.consistent_index == 42
-
-
 def test_hash_kv_ignores_how_far_physical_compaction_got(tmp_path):
     a, b = Env(str(tmp_path / "a")), Env(str(tmp_path / "b"))
     for e in (a, b):
