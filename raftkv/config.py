@@ -64,6 +64,8 @@ class Settings(BaseModel):
     max_txn_ops: int = 128
     auto_compaction_mode: Literal["periodic", "revision"] = "periodic"
     auto_compaction_retention: str = "0"
+    strict_reconfig_check: bool = True
+    experimental_enable_lease_checkpoint: bool = False
     logger: Literal["zap", "capnslog"] = "zap"
     log_level: Literal["debug", "info", "warn", "error", "panic", "fatal"] = "info"
     log_outputs: list[str] = ["default"]
@@ -210,9 +212,9 @@ FLAGS: dict[str, str] = {  # etcd flag name -> Settings field
 # etcd 3.4 flags raftkv accepts (so etcd's command lines and config files work) but ignores:
 # TLS, auth, discovery, proxy, metrics, v2 and tuning knobs it does not have.
 _IGNORED_BOOL_FLAGS = {
-    "initial-election-tick-advance", "strict-reconfig-check", "pre-vote", "enable-v2",
+    "initial-election-tick-advance", "pre-vote", "enable-v2",
     "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "enable-pprof",
-    "experimental-initial-corrupt-check", "experimental-enable-lease-checkpoint",
+    "experimental-initial-corrupt-check",
     "experimental-peer-skip-client-san-verification", "force-new-cluster", "debug",
 }  # fmt: skip
 _IGNORED_VALUE_FLAGS = {
@@ -231,7 +233,9 @@ _IGNORED_VALUE_FLAGS = {
     "log-package-levels",
 }  # fmt: skip
 IGNORED_FLAGS = _IGNORED_BOOL_FLAGS | _IGNORED_VALUE_FLAGS
-_BOOL_FLAGS: set[str] = set(_IGNORED_BOOL_FLAGS)
+_BOOL_FLAGS: set[str] = _IGNORED_BOOL_FLAGS | {
+    name for name, field in FLAGS.items() if Settings.model_fields[field].annotation is bool
+}
 _LIST_FIELDS = {
     "listen_client_urls",
     "advertise_client_urls",

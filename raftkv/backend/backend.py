@@ -47,11 +47,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import BinaryIO
+
+from crc32c import crc32c
 
 from . import check as _check
 from . import defrag as _defrag
@@ -361,7 +362,8 @@ class Backend:
         return self._db.write_to(f)
 
     def hash(self) -> int:
-        """CRC32 over every bucket's name, keys and values in order (commits pending first)."""
+        """CRC-32C over every bucket's name, keys and values in order (commits pending first):
+        the hash etcdctl's ``snapshot status`` reports."""
         self.commit()
         with self.read_snapshot() as snap:
             return snap.hash()
@@ -451,11 +453,12 @@ class ReadSnapshot:
         return sorted(self._state().roots)
 
     def hash(self) -> int:
+        """CRC-32C (Castagnoli, as etcd's snapshot status) of every bucket name, key and value."""
         crc = 0
         for name in self.buckets():
-            crc = zlib.crc32(name, crc)
+            crc = crc32c(name, crc)
             for k, v in self.items(name):
-                crc = zlib.crc32(v, zlib.crc32(k, crc))
+                crc = crc32c(v, crc32c(k, crc))
         return crc
 
     def close(self) -> None:

@@ -10,6 +10,11 @@ The backend commits only between entries (never inside one): every ``BATCH_LIMIT
 or every ``batch_interval`` from the housekeeping task. Every proposal's waiter gets its
 entry's result: the response, or the ``EtcdError`` the apply ended with.
 
+The quota is checked again when a put, txn or lease grant is applied (etcd's quotaApplierV3):
+one that finds the backend over quota is still applied (every member applies the same
+entries), but answers ``database space exceeded``, and this member raises its NOSPACE alarm
+first (etcd's applyEntryNormal) unless one is active.
+
 Built with exactly what it touches (see ``wiring.py``); nothing here reaches the member.
 """
 
@@ -17,16 +22,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
 
+from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.errors import EtcdError
 from raftkv.lease import Lessor
 from raftkv.mvcc import KVStore
 from raftkv.pb.rpc import InternalRaftRequest, LeaseCheckpointResponse, ResponseHeader
 from raftkv.raft import ConfState, Entry, EntryType
+from raftkv.server import quota
 from raftkv.server.alarms import Alarms, refusal
 from raftkv.server.cindex import ConsistentIndex
 from raftkv.server.codec import decode_request
@@ -61,6 +69,8 @@ class Applier:
         apply_conf_change: ConfChangeApplier,
         schedule_compaction: Callable[[], None],
         on_applied: Callable[[int], None],
+        quota_bytes: int,
+        raise_nospace: Callable[[Callable[[], None] | None], None],
     ) -> None:
         self._kv = kv
         self._lessor = lessor
@@ -72,6 +82,8 @@ class Applier:
         self._apply_conf_change = apply_conf_change
         self._schedule_compaction = schedule_compaction
         self._on_applied = on_applied
+        self._quota_bytes = quota_bytes
+        self._raise_nospace = raise_nospace
         self.applied_index = 0
         self.applied_term = 0
         self.conf_state = ConfState()
@@ -101,7 +113,11 @@ class Applier:
                         result: Any = self._apply_request(req)
                     except EtcdError as err:
                         result = err
-                    if req.ID and wait.is_registered(req.ID):
+                    waiting = bool(req.ID) and wait.is_registered(req.ID)
+                    if result is errors.ErrNoSpace and not self._alarms.nospace:
+                        answer = partial(wait.trigger, req.ID, result) if waiting else None
+                        self._raise_nospace(answer)
+                    elif waiting:
                         wait.trigger(req.ID, result)
                 if backend.pending >= BATCH_LIMIT:
                     backend.commit()
@@ -117,9 +133,9 @@ class Applier:
             if err is not None:
                 raise err
         if r.put is not None:
-            return kv.put(r.put)
+            return self._within_quota(r.put, kv.put)
         if r.txn is not None:
-            return kv.txn(r.txn)
+            return self._within_quota(r.txn, kv.txn)
         if r.delete_range is not None:
             return kv.delete_range(r.delete_range)
         if r.compaction is not None:
@@ -127,7 +143,10 @@ class Applier:
             self._schedule_compaction()
             return resp
         if r.lease_grant is not None:
-            return self._lessor.grant(r.lease_grant.ID, r.lease_grant.TTL, time.monotonic())
+            g = r.lease_grant
+            return self._within_quota(
+                g, lambda g: self._lessor.grant(g.ID, g.TTL, time.monotonic())
+            )
         if r.lease_revoke is not None:
             return kv.lease_revoke(r.lease_revoke.ID)
         if r.lease_checkpoint is not None:
@@ -142,3 +161,10 @@ class Applier:
             self._cluster.update_attributes(m.ID, m.name, list(m.clientURLs))
             return None
         return None
+
+    def _within_quota(self, req: Any, apply: Callable[[Any], Any]) -> Any:
+        ok = quota.available(self._backend.size, quota.cost(req), self._quota_bytes)
+        resp = apply(req)
+        if not ok:
+            raise errors.ErrNoSpace
+        return resp

@@ -8,7 +8,8 @@
   (expiry is decided by the leader only, and carried out through Raft);
 - publishing this member's name and client URLs through Raft after start (etcd's publish),
   retried until it is applied;
-- raising the NOSPACE alarm (through Raft) when the backend exceeds its quota.
+- raising the NOSPACE alarm (through Raft) when the backend exceeds its quota, before a
+  request is proposed or when one is applied over the quota.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Housekeeping:
         self._attributes = attributes
         self._tasks: list[asyncio.Task[None]] = []
         self._nospace_pending = False
+        self._after_nospace: list[Callable[[], None]] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -180,8 +182,16 @@ class Housekeeping:
 
     # --- quota --------------------------------------------------------------------------------
 
-    def raise_nospace(self) -> None:
-        if self._nospace_pending or self._alarms.nospace:
+    def raise_nospace(self, then: Callable[[], None] | None = None) -> None:
+        """Propose this member's NOSPACE alarm (once at a time, not while one is active);
+        ``then`` runs once the proposal is done (etcd answers an apply that went over quota
+        only after raising the alarm)."""
+        if then is not None:
+            self._after_nospace.append(then)
+        if self._nospace_pending:
+            return
+        if self._alarms.nospace:
+            self._run_after_nospace()
             return
         self._nospace_pending = True
 
@@ -198,5 +208,11 @@ class Housekeeping:
                 pass
             finally:
                 self._nospace_pending = False
+                self._run_after_nospace()
 
         spawn(activate())
+
+    def _run_after_nospace(self) -> None:
+        after, self._after_nospace = self._after_nospace, []
+        for fn in after:
+            fn()

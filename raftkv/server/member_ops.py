@@ -9,10 +9,11 @@ Proposing (any member; promote is decided by the leader, a follower forwards it 
     update  UPDATE_NODE (no checks before Raft, as in etcd)
     promote learner caught up (match >= 90% of the leader's)? -> strict check -> ADD_NODE promote
 
-The strict reconfiguration check (etcd's default; raftkv always makes it) uses what this
-member sees *now*: "started" members (ones that published their name), and peers whose stream
-has been up for the last ``HEALTH_INTERVAL`` (etcd's isConnectedFullySince). A change that
-would leave fewer started or connected voters than a quorum is refused before it reaches Raft
+The strict reconfiguration check (``--strict-reconfig-check``, on by default as in etcd; off,
+only the learner's catch-up is checked before a promote) uses what this member sees *now*:
+"started" members (ones that published their name), and peers whose stream has been up for
+the last ``HEALTH_INTERVAL`` (etcd's isConnectedFullySince). A change that would leave fewer
+started or connected voters than a quorum is refused before it reaches Raft
 (ErrMemberNotEnoughStarted, ErrUnhealthy).
 
 Applying (every member, in log order): the change is validated against the member table as
@@ -135,8 +136,10 @@ class MemberOps:
         to_leader: Callable[[LeaderOnly, Any], Awaitable[Any]],
         request_timeout: float,
         on_removed: Callable[[BaseException], None],
+        strict_reconfig_check: bool = True,
     ) -> None:
         self._node = node
+        self._strict = strict_reconfig_check
         self._cluster = cluster
         self._peers = peers
         self._backend = backend
@@ -159,17 +162,19 @@ class MemberOps:
         mid = compute_member_id(urls, str(int(time.time())))
         if mid in self._cluster.members:
             raise errors.ErrMemberExist
-        if not req.isLearner and not self._ready_to_add_voter():
-            raise errors.ErrMemberNotEnoughStarted
-        if not self._connected_to_all_voters():
-            raise errors.ErrUnhealthy
+        if self._strict:
+            if not req.isLearner and not self._ready_to_add_voter():
+                raise errors.ErrMemberNotEnoughStarted
+            if not self._connected_to_all_voters():
+                raise errors.ErrUnhealthy
         t = ConfChangeType.ADD_LEARNER_NODE if req.isLearner else ConfChangeType.ADD_NODE
         members = await self._configure(t, mid, _context(mid, urls, req.isLearner))
         member = rpc.Member(ID=mid, peerURLs=urls, isLearner=req.isLearner)
         return rpc.MemberAddResponse(header=self._header(), member=member, members=members)
 
     async def remove(self, req: rpc.MemberRemoveRequest) -> rpc.MemberRemoveResponse:
-        self._may_remove(req.ID)
+        if self._strict:
+            self._may_remove(req.ID)
         members = await self._configure(ConfChangeType.REMOVE_NODE, req.ID, b"")
         return rpc.MemberRemoveResponse(header=self._header(), members=members)
 
@@ -188,7 +193,7 @@ class MemberOps:
         if not self._node.is_leader:
             raise errors.ErrNotLeader
         self._check_learner_ready(req.ID)
-        if not self._ready_to_promote():
+        if self._strict and not self._ready_to_promote():
             raise errors.ErrMemberNotEnoughStarted
         ctx = _context(req.ID, [], promote=True)
         members = await self._configure(ConfChangeType.ADD_NODE, req.ID, ctx)

@@ -31,7 +31,6 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     disable_created_metrics,
-    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -40,6 +39,7 @@ from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.mvcc import KVStore
 from raftkv.raft import NONE
+from raftkv.server.promtext import text_format
 from raftkv.server.wait import Wait
 from raftkv.transport import Transport
 from raftkv.version import ETCD_VERSION
@@ -130,7 +130,7 @@ class ServerMetrics:
             self.proposals_failed += 1
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return text_format(self.registry.collect())
 
 
 def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:

@@ -153,9 +153,9 @@ class SnapshotStatus:
 
 
 def snapshot_status(path: str) -> SnapshotStatus:
-    """etcdctl's ``snapshot status``: the db image's hash (CRC32 over every bucket's name, keys
-    and values, as etcd computes it, but IEEE rather than Castagnoli), newest revision, number
-    of keys in all buckets, and size. The image is checked first."""
+    """etcdctl's ``snapshot status``: the db image's hash (CRC-32C over every bucket's name,
+    keys and values, as etcd computes it), newest revision, number of keys in all buckets, and
+    size. The image is checked first."""
     with open(path, "rb") as f:
         data = f.read()
     image = data[:-SHA_LEN] if len(data) % 512 == SHA_LEN else data

@@ -12,8 +12,8 @@ Build order (each line uses only what is above it)::
     storage (opened by storage.py) -> lessor, kv, cindex, alarms, cluster
     transport -> RaftNode(RawNode, wal, send=transport.send)
     wait, idgen, applied waiters -> metrics -> proposer -> forwarder, read index
-    physical compaction, member ops -> applier -> snapshots
-    -> housekeeping, maintenance -> EtcdServer (the client facade) -> auto-compactor
+    watch streams, housekeeping -> physical compaction, member ops -> applier -> snapshots
+    -> maintenance -> EtcdServer (the client facade) -> auto-compactor
 
 Start: transport, Raft loop, read index, housekeeping, compaction, compactor (then the caller
 serves the peer and client listeners). Stop: the reverse, then every waiter fails with "server
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -32,6 +33,7 @@ from aiohttp import web
 from raftkv import errors
 from raftkv.config import Settings
 from raftkv.lease import Lessor
+from raftkv.lease.lessor import DEFAULT_CHECKPOINT_INTERVAL
 from raftkv.mvcc import KVStore
 from raftkv.pb import rpc
 from raftkv.raft import Config, Entry, Message, RawNode, ReadState, Snapshot, SoftState, StateType
@@ -57,6 +59,10 @@ from raftkv.server.wait import DROPPED, IdGenerator, Wait
 from raftkv.transport import Transport
 
 __all__ = ["Member", "PeerHooks", "ReadyHooks", "build_member", "min_lease_ttl"]
+
+
+# RAFTKV_LEASE_CHECKPOINT_INTERVAL (seconds) shortens etcd's 5 minutes between lease
+# checkpoints, for tests (etcd 3.4 has no flag for it).
 
 
 def min_lease_ttl(cfg: Settings) -> int:
@@ -171,7 +177,14 @@ class Member:
         self.backend = backend = ms.backend
         self.snapshotter = ms.snapshotter
         self.cluster = cluster = ms.cluster
-        self.lessor = lessor = Lessor(backend, min_ttl=min_lease_ttl(cfg))
+        self.lessor = lessor = Lessor(
+            backend,
+            min_ttl=min_lease_ttl(cfg),
+            checkpointing=cfg.experimental_enable_lease_checkpoint,
+            checkpoint_interval=float(
+                os.environ.get("RAFTKV_LEASE_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL)
+            ),
+        )
         self.kv = kv = KVStore(backend, lessor)
         self.cindex = ConsistentIndex(backend)
         self.alarms = alarms = Alarms(backend)
@@ -247,6 +260,20 @@ class Member:
         )
         self.read_index = read_index = ReadIndexer(node, applied, request_timeout)
 
+        # --- background work ---
+        self.watch_streams = watch_streams = WatchStreams(self.cluster_id, me, lambda: node.term)
+        self.housekeeping = housekeeping = Housekeeping(
+            backend=backend,
+            kv=kv,
+            lessor=lessor,
+            alarms=alarms,
+            wait=wait,
+            propose=proposer.propose,
+            is_leader=lambda: node.is_leader,
+            watch_streams=lambda: watch_streams.open,
+            attributes=rpc.Member(ID=me, name=cfg.name, clientURLs=list(cfg.advertise_client_urls)),
+        )
+
         # --- applying ---
         self.compaction = compaction = PhysicalCompaction(kv)
         self.member_ops = member_ops = MemberOps(
@@ -262,6 +289,7 @@ class Member:
             to_leader=forwarder.call,
             request_timeout=request_timeout,
             on_removed=fatal,
+            strict_reconfig_check=cfg.strict_reconfig_check,
         )
         self.applier = applier = Applier(
             kv=kv,
@@ -274,6 +302,8 @@ class Member:
             apply_conf_change=member_ops.apply,
             schedule_compaction=compaction.schedule,
             on_applied=applied.applied_to,
+            quota_bytes=cfg.quota_bytes,
+            raise_nospace=housekeeping.raise_nospace,
         )
         snap_index = 0
         if ms.snapshot is not None:
@@ -292,19 +322,7 @@ class Member:
             snap_index=snap_index,
         )
 
-        # --- background work, maintenance, the client facade ---
-        self.watch_streams = watch_streams = WatchStreams(self.cluster_id, me, lambda: node.term)
-        self.housekeeping = housekeeping = Housekeeping(
-            backend=backend,
-            kv=kv,
-            lessor=lessor,
-            alarms=alarms,
-            wait=wait,
-            propose=proposer.propose,
-            is_leader=lambda: node.is_leader,
-            watch_streams=lambda: watch_streams.open,
-            attributes=rpc.Member(ID=me, name=cfg.name, clientURLs=list(cfg.advertise_client_urls)),
-        )
+        # --- maintenance, the client facade ---
         maintenance = Maintenance(
             backend=backend,
             node=node,

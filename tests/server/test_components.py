@@ -66,7 +66,19 @@ def _entry(index: int, **fields) -> Entry:
     return Entry(1, index, EntryType.NORMAL, encode_request(rpc.InternalRaftRequest(**fields)))
 
 
-def _applier(store: Store, conf_changes: list, compactions: list, applied: list) -> Applier:
+def _applier(
+    store: Store,
+    conf_changes: list,
+    compactions: list,
+    applied: list,
+    quota_bytes: int = 1 << 30,
+    nospace: list | None = None,
+) -> Applier:
+    def raise_nospace(then) -> None:
+        if nospace is None:
+            raise AssertionError("no NOSPACE alarm expected")
+        nospace.append(then)
+
     def apply_cc(e: Entry, fresh: bool, cs: ConfState) -> ConfState:
         conf_changes.append((e.index, fresh))
         return cs
@@ -82,6 +94,8 @@ def _applier(store: Store, conf_changes: list, compactions: list, applied: list)
         apply_conf_change=apply_cc,
         schedule_compaction=lambda: compactions.append(store.kv.compact_revision),
         on_applied=applied.append,
+        quota_bytes=quota_bytes,
+        raise_nospace=raise_nospace,
     )
 
 
@@ -145,6 +159,19 @@ async def test_applier_commits_the_batch_between_entries_at_its_limit(store):
     ents = [_entry(i, txn=rpc.TxnRequest(success=big)) for i in range(1, BATCH_LIMIT // 100 + 2)]
     a.apply_entries(ents)
     assert store.backend.pending < BATCH_LIMIT
+
+
+async def test_applier_over_quota_applies_but_answers_nospace_after_raising_the_alarm(store):
+    raised: list = []
+    a = _applier(store, [], [], [], quota_bytes=store.backend.size + 10, nospace=raised)
+    fut = store.wait.register(30)
+    a.apply_entries([_entry(1, ID=30, put=rpc.PutRequest(key=b"big", value=b"x" * 100))])
+    assert store.kv.range(rpc.RangeRequest(key=b"big")).count == 1  # applied on every member
+    assert not fut.done() and len(raised) == 1  # answered once the alarm is proposed
+    raised[0]()
+    assert await fut is errors.ErrNoSpace
+    a.apply_entries([_entry(2, delete_range=rpc.DeleteRangeRequest(key=b"big"))])  # no cost
+    assert len(raised) == 1
 
 
 # --- Proposer ----------------------------------------------------------------------------------
@@ -359,14 +386,17 @@ async def test_housekeeping_raises_nospace_once_while_it_is_pending(store):
         watch_streams=lambda: [],
         attributes=rpc.Member(ID=ME, name="me"),
     )
+    answered: list[str] = []
     hk.raise_nospace()
-    hk.raise_nospace()
+    hk.raise_nospace(lambda: answered.append("over quota"))
     await asyncio.sleep(0.01)
     assert len(proposed) == 1
     alarm = proposed[0]["alarm"]
     assert (alarm.memberID, alarm.alarm) == (ME, rpc.AlarmType.NOSPACE)
+    assert answered == []  # not before the alarm's proposal is done
     gate.set()
     await asyncio.sleep(0.01)
+    assert answered == ["over quota"]
     hk.raise_nospace()  # no longer pending (and no alarm applied): asked again
     await asyncio.sleep(0.01)
     assert len(proposed) == 2
