@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -71,93 +72,75 @@ def min_lease_ttl(cfg: Settings) -> int:
     return max(math.ceil(ticks * cfg.heartbeat_interval / 1000.0), 1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadyHooks:
     """What the Ready loop hands to the rest of the member (``raft_node.ReadyHandler``)."""
 
-    def __init__(
-        self,
-        *,
-        metrics: ServerMetrics,
-        proposer: Proposer,
-        read_index: ReadIndexer,
-        lessor: Lessor,
-        snapshots: Snapshots,
-        applier: Applier,
-        wait: Wait,
-        election_timeout: float,
-    ) -> None:
-        self._metrics = metrics
-        self._proposer = proposer
-        self._read_index = read_index
-        self._lessor = lessor
-        self._snapshots = snapshots
-        self._applier = applier
-        self._wait = wait
-        self._election_timeout = election_timeout
+    metrics: ServerMetrics
+    proposer: Proposer
+    read_index: ReadIndexer
+    lessor: Lessor
+    snapshots: Snapshots
+    applier: Applier
+    wait: Wait
+    election_timeout: float
 
     def on_soft_state(self, ss: SoftState) -> None:
-        self._metrics.on_leader(ss.lead)
-        self._proposer.on_leader_change(ss.lead)
-        self._read_index.on_leader_change()
-        lessor = self._lessor
+        self.metrics.on_leader(ss.lead)
+        self.proposer.on_leader_change(ss.lead)
+        self.read_index.on_leader_change()
+        lessor = self.lessor
         if ss.raft_state == StateType.LEADER:
             if not lessor.is_primary:
-                lessor.promote(time.monotonic(), extend=self._election_timeout)
+                lessor.promote(time.monotonic(), extend=self.election_timeout)
         elif lessor.is_primary:
             lessor.demote()
 
     def on_read_states(self, states: list[ReadState]) -> None:
-        self._read_index.on_read_states(states)
+        self.read_index.on_read_states(states)
 
     def send_snapshot(self, m: Message) -> None:
-        self._snapshots.send(m)
+        self.snapshots.send(m)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        self._snapshots.install(snap)
+        self.snapshots.install(snap)
 
     def apply_entries(self, entries: list[Entry]) -> None:
-        self._applier.apply_entries(entries)
+        self.applier.apply_entries(entries)
 
     def after_ready(self) -> None:
-        self._snapshots.maybe_trigger()
+        self.snapshots.maybe_trigger()
 
     def on_dropped(self, req_ids: list[int]) -> None:
         for i in req_ids:
-            self._wait.trigger(i, DROPPED)
+            self.wait.trigger(i, DROPPED)
 
 
+@dataclass(slots=True, kw_only=True)
 class PeerHooks:
     """What the transport delivers to the member (``transport.PeerInbox``)."""
 
-    def __init__(
-        self,
-        *,
-        node: RaftNode,
-        snapshots: Snapshots,
-        cluster: RaftCluster,
-        removed: Callable[[], None],
-    ) -> None:
-        self._node = node
-        self._snapshots = snapshots
-        self._cluster = cluster
-        self._removed = removed
-        self.stopped = False
+    node: RaftNode
+    snapshots: Snapshots
+    cluster: RaftCluster
+    removed: Callable[[], None]
+    stopped: bool = False
 
     def on_message(self, m: Message) -> None:
-        self._node.step(m)
+        self.node.step(m)
 
     def report_unreachable(self, peer_id: int) -> None:
         if not self.stopped:
-            self._node.report_unreachable(peer_id)
+            self.node.report_unreachable(peer_id)
 
     async def on_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None:
-        await self._snapshots.receive(m, body)
+        await self.snapshots.receive(m, body)
 
     def is_removed(self, peer_id: int) -> bool:
-        return peer_id in self._cluster.removed
+        return peer_id in self.cluster.removed
 
     def on_removed(self) -> None:
-        self._removed()
+        self.removed()
 
 
 class Member:
