@@ -72,7 +72,9 @@ def etcd() -> str:
 
 @pytest.mark.parametrize("flags", [(), ("--experimental-enable-lease-checkpoint",)])
 def test_a_new_leader_restarts_the_lease_ttl_as_etcd_does(etcd: str, flags: tuple[str, ...]):
-    want = _kind(_with(lambda: start_etcd(etcd, extra=flags), _ttl_after_leader_change))
+    # (etcd 3.4.23 with the checkpoint flag crashes at start under its default capnslog logger)
+    etcd_flags = (*flags, "--logger=zap") if flags else flags
+    want = _kind(_with(lambda: start_etcd(etcd, extra=etcd_flags), _ttl_after_leader_change))
     got = _kind(_with(lambda: start_raftkv(extra=flags), _ttl_after_leader_change))
     assert (got, want) == ("full", "full")
 
