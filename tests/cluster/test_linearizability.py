@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.linearizability import Op, check, check_key
+from cluster.linearizability import Op, check, check_key, minimal_failing, simulated_history
 
 
 def put(v, t0, t1, client=0, key="k"):
@@ -126,42 +126,10 @@ def test_budget_exhaustion_is_reported_as_undecided():
     assert "undecided" in r.summary()
 
 
-def simulated_history(seed: int, clients: int = 4, ops: int = 40, unknown: float = 0.1):
-    """Histories of an atomic register: each op takes effect at a random point inside its
-    [invoke, complete] interval, so the history is linearizable by construction."""
-    rng = random.Random(seed)
-    events = []  # (linearization point, client, op kind, args)
-    t = [0.0] * clients
-    for n in range(ops):
-        c = rng.randrange(clients)
-        invoke = t[c] + rng.random()
-        dur = rng.random() * 3
-        point = invoke + rng.random() * dur
-        kind = rng.choice(["put", "get", "cas"])
-        events.append((point, invoke, invoke + dur, c, kind, f"{n}".encode()))
-        t[c] = invoke + dur
-    state, history = None, []
-    for _point, invoke, complete, c, kind, v in sorted(events):
-        lost = rng.random() < unknown and kind != "get"
-        end = None if lost else complete
-        if kind == "put":
-            state = v
-            history.append(put(v, invoke, end, client=c))
-        elif kind == "get":
-            history.append(get(state, invoke, end, client=c))
-        else:
-            expected = state if rng.random() < 0.6 else b"other"
-            ok = state == expected
-            if ok:
-                state = v
-            history.append(cas(expected, v, None if lost else ok, invoke, end, client=c))
-    return history, max(e[2] for e in events)
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=10**9))
 def test_simulated_atomic_register_histories_are_linearizable(seed):
-    history, _ = simulated_history(seed)
+    history = simulated_history(random.Random(seed))
     r = check_key(history)
     assert r.ok, r.detail
 
@@ -169,6 +137,38 @@ def test_simulated_atomic_register_histories_are_linearizable(seed):
 @settings(max_examples=40, deadline=None)
 @given(st.integers(min_value=0, max_value=10**9))
 def test_a_read_of_a_value_never_written_after_the_history_is_caught(seed):
-    history, last = simulated_history(seed, unknown=0.0)
+    history = simulated_history(random.Random(seed), unknown=0.0)
+    last = max(op.complete for op in history)
     history.append(get(b"never written", last + 10, last + 11, client=99))
     assert not check_key(history).ok
+
+
+def test_multi_key_simulated_history_is_linearizable_and_the_summary_says_size_and_time():
+    history = simulated_history(random.Random(3), ops=3000, keys=4, clients=8, think=0.01)
+    r = check(history)
+    assert r.ok, r.summary()
+    assert r.ops == 3000 and len(r.keys) == 4
+    assert "linearizable: 3000 ops on 4 keys, checked in " in r.summary()
+    assert r.summary().endswith(" s CPU")
+
+
+def test_a_stale_read_is_shrunk_to_the_read_and_the_writes_it_missed():
+    history = simulated_history(random.Random(5), ops=400, clients=4, unknown=0.0)
+    last = max(op.complete for op in history)
+    first = next(op for op in history if op.kind == "put")
+    newest = put(b"newest", last + 1, last + 2, client=7, key="k0")
+    stale = get(
+        first.value, last + 3, last + 4, client=8, key="k0"
+    )  # reads a long-overwritten value
+    r = check([*history, newest, stale])
+    assert not r.ok
+    (bad,) = r.violations
+    assert stale in bad.minimal and first in bad.minimal  # the read and the write it returned
+    assert len(bad.minimal) <= 4, [op.describe() for op in bad.minimal]
+    assert not check_key(bad.minimal).ok  # the sub-history fails on its own
+    assert "NOT linearizable" in r.summary() and "checked in" in r.summary()
+
+
+def test_a_read_of_a_value_never_written_is_its_own_minimal_sub_history():
+    h = [put(b"1", 0, 1), get(b"2", 2, 3), put(b"3", 5, 6), get(b"3", 7, 8)]
+    assert minimal_failing(h) == [h[1]]  # b"2" was never written: the read alone fails
