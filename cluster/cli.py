@@ -13,6 +13,7 @@ Everything the other commands need (PIDs, ports, the proxy's control URL) is in 
     python -m cluster latency m1 m2 200 | drop m1 m2 0.3 | faults
     python -m cluster leader | endpoints | logs [-f] [m1 ...]
     python -m cluster down [--clean]
+    python -m cluster report chaos-runs/20260101-120000/history.jsonl
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import sys
 from pathlib import Path
 
 from cluster.config import CONFIGS_DIR
+from cluster.linearizability import check
 from cluster.local import ClusterError, LocalCluster
+from cluster.runlog import RunLog
 
 __all__ = ["main"]
 
@@ -192,6 +195,25 @@ async def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a saved chaos run (scripts/chaos.py) again, checking linearizability anew."""
+    from cluster.report import write_report  # matplotlib: imported for this command only
+
+    path = Path(args.path)
+    if path.is_dir():
+        path = path / "history.jsonl"
+    try:
+        run = RunLog.load(path)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        return 1
+    lin = check(run.ops)
+    print(f"linearizability: {lin.summary()}")
+    out = write_report(run, path, lin)
+    print(f"report {out}; figure {out.with_suffix('.png')}")
+    return 0 if lin.ok and not run.checks.get("problems") else 1
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.cmd == "up":
         return await cmd_up(args)
@@ -329,11 +351,15 @@ def parser() -> argparse.ArgumentParser:
     drop.add_argument("b")
     drop.add_argument("share", type=float)
     drop.add_argument("--both", action="store_true")
+    rep = sub.add_parser("report", help="render a saved chaos run into its HTML report and PNG")
+    rep.add_argument("path", help="a history.jsonl written by scripts/chaos.py (or its dir)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd == "report":
+        return cmd_report(args)
     try:
         return asyncio.run(run(args))
     except (ClusterError, KeyError) as e:

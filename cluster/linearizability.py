@@ -112,6 +112,7 @@ class KeyResult:
     steps: int
     exhausted: bool = False  # gave up after max_steps: neither proven nor refuted
     detail: str = ""
+    stuck: Op | None = None  # a violation: the op that could not be linearized, at best
     minimal: list[Op] = field(default_factory=list)  # a violation's minimal failing sub-history
 
 
@@ -218,6 +219,7 @@ def check_key(
                     False,
                     len(ops),
                     steps,
+                    stuck=op,
                     detail=(
                         f"no valid order: at most {best} of {len(ops)} ops linearize; then "
                         f"{op.describe()} cannot (register holds {st!r} at that point)"
