@@ -22,6 +22,20 @@ linearized anywhere after its call, including after everything else, i.e. never;
 cas with unknown outcome applies to the state wherever it is linearized (a cas only if its
 compare holds). A get with unknown outcome tells nothing and is dropped.
 
+Unknown writes are what makes a failing search expensive: each one left pending doubles the
+configurations to rule out. When the value it writes is written by no other op (the chaos
+workload's values are unique), two exact reductions apply (`_unknown_deadlines`):
+- if some read or successful CAS saw the value, the write took effect before that op returned
+  (nothing else could have put the value there): its return time becomes the earliest such
+  return instead of +inf;
+- if nothing mentions the value (no read saw it, no CAS compared against it), the write is
+  dropped, unless a failed CAS could have relied on it: wherever it took effect, it was
+  overwritten before anyone could tell, so a legal order with it gives one without it and
+  back. The exception: a failed CAS(e) linearized while the write's value was current, where
+  without the write the register would hold e; that needs the CAS to return, and e to be
+  still possibly current (no write invoked after e's write returned has returned yet), after
+  the write was invoked.
+
 A violation comes with a minimal failing sub-history (`KeyResult.minimal`): a subset of the
 key's operations that admits no legal order while every smaller one found by shrinking does,
 closed under "the write of each value it reads" so that every read in it has its writer.
@@ -29,6 +43,7 @@ closed under "the write of each value it reads" so that every read in it has its
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
@@ -145,16 +160,75 @@ class CheckResult:
         return f"linearizable: {self.ops} ops on {len(self.keys)} keys, {took}"
 
 
+def _unknown_deadlines(ops: list[Op], initial: bytes | None) -> dict[int, float | None]:
+    """For unknown writes of a value no other op writes (see the module docstring): id(op) ->
+    the time by which it took effect, or None when it can be dropped."""
+    writer: dict[bytes | None, Op | None] = {initial: None}  # None: the initial state
+    count: dict[bytes | None, int] = defaultdict(int)
+    seen_by: dict[bytes, float] = {}  # value -> earliest return of an op that saw it
+    mentioned: set[bytes | None] = {initial}
+    for op in ops:
+        if op.kind != "get":
+            count[op.value] += 1
+            writer[op.value] = op
+            mentioned.add(op.expected)
+        saw = op.output if op.kind == "get" else (op.expected if op.output is True else None)
+        if isinstance(saw, bytes) and op.complete is not None:
+            seen_by[saw] = min(seen_by.get(saw, INF), op.complete)
+            mentioned.add(saw)
+    # a value is gone for good once a write invoked after it returned has returned itself
+    done = sorted(
+        (op.invoke, op.complete)
+        for op in ops
+        if op.complete is not None and (op.kind == "put" or op.output is True)
+    )
+    invokes = [t for t, _ in done]
+    gone_after = [INF] * (len(done) + 1)  # suffix minimum of the returns
+    for i in range(len(done) - 1, -1, -1):
+        gone_after[i] = min(done[i][1], gone_after[i + 1])
+
+    def gone(value: bytes | None) -> float:
+        w = writer.get(value, False)
+        if w is False:  # never written, not the initial state: never there at all
+            return -INF
+        if count[value] > 1 or (w is not None and w.complete is None):
+            return INF  # may come back, or may still be written
+        return gone_after[bisect.bisect_right(invokes, w.complete if w else -INF)]
+
+    # the last time a failed CAS could have relied on the register holding something else
+    reliance = max(
+        (
+            min(op.complete, gone(op.expected))
+            for op in ops
+            if op.kind == "cas" and op.output is False and op.complete is not None
+        ),
+        default=-INF,
+    )
+    out: dict[int, float | None] = {}
+    for op in ops:
+        if not op.unknown or op.kind == "get" or count[op.value] != 1 or op.value == initial:
+            continue
+        if op.value in seen_by:
+            out[id(op)] = max(seen_by[op.value], op.invoke)
+        elif op.value not in mentioned and reliance <= op.invoke:
+            out[id(op)] = None
+    return out
+
+
 def check_key(
     ops: Iterable[Op], initial: bytes | None = None, max_steps: int = 5_000_000
 ) -> KeyResult:
     """Is this single-key history linearizable, starting from `initial`?"""
     ops = [op for op in ops if not (op.kind == "get" and op.unknown)]
+    n_ops = len(ops)
     key = ops[0].key if ops else ""
+    deadline = _unknown_deadlines(ops, initial)
+    ops = [op for op in ops if not (id(op) in deadline and deadline[id(op)] is None)]
     events: list[tuple[float, int, int, _Entry]] = []
     for i, op in enumerate(ops):
         call = _Entry(op, i, True, op.invoke)
-        ret = _Entry(op, i, False, INF if op.complete is None else op.complete)
+        end = deadline.get(id(op)) if op.complete is None else op.complete
+        ret = _Entry(op, i, False, INF if end is None else end)
         call.match = ret
         # at equal times calls sort first: touching operations count as concurrent
         events.append((call.time, 0, i, call))
@@ -195,7 +269,7 @@ def check_key(
     while head.next is not None:
         steps += 1
         if steps > max_steps:
-            return KeyResult(key, False, len(ops), steps, exhausted=True, detail="budget")
+            return KeyResult(key, False, n_ops, steps, exhausted=True, detail="budget")
         if entry.call:
             ok, new_state = _step(state, entry.op)
             if ok:
@@ -217,7 +291,7 @@ def check_key(
                 return KeyResult(
                     key,
                     False,
-                    len(ops),
+                    n_ops,
                     steps,
                     stuck=op,
                     detail=(
@@ -230,7 +304,7 @@ def check_key(
             done -= 1
             unlift(entry)
             entry = entry.next
-    return KeyResult(key, True, len(ops), steps)
+    return KeyResult(key, True, n_ops, steps)
 
 
 def _writers(ops: list[Op]) -> dict[bytes, Op]:

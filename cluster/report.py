@@ -266,7 +266,7 @@ def figure(run: RunLog, s: Series) -> Figure:
 def _table(head: list[str], rows: list[list[str]], attrs: list[str] | None = None) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     trs = "".join(
-        f"<tr{(' ' + attrs[i]) if attrs else ''}>"
+        f"<tr{(' ' + attrs[i]) if attrs and attrs[i] else ''}>"
         + "".join(f"<td>{html.escape(c)}</td>" for c in r)
         + "</tr>"
         for i, r in enumerate(rows)
