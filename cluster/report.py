@@ -36,7 +36,7 @@ from matplotlib.patches import Patch
 from cluster.linearizability import CheckResult, Op, check, check_key
 from cluster.runlog import LeaderSample, RunLog
 
-__all__ = ["Series", "leader_changes", "render", "series", "write_report"]
+__all__ = ["Series", "figure", "leader_changes", "render", "series", "verdict", "write_report"]
 
 # one colour per fault kind (tab10 order), shared by the bars, the shading and the legend
 FAULT_COLORS = {
@@ -136,7 +136,15 @@ def _label_room(ax: Any, fig: Figure, seconds: float) -> float:
     return seconds * width_px / max(hi - lo, 1e-9) / 5.5  # ~5.5 px per 7-pt character
 
 
-def figure(run: RunLog, s: Series) -> Figure:
+def verdict(run: RunLog, lin: CheckResult) -> str:
+    """The saved verdict, unless checking the saved ops again found what the run did not."""
+    saved = run.checks.get("verdict", "")
+    if not lin.ok and lin.summary() not in saved:
+        return f"chaos FAIL: {lin.summary()}"
+    return saved
+
+
+def figure(run: RunLog, s: Series, verdict: str) -> Figure:
     members = list(run.meta.get("members", {})) or sorted(
         {x.leader for x in run.leaders if x.leader}
     )
@@ -218,23 +226,25 @@ def figure(run: RunLog, s: Series) -> Figure:
     if run.leaders:
         ys = [rows.index(x.leader) if x.leader in rows else len(members) for x in run.leaders]
         ax_ldr.step([x.t for x in run.leaders], ys, where="post", color="#555555", linewidth=1)
-    last_note = -math.inf
+    last_note = [-math.inf] * len(rows)  # per row: where the last term label ends
     for c in changes:
         y = rows.index(c.leader) if c.leader in rows else len(members)
+        lost = c.leader is None
         ax_ldr.plot(
             c.t,
             y,
-            marker="v" if c.leader is None else "o",
+            marker="v" if lost else "o",
             markersize=6,
-            color="#d62728" if c.leader is None else "#1f77b4",
+            color="#d62728" if lost else "#1f77b4",
         )
-        if c.t >= last_note:
+        if not lost and c.t >= last_note[y]:  # the new leader's term, if there is room
             ax_ldr.annotate(
-                f"t{c.term}", (c.t, y), textcoords="offset points", xytext=(3, 4), fontsize=7
+                f"t{c.term}", (c.t, y), textcoords="offset points", xytext=(4, 4), fontsize=7
             )
-            last_note = c.t + 5 / max(_label_room(ax_ldr, fig, 1.0), 1e-9)
-        for ax in (ax_t, ax_l, ax_e):
-            ax.axvline(c.t, color="#555555", linestyle=":", linewidth=0.8)
+            last_note[y] = c.t + 5 / max(_label_room(ax_ldr, fig, 1.0), 1e-9)
+        if len(changes) <= 40:  # a long run's lines would hide the curves: the panel has them
+            for ax in (ax_t, ax_l, ax_e):
+                ax.axvline(c.t, color="#555555", linestyle=":", linewidth=0.8)
     ax_ldr.set_yticks(range(len(rows)), rows, fontsize=8)
     ax_ldr.set_ylim(len(rows) - 0.5, -0.5)
     ax_ldr.set_ylabel("leader")
@@ -254,8 +264,7 @@ def figure(run: RunLog, s: Series) -> Figure:
         title="faults",
         title_fontsize=8,
     )
-    verdict = run.checks.get("verdict", "").split(":", 1)[0] or "no verdict"
-    title = f"chaos run {run.meta.get('started', '')}: {verdict}"
+    title = f"chaos run {run.meta.get('started', '')}: {verdict.split(':', 1)[0] or 'no verdict'}"
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return fig
 
@@ -350,10 +359,8 @@ def _faults_html(run: RunLog) -> str:
 def render(run: RunLog, png: bytes, lin: CheckResult, s: Series) -> str:
     """The HTML page: the figure (png) embedded, the verdict and the tables behind it."""
     meta, checks = run.meta, run.checks
-    verdict = checks.get("verdict", "")
-    if not lin.ok and lin.summary() not in verdict:  # found on checking the saved ops again
-        verdict = f"chaos FAIL: {lin.summary()}"
-    ok = verdict.startswith("chaos PASS")
+    said = verdict(run, lin)
+    ok = said.startswith("chaos PASS")
     changes = leader_changes(run.leaders)
     failures: dict[str, int] = defaultdict(int)
     for f in run.failures:
@@ -380,7 +387,7 @@ def render(run: RunLog, png: bytes, lin: CheckResult, s: Series) -> str:
         f"faults ({esc(', '.join(meta.get('faults', [])))}), seed {meta.get('seed')}, "
         f"{meta.get('clients', '?')} clients on {meta.get('keys', '?')} keys; "
         f"members {esc(members)}</p>",
-        f'<p class="verdict {"pass" if ok else "fail"}" id="verdict">{esc(verdict)}</p>',
+        f'<p class="verdict {"pass" if ok else "fail"}" id="verdict">{esc(said)}</p>',
         f'<figure><img id="timeline" alt="{alt}" src="{src}"><figcaption>{alt}</figcaption>'
         "</figure>",
         "<h2>Problems</h2>",
@@ -418,7 +425,7 @@ def write_report(run: RunLog, history_path: Path, lin: CheckResult | None = None
         lin = check(run.ops)
     s = series(run)
     buf = io.BytesIO()
-    figure(run, s).savefig(buf, format="png")
+    figure(run, s, verdict(run, lin)).savefig(buf, format="png")
     png = buf.getvalue()
     history_path.with_suffix(".png").write_bytes(png)
     out = history_path.with_suffix(".html")
