@@ -172,3 +172,11 @@ def test_a_stale_read_is_shrunk_to_the_read_and_the_writes_it_missed():
 def test_a_read_of_a_value_never_written_is_its_own_minimal_sub_history():
     h = [put(b"1", 0, 1), get(b"2", 2, 3), put(b"3", 5, 6), get(b"3", 7, 8)]
     assert minimal_failing(h) == [h[1]]  # b"2" was never written: the read alone fails
+
+
+def test_the_minimal_sub_history_keeps_the_chain_of_writes_behind_a_value():
+    chain = [put(b"a", 0, 1), cas(b"a", b"b", True, 2, 3), cas(b"b", b"c", True, 4, 5)]
+    h = [*chain, put(b"z", 6, 7), get(b"z", 7.5, 7.6), get(b"c", 8, 9)]
+    m = minimal_failing(h)
+    assert not check_key(m).ok
+    assert all(op in m for op in chain) and h[-1] in m  # c <- b <- a, and the stale read
