@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from cluster.linearizability import CheckResult, Op, check, check_key
 from cluster.runlog import LeaderSample, RunLog
@@ -206,6 +207,10 @@ def figure(run: RunLog, s: Series, verdict: str) -> Figure:
     ax_l.plot(secs, p99, marker=".", markersize=3, linewidth=1, label="p99", color="#d62728")
     if np.isfinite(p99).any():
         ax_l.set_yscale("log")
+        # plain numbers at 1, 3, 10, 30, ... ms, whatever the range; minor ticks unlabelled
+        ax_l.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+        ax_l.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_l.yaxis.set_minor_formatter(NullFormatter())
     ax_l.set_ylabel("latency (ms)")
     ax_l.legend(loc="upper right", fontsize=8, framealpha=0.9)
 
@@ -264,7 +269,8 @@ def figure(run: RunLog, s: Series, verdict: str) -> Figure:
         title="faults",
         title_fontsize=8,
     )
-    title = f"chaos run {run.meta.get('started', '')}: {verdict.split(':', 1)[0] or 'no verdict'}"
+    said = verdict.split(":", 1)[0].removeprefix("chaos ") or "no verdict"
+    title = " ".join(filter(None, ["chaos run", run.meta.get("started")])) + f": {said}"
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return fig
 
