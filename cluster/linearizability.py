@@ -218,7 +218,7 @@ def _unknown_deadlines(ops: list[Op], initial: bytes | None) -> dict[int, float 
             continue
         if op.value in seen_by:
             out[id(op)] = max(seen_by[op.value], op.invoke)
-        elif op.value not in mentioned and reliance <= op.invoke:
+        elif op.value not in mentioned and reliance < op.invoke:  # touching ops are concurrent
             out[id(op)] = None
     return out
 
