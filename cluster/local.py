@@ -365,9 +365,10 @@ class LocalCluster:
     def by_id(self, member_id: int) -> Member | None:
         return next((m for m in self.members if m.id == member_id), None)
 
-    async def leader(self) -> Member | None:
-        """The member a majority of the cluster follows and which says it leads, else None."""
-        sts = await self.statuses()
+    async def leader(self, sts: dict[str, dict | None] | None = None) -> Member | None:
+        """The member a majority of the cluster follows and which says it leads, else None
+        (judged from `sts`, statuses() just taken, when given)."""
+        sts = sts if sts is not None else await self.statuses()
         votes: dict[int, int] = {}
         for st in sts.values():
             if st and int(st.get("leader", 0)):
