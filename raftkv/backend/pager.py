@@ -66,6 +66,17 @@ class Pager:
             except KeyError:
                 pass
             return n
+        n = self._decode(pgid)
+        self.cache_put(pgid, n)
+        return n
+
+    def peek(self, pgid: int) -> Leaf | Branch:
+        """``node(pgid)`` for a bulk scan: a cached node is used, a missing one is read but
+        not cached (a scan of the whole file would only evict the hot nodes)."""
+        n = self._cache.get(pgid)
+        return n if n is not None else self._decode(pgid)
+
+    def _decode(self, pgid: int) -> Leaf | Branch:
         buf = self.read_run(pgid)
         flags = page.parse_header(buf)[2]
         if flags == page.LEAF:
@@ -76,7 +87,6 @@ class Pager:
             raise BackendCorruptError(
                 self.path, pgid, f"expected a tree node, found flags {flags:#x}"
             )
-        self.cache_put(pgid, n)
         return n
 
     def cache_put(self, pgid: int, n: Leaf | Branch) -> None:

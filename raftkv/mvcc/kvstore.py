@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
-from sortedcontainers import SortedDict
 
 from raftkv import errors
+from raftkv.backend.errors import BackendError
 from raftkv.mvcc import apply
-from raftkv.mvcc.index import TreeIndex
+from raftkv.mvcc.index import Entry, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
 from raftkv.mvcc.revision import (
@@ -240,9 +240,7 @@ class KVStore:
         index = self._index
         for k, v in items:
             key = decode_kv(v).key
-            ki = index.key_index(key)
-            r = pack(*bytes_to_rev(k))
-            if ki is None or not _has_rev(ki, r):
+            if not index.has_revision(key, pack(*bytes_to_rev(k))):
                 self._b.delete(KEY_BUCKET, k)
         if len(items) < batch:
             self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
@@ -330,43 +328,8 @@ class KVStore:
         ci = b.get(META_BUCKET, CONSISTENT_INDEX_KEY)
         self._consistent_index = int.from_bytes(ci, "big") if ci else 0
 
-        keys: dict[bytes, KeyIndex] = {}
-        key_to_lease: dict[bytes, int] = {}
-        current = 1
-        start = rev_to_bytes(1)
-        unpack_rev = REV_STRUCT.unpack_from
-        restored = KeyIndex.restored
-        while True:
-            items = b.range(KEY_BUCKET, start, None, limit=RESTORE_CHUNK_KEYS)
-            for k, v in items:
-                # the stored KeyValue: [key, create_revision, mod_revision, version, value, lease]
-                f = _unpackb(v)
-                key = f[0]
-                main, _, sub = unpack_rev(k)
-                current = main
-                r = (main << SUB_BITS) | sub
-                tomb = len(k) != REV_BYTES_LEN
-                ki = keys.get(key)
-                if ki is not None:
-                    if tomb:
-                        with contextlib.suppress(RevisionNotFoundError):
-                            ki.tombstone(r)
-                    else:
-                        ki.put(r)
-                elif not tomb:
-                    created = r if f[1] == main and not sub else pack(f[1])
-                    keys[key] = restored(key, created, r, f[3])
-                if tomb or not f[5]:
-                    key_to_lease.pop(key, None)
-                else:
-                    key_to_lease[key] = f[5]
-            if len(items) < RESTORE_CHUNK_KEYS:
-                break
-            start = items[-1][0] + b"\x00"
-        # (every key index restored here holds at least one revision)
-        index = TreeIndex()
-        index._tree = SortedDict(keys)
-        self._index = index
+        keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        self._index = TreeIndex.restored(keys)
         self.current_revision = max(current, self.compact_revision)
         for key, lid in key_to_lease.items():
             if self._lessor.lookup(lid):
@@ -377,9 +340,48 @@ class KVStore:
             self._schedule_compaction(scheduled)
 
 
-def _has_rev(ki: KeyIndex, r: int) -> bool:
-    for g in ki.generations:
-        revs = g.revs
-        if revs and revs[0] <= r <= revs[-1] and r in revs:
-            return True
-    return False
+def _rebuild(
+    chunks: Iterator[tuple[list[bytes], list[bytes]]],
+) -> tuple[dict[bytes, Entry], dict[bytes, int], int]:
+    """The index entries, the key -> lease map and the last main revision of the key bucket
+    read in revision order (etcd's restore). The hot loop of a start with millions of keys:
+    a chunk's values are decoded by one streaming unpacker, a key seen once costs one tuple
+    (see ``index``), and only keys with history get a KeyIndex."""
+    keys: dict[bytes, Entry] = {}
+    key_to_lease: dict[bytes, int] = {}
+    current = 1
+    unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=0)
+    unpack_rev = REV_STRUCT.unpack_from
+    restored = KeyIndex.restored
+    for bkeys, values in chunks:
+        unpacker.feed(b"".join(values))
+        # the stored KeyValues: (key, create_revision, mod_revision, version, value, lease)
+        kvs = list(unpacker)
+        if len(kvs) != len(bkeys):
+            raise BackendError(f"key bucket: {len(bkeys)} records decoded as {len(kvs)}")
+        for k, f in zip(bkeys, kvs, strict=True):
+            key = f[0]
+            main, _, sub = unpack_rev(k)
+            r = (main << SUB_BITS) | sub
+            tomb = len(k) != REV_BYTES_LEN
+            e = keys.get(key)
+            if e is None:
+                if not tomb:
+                    # (the created revision shares r's int when it is r)
+                    keys[key] = (r, r if f[1] == main and not sub else pack(f[1]), f[3])
+                    if f[5]:
+                        key_to_lease[key] = f[5]
+                continue
+            if type(e) is tuple:
+                e = keys[key] = restored(key, e[1], e[0], e[2])
+            if tomb:
+                with contextlib.suppress(RevisionNotFoundError):
+                    e.tombstone(r)
+            else:
+                e.put(r)
+            if tomb or not f[5]:
+                key_to_lease.pop(key, None)
+            else:
+                key_to_lease[key] = f[5]
+        current = main
+    return keys, key_to_lease, current
