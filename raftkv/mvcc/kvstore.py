@@ -22,6 +22,7 @@ Responses and the KeyValues in them are shared with watchers and must not be mut
 from __future__ import annotations
 
 import contextlib
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -344,44 +345,75 @@ def _rebuild(
     chunks: Iterator[tuple[list[bytes], list[bytes]]],
 ) -> tuple[dict[bytes, Entry], dict[bytes, int], int]:
     """The index entries, the key -> lease map and the last main revision of the key bucket
-    read in revision order (etcd's restore). The hot loop of a start with millions of keys:
-    a chunk's values are decoded by one streaming unpacker, a key seen once costs one tuple
-    (see ``index``), and only keys with history get a KeyIndex."""
+    read in revision order (etcd's restore).
+
+    The hot loop of a start with millions of keys, so per chunk (a backend leaf) the values
+    are decoded by one streaming unpacker and the revision keys by one struct iterator when
+    none is a tombstone; a key seen once costs one tuple (see ``index``), and only keys with
+    history get a KeyIndex (``_restore_record``, which also takes every tombstone)."""
     keys: dict[bytes, Entry] = {}
     key_to_lease: dict[bytes, int] = {}
     current = 1
     unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=0)
-    unpack_rev = REV_STRUCT.unpack_from
-    restored = KeyIndex.restored
+    setdefault = keys.setdefault
     for bkeys, values in chunks:
+        n = len(bkeys)
         unpacker.feed(b"".join(values))
         # the stored KeyValues: (key, create_revision, mod_revision, version, value, lease)
         kvs = list(unpacker)
-        if len(kvs) != len(bkeys):
-            raise BackendError(f"key bucket: {len(bkeys)} records decoded as {len(kvs)}")
-        for k, f in zip(bkeys, kvs, strict=True):
-            key = f[0]
-            main, _, sub = unpack_rev(k)
-            r = (main << SUB_BITS) | sub
-            tomb = len(k) != REV_BYTES_LEN
-            e = keys.get(key)
-            if e is None:
-                if not tomb:
-                    # (the created revision shares r's int when it is r)
-                    keys[key] = (r, r if f[1] == main and not sub else pack(f[1]), f[3])
-                    if f[5]:
-                        key_to_lease[key] = f[5]
-                continue
-            if type(e) is tuple:
-                e = keys[key] = restored(key, e[1], e[0], e[2])
-            if tomb:
-                with contextlib.suppress(RevisionNotFoundError):
-                    e.tombstone(r)
-            else:
-                e.put(r)
-            if tomb or not f[5]:
-                key_to_lease.pop(key, None)
-            else:
-                key_to_lease[key] = f[5]
+        if len(kvs) != n:
+            raise BackendError(f"key bucket: {n} records decoded as {len(kvs)}")
+        joined = b"".join(bkeys)
+        if len(joined) != n * REV_BYTES_LEN:  # tombstones among them: record by record
+            for k, f in zip(bkeys, kvs, strict=True):
+                main, _, sub = _unpack_rev(k)
+                _restore_record(keys, key_to_lease, f, main, sub, len(k) != REV_BYTES_LEN)
+            current = main
+            continue
+        for f, (main, sub) in zip(kvs, _iter_revs(joined), strict=True):
+            # the common case of _restore_record, inline: a key's first revision
+            r = (main << 32) | sub
+            entry = (r, r if f[1] == main and not sub else f[1] << 32, f[3])
+            if setdefault(f[0], entry) is not entry:
+                _restore_record(keys, key_to_lease, f, main, sub, False)
+            elif f[5]:
+                key_to_lease[f[0]] = f[5]
         current = main
     return keys, key_to_lease, current
+
+
+def _restore_record(
+    keys: dict[bytes, Entry],
+    key_to_lease: dict[bytes, int],
+    f: tuple,
+    main: int,
+    sub: int,
+    tomb: bool,
+) -> None:
+    """Add one record of the key bucket (read in revision order) to ``keys``."""
+    key, created, _, ver, _, lease = f
+    r = pack(main, sub)
+    e = keys.get(key)
+    if e is None:
+        if not tomb:  # (else a tombstone of a key whose revisions were compacted away)
+            # the created revision shares r's int when it is r
+            keys[key] = (r, r if created == main and not sub else pack(created), ver)
+            if lease:
+                key_to_lease[key] = lease
+        return
+    if type(e) is tuple:
+        e = keys[key] = KeyIndex.restored(key, e[1], e[0], e[2])
+    if tomb:
+        with contextlib.suppress(RevisionNotFoundError):
+            e.tombstone(r)
+    else:
+        e.put(r)
+    if tomb or not lease:
+        key_to_lease.pop(key, None)
+    else:
+        key_to_lease[key] = lease
+
+
+_unpack_rev = REV_STRUCT.unpack_from
+_iter_revs = struct.Struct(">QxQ").iter_unpack  # revision keys without a tombstone mark
+assert SUB_BITS == 32  # (inlined in _rebuild)
