@@ -170,6 +170,17 @@ class Backend:
             self._run(fz)
         return fz.future
 
+    def start_commit(self) -> bool:
+        """``commit_async()`` that never waits: hand the batch to the commit thread unless a
+        commit is still in flight (then the batch keeps growing and False is returned; the
+        caller tries again later, e.g. at the next applied entry). For the event loop's
+        batch-limit commit. A finished commit is reaped first (its error is raised here)."""
+        self._check_usable()
+        self._reap(wait=False)
+        if self._frozen is not None or not self._pending:
+            return False
+        return self.commit_async() is not None
+
     def wait_commit(self) -> None:
         """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
         self._reap()

@@ -10,10 +10,11 @@ Backend layout (buckets):
 Revisions: a fresh store is at revision 1 (etcd's first write is revision 2); the compacted
 revision is -1 until the first compaction.
 
-Compaction (etcd's two steps): ``compact(rev)`` checks and records the scheduled revision,
-commits it, and compacts the in-memory index at once; ``compact_step()`` deletes the compacted
-revisions from the backend in batches (the server drives it off the hot path) and records the
-finished revision when done. A restart with scheduled > finished resumes the compaction.
+Compaction (etcd's two steps): ``compact(rev)`` checks and records the scheduled revision (in
+the write batch, committed with the rest of it); ``compact_step()`` compacts the in-memory
+index, then deletes the compacted revisions from the backend, in batches (the server drives it
+off the hot path), and records the finished revision when done. A restart with scheduled >
+finished resumes the compaction.
 
 Not thread-safe: the server drives it from its event loop (apply, reads, watch sync).
 Responses and the KeyValues in them are shared with watchers and must not be mutated.
@@ -197,16 +198,19 @@ class KVStore:
     # --- compaction --------------------------------------------------------------------------
 
     def compact(self, revision: int) -> CompactionResponse:
-        """Compact at revision: checked, recorded and committed now; the index and backend
-        work follows in ``compact_step()`` calls (ranges at revisions >= the compacted one
+        """Compact at revision: checked and recorded now (no commit of its own: nothing here
+        waits on the disk); the index and backend work follows in ``compact_step()`` calls (ranges at revisions >= the compacted one
         read the same either way, and older ones are refused from now on)."""
         if revision <= self.compact_revision:
             raise errors.ErrCompacted
         if revision > self.current_revision:
             raise errors.ErrFutureRev
         self.compact_revision = revision
+        # etcd forces a commit here, on the caller's thread. Not needed: the scheduled
+        # revision is in the batch of the consistent index of the entry that asked (a crash
+        # before that batch commits replays the entry), and every backend delete of the
+        # compaction goes in that batch or a later one, so none is ever durable before it.
         self._b.put(META_BUCKET, SCHEDULED_COMPACT_KEY, rev_to_bytes(revision))
-        self._b.commit()  # etcd: ensure the desired compaction is persisted
         self._schedule_compaction(revision)
         return CompactionResponse(header=ResponseHeader(revision=self.current_revision))
 
