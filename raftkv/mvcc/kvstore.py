@@ -199,8 +199,9 @@ class KVStore:
 
     def compact(self, revision: int) -> CompactionResponse:
         """Compact at revision: checked and recorded now (no commit of its own: nothing here
-        waits on the disk); the index and backend work follows in ``compact_step()`` calls (ranges at revisions >= the compacted one
-        read the same either way, and older ones are refused from now on)."""
+        waits on the disk); the index and backend work follows in ``compact_step()`` calls
+        (ranges at revisions >= the compacted one read the same either way, and older ones are
+        refused from now on)."""
         if revision <= self.compact_revision:
             raise errors.ErrCompacted
         if revision > self.current_revision:
