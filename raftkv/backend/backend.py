@@ -55,6 +55,7 @@ from typing import BinaryIO
 
 from . import check as _check
 from . import defrag as _defrag
+from .breathe import Breather
 from .cursor import Cursor, tree_get, tree_iter, tree_leaves
 from .db import DB, CommitAbandoned, State
 from .errors import BackendError
@@ -165,7 +166,7 @@ class Backend:
                 max_workers=1, thread_name_prefix="backend-commit"
             )
         try:
-            self._executor.submit(self._run, fz)
+            self._executor.submit(self._run, fz, True)
         except RuntimeError:  # the interpreter is shutting down: no new threads
             self._run(fz)
         return fz.future
@@ -230,16 +231,18 @@ class Backend:
         self._last_commit = self.clock()
         return fz
 
-    def _run(self, fz: _Frozen) -> None:
-        """Commit a frozen batch (in the commit thread, or on the writer for ``commit()``)."""
+    def _run(self, fz: _Frozen, in_thread: bool = False) -> None:
+        """Commit a frozen batch (in the commit thread, letting the event loop's thread in
+        while it builds pages: see ``breathe``; or on the writer for ``commit()``)."""
         t0 = time.perf_counter()
+        breather = Breather() if in_thread else None
         try:
             changes = {}
             for name, d in fz.buf.items():
                 if d:
                     keys = fz.keys(name)
                     changes[name] = (keys, [d[k] for k in keys])
-            self._db.commit(changes, fz.new_buckets)
+            self._db.commit(changes, fz.new_buckets, breather)
         except BaseException as e:
             fz.future.set_exception(e)
             return
