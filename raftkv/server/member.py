@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from raftkv.api.listener import serve_client
 from raftkv.config import Settings
 from raftkv.server import lease_http
 from raftkv.server.diskfull import describe_failure
@@ -162,7 +163,7 @@ async def run_member(cfg: Settings) -> int:
     try:
         runners.append(await _serve(_peer_app(server), cfg.listen_peer_urls))
         server.start()
-        runners.append(await _serve(_client_app(server), cfg.listen_client_urls))
+        runners.append(await serve_client(_client_app(server), server, cfg.listen_client_urls))
         log.info(
             "serving",
             name=cfg.name,
