@@ -31,14 +31,17 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _mask(text: str, c: Cluster, leader: str = "") -> str:
-    # the leader is whichever member won: named by role, the others alike
-    for u in sorted(c.client_urls, key=lambda u: u != leader):
-        name = "leader" if u == leader else "client"
+    """``leader``: name client URLs by role (whichever member won the election), the others
+    alike; without it each by its member."""
+    for i, u in enumerate(sorted(c.client_urls, key=lambda u: u != leader)):
+        name = ("leader" if u == leader else "client") if leader else f"client{i + 1}"
         text = text.replace(u, f"<{name}>").replace(u.removeprefix("http://"), f"<{name}>")
     for i, u in enumerate(c.peer_urls):
         text = text.replace(u, f"<peer{i + 1}>")
-    text = re.sub(r"\| +[0-9a-f]{15,16} \|", "| <id> |", text)  # table cells pad a short id
-    text = re.sub(r"\b[0-9a-f]{15,16}\b", "<id>", text)  # member, cluster and lease ids
+    text = re.sub(r"\| +[0-9a-f]{12,16} \|", "| <id> |", text)  # table cells pad a short id
+    text = re.sub(
+        r" *\b[0-9a-f]{12,16}\b", " <id>", text
+    )  # member, cluster, lease ids ("%16x" pads)
     text = re.sub(r'"(cluster_id|member_id|raft_term|ID)":\d+', r'"\1":0', text)
     text = re.sub(r'"ts":"?[0-9.:TZ-]+"?', '"ts":0', text)
     text = re.sub(r"client-[0-9a-f-]{36}", "client-<uuid>", text)
@@ -93,7 +96,7 @@ class Ctl:
             env=self.env,
             timeout=30,
         )
-        out = _mask(p.stdout, self.c, self.leader)
+        out = _mask(p.stdout, self.c, "" if unordered else self.leader)
         if unordered or table:  # members are listed by id, and ids are each cluster's own
             out = "\n".join(sorted(out.splitlines()))
         self.log.append((label, (p.returncode, _table_mask(out) if table else out, self._err(p))))
