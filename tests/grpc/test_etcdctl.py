@@ -38,13 +38,12 @@ def _mask(text: str, c: Cluster, leader: str = "") -> str:
         text = text.replace(u, f"<{name}>").replace(u.removeprefix("http://"), f"<{name}>")
     for i, u in enumerate(c.peer_urls):
         text = text.replace(u, f"<peer{i + 1}>")
-    text = re.sub(r"\| +[0-9a-f]{12,16} \|", "| <id> |", text)  # table cells pad a short id
-    text = re.sub(
-        r" *\b[0-9a-f]{12,16}\b", " <id>", text
-    )  # member, cluster, lease ids ("%16x" pads)
     text = re.sub(r'"(cluster_id|member_id|raft_term|ID)":\d+', r'"\1":0', text)
     text = re.sub(r'"ts":"?[0-9.:TZ-]+"?', '"ts":0', text)
     text = re.sub(r"client-[0-9a-f-]{36}", "client-<uuid>", text)
+    text = re.sub(r"\| +[0-9a-f]{12,16} \|", "| <id> |", text)  # table cells pad a short id
+    # member, cluster and lease ids ("%16x" pads a short one)
+    text = re.sub(r" *\b[0-9a-f]{12,16}\b", " <id>", text)
     text = re.sub(r"took = [0-9.]+[µm]?s", "took = <t>", text)
     text = re.sub(r"remaining\(\d+s\)", "remaining(<n>s)", text)
     # Go map order
