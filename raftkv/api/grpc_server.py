@@ -330,7 +330,8 @@ class _WatchSession:
         self.stream = ops.new_watch_stream(self.ready.set)
         self.fragmented: set[int] = set()  # watch ids created with fragment
         self.write_lock = asyncio.Lock()
-        self.size_limit = ops.max_request_bytes
+        # etcd's watch server: maxRequestBytes = --max-request-bytes + grpcOverheadBytes
+        self.size_limit = ops.max_request_bytes + GRPC_OVERHEAD_BYTES
 
     async def run(self, lost: asyncio.Event | None) -> EtcdError | None:
         reader = asyncio.ensure_future(self._read())

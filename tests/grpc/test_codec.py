@@ -68,7 +68,9 @@ def _value(kind: Kind, ref: Any, depth: int) -> st.SearchStrategy:
         return st.text(max_size=6)
     if kind is Kind.ENUM:
         known = st.sampled_from(list(ref))
-        return st.one_of(known, st.integers(-3, 40).filter(lambda v: v not in ref._value2member_map_))
+        return st.one_of(
+            known, st.integers(-3, 40).filter(lambda v: v not in ref._value2member_map_)
+        )
     return messages(message_class(ref), depth + 1)
 
 
@@ -183,7 +185,5 @@ def test_truncated_input_is_refused(data: bytes) -> None:
 
 
 def test_event_and_keyvalue_match_mvccpb() -> None:
-    ev = kv.Event(
-        kv.EventType.DELETE, kv.KeyValue(b"k", 2, 3, 1, b"v", -1), kv.KeyValue(key=b"k")
-    )
+    ev = kv.Event(kv.EventType.DELETE, kv.KeyValue(b"k", 2, 3, 1, b"v", -1), kv.KeyValue(key=b"k"))
     assert encoder(kv.Event)(ev) == to_pb(ev).SerializeToString()
