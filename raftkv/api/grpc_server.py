@@ -3,7 +3,7 @@
 The second codec of the same requests as the JSON gateway: every unary RPC goes through
 ``raftkv.api.unary.call`` (etcd's pre-Raft checks, in etcd's order), the watch and keep-alive
 streams through the same ``ClientOps`` stream operations as ``raftkv.api.streams``. Handlers are
-registered as generic handlers under etcd's service names (``/etcdserverpb.KV/Range``...), with
+served by ``raftkv.api.h2grpc`` under etcd's method paths (``/etcdserverpb.KV/Range``...), with
 ``raftkv.api.grpc_codec`` as (de)serializers: requests arrive as ``raftkv.pb.rpc`` dataclasses
 together with their exact wire size, responses leave from the dataclasses.
 
@@ -20,9 +20,9 @@ Behaviour a client sees, as etcd 3.4's v3rpc shows it:
   as etcd's sendFragments does;
 - LeaseKeepAlive: one answer per request (TTL 0 for an unknown lease); Snapshot: the member's
   chunks then the sha256;
-- limits: grpc's own receive limit sits above etcd's (max_request_bytes + 512 KiB), which
-  ``unary.call`` checks on the exact wire size so the message is etcd's; sends are unlimited;
-  client pings are allowed every 5 s, with or without calls (etcd's keepalive policy).
+- limits: a request message over etcd's receive limit (max_request_bytes + 512 KiB) is refused
+  from its declared size with grpc-go's words (``unary.call`` checks the same for the JSON
+  gateway); sends are unlimited.
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import structlog
-from grpc import aio
 
 from raftkv import errors
 from raftkv.api.grpc_codec import DecodeError, decoder, encoder
 from raftkv.api.grpcpb import health_pb2
+from raftkv.api.h2grpc import EOF, Call, Method
 from raftkv.api.ops import ClientOps
 from raftkv.api.streams import apply_watch_request
 from raftkv.api.unary import UNARY, call, keep_alive_once
@@ -48,9 +47,8 @@ from raftkv.pb import rpc
 
 log = structlog.get_logger("raftkv.api")
 
-__all__ = ["GrpcApi", "server_options"]
+__all__ = ["GrpcApi"]
 
-_STATUS = {sc.value[0]: sc for sc in grpc.StatusCode}
 _MAX_NO_LEADER = 3  # etcd's maxNoLeaderCnt (election timeouts)
 _HASLEADER = ("hasleader", "true")  # rpctypes.MetadataRequireLeaderKey / MetadataHasLeader
 
@@ -109,23 +107,6 @@ _RESPONSES = {
 }
 
 
-def server_options(max_request_bytes: int) -> list[tuple[str, Any]]:
-    """grpc core settings matching etcd 3.4's grpc-go server."""
-    limit = max_request_bytes + GRPC_OVERHEAD_BYTES
-    return [
-        # above etcd's limit: unary.call refuses with etcd's message on the exact size
-        ("grpc.max_receive_message_length", 2 * limit),
-        ("grpc.max_send_message_length", 2**31 - 1),  # math.MaxInt32, as etcd
-        ("grpc.max_concurrent_streams", 2**31 - 1),  # etcd: math.MaxUint32
-        # etcd's keepalive enforcement: client pings as often as every 5 s are fine
-        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.keepalive_time_ms", 2 * 3600 * 1000),  # --grpc-keepalive-interval
-        ("grpc.keepalive_timeout_ms", 20 * 1000),  # --grpc-keepalive-timeout
-        ("grpc.so_reuseport", 0),
-    ]
-
-
 def _sized(cls: type) -> Callable[[bytes], tuple[Any, int]]:
     dec = decoder(cls)
 
@@ -135,13 +116,13 @@ def _sized(cls: type) -> Callable[[bytes], tuple[Any, int]]:
     return deserialize
 
 
-def _require_leader(context: aio.ServicerContext) -> bool:
+def _require_leader(context: Call) -> bool:
     md = context.invocation_metadata()
     return bool(md) and _HASLEADER in md
 
 
-async def _abort(context: aio.ServicerContext, e: EtcdError) -> None:
-    await context.abort(_STATUS[int(e.code)], e.message)
+async def _abort(context: Call, e: EtcdError) -> None:
+    await context.abort(e.code, e.message)
 
 
 def _internal(e: BaseException) -> EtcdError:
@@ -160,55 +141,47 @@ class GrpcApi:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def server(self) -> aio.Server:
-        """A grpc.aio server with every service registered (no port bound yet)."""
-        srv = aio.server(options=server_options(self.ops.max_request_bytes))
-        srv.add_generic_rpc_handlers(self._handlers())
-        self._monitor = asyncio.ensure_future(self._monitor_leader())
-        return srv
+    def methods(self) -> dict[str, Method]:
+        """Every RPC by its path; starts the leader monitor."""
+        out: dict[str, Method] = {}
+        for service, table in _UNARY_METHODS.items():
+            for name, op in table.items():
+                out[f"/{service}/{name}"] = Method(
+                    self._unary(op), _sized(UNARY[op].req_cls), encoder(_RESPONSES[op])
+                )
+        out["/etcdserverpb.Maintenance/Snapshot"] = Method(
+            self._snapshot,
+            decoder(rpc.SnapshotRequest),
+            encoder(rpc.SnapshotResponse),
+            server_streaming=True,
+        )
+        out["/etcdserverpb.Lease/LeaseKeepAlive"] = Method(
+            self._keepalive,
+            decoder(rpc.LeaseKeepAliveRequest),
+            encoder(rpc.LeaseKeepAliveResponse),
+            client_streaming=True,
+            server_streaming=True,
+        )
+        out["/etcdserverpb.Watch/Watch"] = Method(
+            self._watch,
+            decoder(rpc.WatchRequest),
+            encoder(rpc.WatchResponse),
+            client_streaming=True,
+            server_streaming=True,
+        )
+        out.update(_HEALTH)
+        if self._monitor is None:
+            self._monitor = asyncio.ensure_future(self._monitor_leader())
+        return out
+
+    @property
+    def max_message(self) -> int:
+        """etcd's receive limit for one request message."""
+        return self.ops.max_request_bytes + GRPC_OVERHEAD_BYTES
 
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
-
-    def _handlers(self) -> list[grpc.GenericRpcHandler]:
-        out = []
-        for service, methods in _UNARY_METHODS.items():
-            table: dict[str, grpc.RpcMethodHandler] = {
-                name: grpc.unary_unary_rpc_method_handler(
-                    self._unary(op),
-                    request_deserializer=_sized(UNARY[op].req_cls),
-                    response_serializer=encoder(_RESPONSES[op]),
-                )
-                for name, op in methods.items()
-            }
-            if service == "etcdserverpb.Maintenance":
-                table["Snapshot"] = grpc.unary_stream_rpc_method_handler(
-                    self._snapshot,
-                    request_deserializer=decoder(rpc.SnapshotRequest),
-                    response_serializer=encoder(rpc.SnapshotResponse),
-                )
-            if service == "etcdserverpb.Lease":
-                table["LeaseKeepAlive"] = grpc.stream_stream_rpc_method_handler(
-                    self._keepalive,
-                    request_deserializer=decoder(rpc.LeaseKeepAliveRequest),
-                    response_serializer=encoder(rpc.LeaseKeepAliveResponse),
-                )
-            out.append(grpc.method_handlers_generic_handler(service, table))
-        out.append(
-            grpc.method_handlers_generic_handler(
-                "etcdserverpb.Watch",
-                {
-                    "Watch": grpc.stream_stream_rpc_method_handler(
-                        self._watch,
-                        request_deserializer=decoder(rpc.WatchRequest),
-                        response_serializer=encoder(rpc.WatchResponse),
-                    )
-                },
-            )
-        )
-        out.append(_health_handler())
-        return out
 
     async def _monitor_leader(self) -> None:
         """etcd's monitorLeader: end the hasleader streams after three election timeouts
@@ -224,11 +197,11 @@ class GrpcApi:
 
     # --- unary ---------------------------------------------------------------------------------
 
-    def _unary(self, op: str) -> Callable[[Any, aio.ServicerContext], Awaitable[Any]]:
+    def _unary(self, op: str) -> Callable[[Any, Call], Awaitable[Any]]:
         spec = UNARY[op]
         ops = self.ops
 
-        async def handle(sized: tuple[Any, int], context: aio.ServicerContext) -> Any:
+        async def handle(sized: tuple[Any, int], context: Call) -> Any:
             req, size = sized
             try:
                 return await call(ops, spec, req, size, _require_leader(context))
@@ -242,7 +215,7 @@ class GrpcApi:
 
     # --- streams -------------------------------------------------------------------------------
 
-    async def _refuse_stream(self, context: aio.ServicerContext) -> bool:
+    async def _refuse_stream(self, context: Call) -> bool:
         """etcd's stream interceptor: learners serve no stream; hasleader needs a leader.
         True (the call aborted) when refused."""
         if self.ops.is_learner():
@@ -254,7 +227,7 @@ class GrpcApi:
         return False
 
     @contextlib.contextmanager
-    def _leader_lost(self, context: aio.ServicerContext) -> Any:
+    def _leader_lost(self, context: Call) -> Any:
         """An event set when a hasleader stream must end with "no leader" (None without
         hasleader)."""
         if not _require_leader(context):
@@ -267,7 +240,7 @@ class GrpcApi:
         finally:
             self._leader_watch.discard(ev)
 
-    async def _snapshot(self, req: rpc.SnapshotRequest, context: aio.ServicerContext) -> None:
+    async def _snapshot(self, req: rpc.SnapshotRequest, context: Call) -> None:
         if await self._refuse_stream(context):
             return
         try:
@@ -280,7 +253,7 @@ class GrpcApi:
             err = EtcdError(str(e), GrpcCode.UNKNOWN)
         await _abort(context, err)
 
-    async def _keepalive(self, _requests: Any, context: aio.ServicerContext) -> None:
+    async def _keepalive(self, _requests: Any, context: Call) -> None:
         if await self._refuse_stream(context):
             return
         with self._leader_lost(context) as lost:
@@ -299,14 +272,14 @@ class GrpcApi:
             if e is not None:
                 await _abort(context, e if isinstance(e, EtcdError) else _internal(e))
 
-    async def _keepalive_loop(self, context: aio.ServicerContext) -> None:
+    async def _keepalive_loop(self, context: Call) -> None:
         while True:
             req = await context.read()
-            if req is aio.EOF:
+            if req is EOF:
                 return
             await context.write(await keep_alive_once(self.ops, req))
 
-    async def _watch(self, _requests: Any, context: aio.ServicerContext) -> None:
+    async def _watch(self, _requests: Any, context: Call) -> None:
         if await self._refuse_stream(context):
             return
         with self._leader_lost(context) as lost:
@@ -323,7 +296,7 @@ class _WatchSession:
     """One Watch call: a reader applying requests and a writer sending what the member's watch
     stream has ready, one write at a time."""
 
-    def __init__(self, ops: ClientOps, context: aio.ServicerContext) -> None:
+    def __init__(self, ops: ClientOps, context: Call) -> None:
         self.ops = ops
         self.context = context
         self.ready = asyncio.Event()
@@ -364,7 +337,7 @@ class _WatchSession:
     async def _read(self) -> None:
         while True:
             req = await self.context.read()
-            if req is aio.EOF:
+            if req is EOF:
                 return
             wid = apply_watch_request(self.stream, req)
             if wid is not None and wid >= 0 and req.create_request.fragment:
@@ -457,28 +430,29 @@ _UNKNOWN_SERVICE = health_pb2.HealthCheckResponse(
 
 
 async def _health_check(
-    req: health_pb2.HealthCheckRequest, context: aio.ServicerContext
+    req: health_pb2.HealthCheckRequest, context: Call
 ) -> health_pb2.HealthCheckResponse:
     # etcd registers grpc-go's health server with "" SERVING
     if req.service:
-        await context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        await context.abort(GrpcCode.NOT_FOUND, "unknown service")
     return _SERVING
 
 
-async def _health_watch(req: health_pb2.HealthCheckRequest, context: aio.ServicerContext) -> None:
+async def _health_watch(req: health_pb2.HealthCheckRequest, context: Call) -> None:
     await context.write(_UNKNOWN_SERVICE if req.service else _SERVING)
     await asyncio.Event().wait()  # the status never changes; the client ends the call
 
 
-def _health_handler() -> grpc.GenericRpcHandler:
-    kw: dict[str, Any] = {
-        "request_deserializer": health_pb2.HealthCheckRequest.FromString,
-        "response_serializer": health_pb2.HealthCheckResponse.SerializeToString,
-    }
-    return grpc.method_handlers_generic_handler(
-        "grpc.health.v1.Health",
-        {
-            "Check": grpc.unary_unary_rpc_method_handler(_health_check, **kw),
-            "Watch": grpc.unary_stream_rpc_method_handler(_health_watch, **kw),
-        },
-    )
+_HEALTH = {
+    "/grpc.health.v1.Health/Check": Method(
+        _health_check,
+        health_pb2.HealthCheckRequest.FromString,
+        health_pb2.HealthCheckResponse.SerializeToString,
+    ),
+    "/grpc.health.v1.Health/Watch": Method(
+        _health_watch,
+        health_pb2.HealthCheckRequest.FromString,
+        health_pb2.HealthCheckResponse.SerializeToString,
+        server_streaming=True,
+    ),
+}
