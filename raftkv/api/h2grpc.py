@@ -240,6 +240,8 @@ class H2Protocol(asyncio.Protocol):
         self._paused = False
         self._writable: asyncio.Event | None = None
         self._window_waiters: set[Call] = set()
+        self._out: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -328,6 +330,7 @@ class H2Protocol(asyncio.Protocol):
         elif ftype == _GOAWAY:
             self._goaway = True
             if not self._calls and self.transport is not None:
+                self._flush()
                 self.transport.close()
         # PRIORITY, PUSH_PROMISE (never sent by clients) and unknown types are ignored
 
@@ -470,6 +473,7 @@ class H2Protocol(asyncio.Protocol):
         self._calls.pop(call.sid, None)
         self._window_waiters.discard(call)
         if self._goaway and not self._calls and self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def _end_call(self, call: Call, err: GrpcAbort | None) -> None:
@@ -571,18 +575,29 @@ class H2Protocol(asyncio.Protocol):
             await self._writable.wait()
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        """Queue frames; they leave together once this loop iteration is done (one writev for
+        every answer ready at once, as grpc-go's writer batches)."""
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
 
     def _close_with(self, code: int, why: str) -> None:
         log.info("grpc_connection_error", error=why)
         self._write(_frame(_GOAWAY, 0, 0, struct.pack(">II", self._last_sid, code)))
+        self._flush()
         if self.transport is not None:
             self.transport.close()
 
     def shutdown(self) -> None:
         """GOAWAY (no new calls), then close."""
         self._write(_frame(_GOAWAY, 0, 0, struct.pack(">II", self._last_sid, 0)))
+        self._flush()
         if self.transport is not None:
             self.transport.close()
 
