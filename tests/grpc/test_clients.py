@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api.clusters import ROOT, Cluster, raftkv_available, start_raftkv
+from tests.api.clusters import ROOT, Cluster, etcd_binaries, raftkv_available, start_raftkv
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -151,3 +151,25 @@ def test_aetcd_and_raftkv_protos_share_a_process() -> None:
 
     assert theirs.DESCRIPTOR.package == "etcdserverpb"
     assert ours.DESCRIPTOR.package == "raftkv.etcdserverpb"
+
+
+@pytest.mark.slow
+def test_etcdctl_check_perf_completes(cluster: Cluster) -> None:
+    """``etcdctl check perf --load=s``: a minute of writes from 50 clients through gRPC, then
+    its verdict (whether the machine meets etcd's latency bars is not this test's business)."""
+    bins = etcd_binaries()
+    if bins is None:
+        pytest.skip("scripts/install-etcd.sh could not provide etcdctl")
+    p = subprocess.run(
+        [bins[1], f"--endpoints={','.join(cluster.client_urls)}", "check", "perf", "--load=s"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
+    assert "60 / 60  100.00%" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    verdicts = [
+        line.split(":")[0] for line in p.stdout.splitlines() if line[:5] in ("PASS:", "FAIL:")
+    ]
+    assert len(verdicts) == 3, p.stdout[-2000:]
+    assert p.returncode == (0 if set(verdicts) == {"PASS"} else 1)

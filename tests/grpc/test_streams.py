@@ -161,6 +161,15 @@ def conversation(cl: Cluster) -> list[tuple[str, Any]]:
         )
         w.close()
 
+        # a 2.5 MB unary answer: far over the client's initial flow-control windows
+        rng = c.ch.unary_unary(
+            "/etcdserverpb.KV/Range",
+            request_serializer=rpc_pb2.RangeRequest.SerializeToString,
+            response_deserializer=rpc_pb2.RangeResponse.FromString,
+        )(rpc_pb2.RangeRequest(key=b"f", range_end=b"g"), timeout=30)
+        values = b"".join(kv.value for kv in rng.kvs)
+        out.append(("big range", (rng.count, len(values), hashlib.sha256(values).hexdigest())))
+
         ka = c.stream(
             "Lease", "LeaseKeepAlive", rpc_pb2.LeaseKeepAliveRequest, rpc_pb2.LeaseKeepAliveResponse
         )
