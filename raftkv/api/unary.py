@@ -3,9 +3,10 @@
 Both client codecs (the JSON gateway in ``app.py``, gRPC) decode a request into its
 ``raftkv.pb.rpc`` dataclass, then call ``call(ops, spec, req, wire_size)``, so the two refuse
 exactly the same requests in the same order, as etcd's gRPC layer does them:
-the receive limit (``max_request_bytes`` + 512 KiB) -> the learner interceptor -> the request's
-own checks (key.go) -> ``request is too large`` over the Raft proposal -> the member. The
-response gets the shape etcd gives it (``fixup``). ``EtcdError`` propagates to the codec.
+the receive limit (``max_request_bytes`` + 512 KiB) -> the learner interceptor -> (gRPC only)
+the ``hasleader`` metadata -> the request's own checks (key.go) -> ``request is too large``
+over the Raft proposal -> the member. The response gets the shape etcd gives it (``fixup``).
+``EtcdError`` propagates to the codec.
 
 ``keep_alive_once`` is one LeaseKeepAlive exchange of the bidi stream, shared by both streams.
 """
@@ -135,15 +136,20 @@ def _refused_to_learner(ops: ClientOps, spec: Unary, req: Any) -> bool:
     return not (spec.method == "status" or (spec.method == "range" and req.serializable))
 
 
-async def call(ops: ClientOps, spec: Unary, req: Any, wire_size: int) -> Any:
+async def call(
+    ops: ClientOps, spec: Unary, req: Any, wire_size: int, require_leader: bool = False
+) -> Any:
     """Check ``req`` as etcd does, run it on the member, and return etcd's response.
 
     ``wire_size`` is the size of the request as it arrived (JSON bytes or protobuf bytes):
-    below half a limit no exact protobuf size need be computed.
+    below half a limit no exact protobuf size need be computed. ``require_leader``: the gRPC
+    call carried the ``hasleader`` metadata (refused while the member knows no leader).
     """
     validate.check_grpc_size(req, ops.max_request_bytes, wire_size)
     if _refused_to_learner(ops, spec, req):
         raise errors.ErrNotSupportedForLearner
+    if require_leader and not ops.leader:
+        raise errors.ErrNoLeader
     if spec.check is not None:
         spec.check(req, ops)
     if (
