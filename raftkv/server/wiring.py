@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -146,7 +147,13 @@ class PeerHooks:
 class Member:
     """One member's parts, built and joined; ``server`` is the client facade."""
 
-    def __init__(self, cfg: Settings, ms: MemberStorage, fatal: Callable[[BaseException], None]):
+    def __init__(
+        self,
+        cfg: Settings,
+        ms: MemberStorage,
+        fatal: Callable[[BaseException], None],
+        peer_ssl: ssl.SSLContext | None = None,
+    ):
         self.cfg = cfg
         self.member_id = ms.member_id
         self.cluster_id = ms.cluster_id
@@ -178,6 +185,7 @@ class Member:
             self.cluster_id,
             listen_peer_url=cfg.listen_peer_urls[0],
             request_timeout=request_timeout,
+            client_ssl=peer_ssl,
         )
         for m in cluster.members.values():
             if m.id != self.member_id and m.peer_urls:
@@ -426,6 +434,12 @@ class Member:
             self._fatal(e)
 
 
-def build_member(cfg: Settings, ms: MemberStorage, fatal: Callable[[BaseException], None]):
-    """The member for ``cfg`` over storage opened by ``storage.open_member_storage``."""
-    return Member(cfg, ms, fatal)
+def build_member(
+    cfg: Settings,
+    ms: MemberStorage,
+    fatal: Callable[[BaseException], None],
+    peer_ssl: ssl.SSLContext | None = None,
+) -> Member:
+    """The member for ``cfg`` over storage opened by ``storage.open_member_storage``;
+    ``peer_ssl`` is how it dials https peers."""
+    return Member(cfg, ms, fatal, peer_ssl)
