@@ -231,7 +231,9 @@ def check_key(
     n_ops = len(ops)
     key = ops[0].key if ops else ""
     deadline = _unknown_deadlines(ops, initial)
-    ops = [op for op in ops if not (id(op) in deadline and deadline[id(op)] is None)]
+    # ids in call order: the linearized set is then mostly a prefix (see `seen` below)
+    kept = [op for op in ops if not (id(op) in deadline and deadline[id(op)] is None)]
+    ops = sorted(kept, key=lambda op: op.invoke)
     events: list[tuple[float, int, int, _Entry]] = []
     for i, op in enumerate(ops):
         call = _Entry(op, i, True, op.invoke)
@@ -269,7 +271,10 @@ def check_key(
     state = initial
     linearized = 0
     done = 0
-    cache: set[tuple[int, bytes | None]] = set()
+    # configurations explored: (n, rest, state) for the linearized set {0..n-1} + (rest << n),
+    # n its first missing id; rest stays a few bits wide, where the whole set would be one
+    # bit per op of the key (and hashing and keeping it would cost that much per step)
+    seen: set[tuple[int, int, bytes | None]] = set()
     stack: list[tuple[_Entry, bytes | None]] = []
     best, stuck_at = -1, None
     steps = 0
@@ -282,8 +287,10 @@ def check_key(
             ok, new_state = _step(state, entry.op)
             if ok:
                 new_lin = linearized | (1 << entry.id)
-                if (new_lin, new_state) not in cache:
-                    cache.add((new_lin, new_state))
+                n = ((new_lin + 1) & ~new_lin).bit_length() - 1
+                config = (n, new_lin >> n, new_state)
+                if config not in seen:
+                    seen.add(config)
                     stack.append((entry, state))
                     state, linearized = new_state, new_lin
                     done += 1
