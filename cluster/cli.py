@@ -174,6 +174,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
             detached=True,
             etcd_ports=not args.free_ports,
             ready_timeout=args.timeout,
+            tls=args.tls,
             **_settings(args.set),
         )
     try:
@@ -187,6 +188,13 @@ async def cmd_up(args: argparse.Namespace) -> int:
         print(f"cluster up: {len(c.members)} members, leader {leader.name}; state in {c.base_dir}")
         print(await status_table(c))
         print("endpoints: " + ",".join(c.endpoints), flush=True)
+        certs = c.members[0].spec.certs_dir
+        if certs:
+            print(
+                f"tls: --cacert {certs}/ca/ca.crt --cert {certs}/client.crt "
+                f"--key {certs}/client.key",
+                flush=True,
+            )
         await c.close_clients()
         if args.follow:
             await follow_logs(c, [], follow=True)
@@ -319,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="delete a stopped cluster's state and data first"
     )
     up.add_argument("--no-proxy", action="store_true", help="direct peer links (no faults)")
+    up.add_argument(
+        "--tls", action="store_true", help="https and mutual TLS on every link (certs made here)"
+    )
     up.add_argument(
         "--free-ports", action="store_true", help="any free ports, not etcd's 2379/2380 first"
     )

@@ -330,6 +330,7 @@ class Member:
                 max_txn_ops=cfg.max_txn_ops,
                 quota_bytes=cfg.quota_bytes,
                 request_timeout=request_timeout,
+                election_timeout=election_timeout,
             ),
             cluster=cluster,
             node=node,
