@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import itertools
 import random
+import ssl as ssl_module
 import threading
 import time
 from collections import Counter
@@ -64,8 +65,10 @@ class Workload:
         rng: random.Random | None = None,
         serializable_reads: bool = False,
         names: list[str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.ssl = ssl
         self.names = names or endpoints  # what an op records as the member that served it
         # serializable reads may be stale: only to show that the checks catch that
         self.read_opts = {"serializable": True} if serializable_reads else {}
@@ -87,7 +90,7 @@ class Workload:
         self._stop.set()
 
     async def run(self) -> None:
-        clients = [Client(ep, timeout=self.timeout) for ep in self.endpoints]
+        clients = [Client(ep, timeout=self.timeout, ssl=self.ssl) for ep in self.endpoints]
         try:
             rngs = [random.Random(self.rng.random()) for _ in range(self.n_clients)]
             n = len(clients)
@@ -188,11 +191,17 @@ class ChaosResult:
         return f"chaos FAIL: {'; '.join(self.problems)} [{head}]"
 
 
-async def _converge(endpoints: list[str], timeout: float) -> tuple[int, dict[str, int], str]:
+def _session(ssl: ssl_module.SSLContext | None) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=ssl or True))
+
+
+async def _converge(
+    endpoints: list[str], timeout: float, ssl: ssl_module.SSLContext | None
+) -> tuple[int, dict[str, int], str]:
     """Wait until every member reports the same revision and applied index; then HashKV."""
     deadline = time.monotonic() + timeout
     last = ""
-    async with aiohttp.ClientSession() as s:
+    async with _session(ssl) as s:
         clients = [Client(ep, timeout=5, session=s) for ep in endpoints]
         while time.monotonic() < deadline:
             try:
@@ -212,13 +221,15 @@ async def _converge(endpoints: list[str], timeout: float) -> tuple[int, dict[str
     return 0, {}, f"members did not converge in {timeout:.0f}s ({last})"
 
 
-async def _check_acks(endpoints: list[str], acks: list[Ack]) -> tuple[list[dict], list[str]]:
+async def _check_acks(
+    endpoints: list[str], acks: list[Ack], ssl: ssl_module.SSLContext | None
+) -> tuple[list[dict], list[str]]:
     """Read every acknowledged write back at its revision, spread over the members: the lost
     writes ({key, value, revision, read}) and the reads that failed."""
     lost: list[dict[str, Any]] = []
     failed: list[str] = []
     sem = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+    async with _session(ssl) as s:
         clients = [Client(ep, timeout=10, session=s) for ep in endpoints]
 
         async def one(i: int, ack: Ack) -> None:
@@ -251,7 +262,7 @@ async def _check_acks(endpoints: list[str], acks: list[Ack]) -> tuple[list[dict]
 
 async def _final_reads(workload: Workload) -> None:
     """Read every key through every member once the cluster is quiet: part of the history."""
-    async with aiohttp.ClientSession() as s:
+    async with _session(workload.ssl) as s:
         for ep, name in zip(workload.endpoints, workload.names, strict=True):
             c = Client(ep, timeout=10, session=s)
             for key in workload.keys:
@@ -360,6 +371,7 @@ async def run_chaos(
         rng=random.Random(rng.random()),
         serializable_reads=serializable_reads,
         names=target.names,
+        ssl=target.ssl,
     )
     nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log, clock=workload.now)
     run = RunLog(
@@ -379,7 +391,7 @@ async def run_chaos(
     )
     t_start = time.monotonic()
     # start from a clean key space (an earlier run against the same cluster may have left keys)
-    async with Client(endpoints[0], timeout=10) as c:
+    async with Client(endpoints[0], timeout=10, ssl=target.ssl) as c:
         await c.delete(KEY_PREFIX, KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1))
     observer = asyncio.ensure_future(_observe_leaders(target, workload, run.leaders))
     reporter = (
@@ -401,7 +413,7 @@ async def run_chaos(
         problems: list[str] = []
         if await nemesis.wait_leader(timeout=30) is None:
             problems.append("no leader 30 s after healing")
-        rev, hashes, why = await _converge(endpoints, converge_timeout)
+        rev, hashes, why = await _converge(endpoints, converge_timeout, target.ssl)
     finally:
         await _stop(observer)
     by_name = dict(zip(endpoints, target.names, strict=True))
@@ -416,7 +428,7 @@ async def run_chaos(
     lin: CheckResult | None = None
     if not problems:
         log(f"checking {len(workload.acks)} acknowledged writes")
-        lost, unreadable = await _check_acks(endpoints, workload.acks)
+        lost, unreadable = await _check_acks(endpoints, workload.acks, target.ssl)
         run.checks["lost"] = lost
         problems += _summarize(
             [

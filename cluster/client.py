@@ -100,7 +100,7 @@ class Client:
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl)
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl or True)
             )
             self._own_session = True
         return self._session

@@ -39,6 +39,7 @@ class LocalTarget:
         self.c = cluster
         self.names = [m.name for m in cluster.members]
         self.endpoints = cluster.endpoints
+        self.ssl = cluster.ssl  # a TLS cluster's client context
 
     def supports(self, fault: str) -> bool:
         proxied = self.c.proxy_control is not None
@@ -105,6 +106,7 @@ class ComposeTarget:
             raise ValueError("give one compose service per endpoint, in the same order")
         self.names = services
         self.endpoints = endpoints
+        self.ssl = None  # (compose clusters are plain http)
         self.base = ["docker", "compose", "-f", compose_file, "-p", project]
 
         self.network = f"{project}_{network}"

@@ -48,6 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--clients-per-member", type=int, default=2)
     p.add_argument("--keys", type=int, default=8)
+    p.add_argument("--tls", action="store_true", help="the local cluster over mutual TLS")
     p.add_argument("--seed", type=int)
     p.add_argument("--base-dir", help="local cluster dir (default: a temporary dir)")
     p.add_argument("--keep", action="store_true", help="keep the local cluster's dir")
@@ -169,7 +170,7 @@ async def amain(args: argparse.Namespace, owned: Owned, console: Console) -> int
         owned.created = not (args.base_dir and Path(args.base_dir).exists())
         owned.base = Path(args.base_dir or tempfile.mkdtemp(prefix="raftkv-chaos-")).resolve()
         log(f"starting a {args.size}-member cluster in {owned.base}")
-        async with LocalCluster(args.size, owned.base, **settings) as c:
+        async with LocalCluster(args.size, owned.base, tls=args.tls, **settings) as c:
             log(f"leader {(await c.wait_leader()).name}; endpoints {','.join(c.endpoints)}")
             result = await run_chaos(LocalTarget(c), args.duration, **common)
         if result.ok and not args.keep and not args.base_dir:
