@@ -31,7 +31,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cluster.config import CONFIGS_DIR
+from cluster.config import CLIENT_CERT, CONFIGS_DIR
 from cluster.linearizability import check
 from cluster.local import ClusterError, LocalCluster
 from cluster.runlog import RunLog
@@ -238,6 +238,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if lin.ok and not run.checks.get("problems") else 1
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    """A CA, a certificate per member (valid for its host name) and a client certificate in
+    DIR, for a TLS cluster run elsewhere (docker-compose.tls.yml)."""
+    from raftkv.tls import issue, make_ca
+
+    out = Path(args.dir)
+    ca = make_ca(str(out / "ca"))
+    for name in args.members:
+        issue(*ca, str(out), name, [name, "localhost", "127.0.0.1"])
+    issue(*ca, str(out), CLIENT_CERT, ["localhost", "127.0.0.1"])
+    print(f"CA {out / 'ca' / 'ca.crt'}; certificates for {', '.join(args.members)} and client")
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.cmd == "up":
         return await cmd_up(args)
@@ -378,6 +392,9 @@ def parser() -> argparse.ArgumentParser:
     drop.add_argument("b")
     drop.add_argument("share", type=float)
     drop.add_argument("--both", action="store_true")
+    certs = sub.add_parser("certs", help="make a CA and member certificates (compose over TLS)")
+    certs.add_argument("dir")
+    certs.add_argument("members", nargs="*", default=["m1", "m2", "m3"])
     rep = sub.add_parser("report", help="render a saved chaos run into its HTML report and PNG")
     rep.add_argument("path", help="a history.jsonl written by scripts/chaos.py (or its dir)")
     return p
@@ -387,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cmd == "report":
         return cmd_report(args)
+    if args.cmd == "certs":
+        return cmd_certs(args)
     try:
         return asyncio.run(run(args))
     except (ClusterError, KeyError) as e:
