@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -74,8 +75,10 @@ META_BUCKET = b"meta"
 CONSISTENT_INDEX_KEY = b"consistent_index"
 SCHEDULED_COMPACT_KEY = b"scheduledCompactRev"
 FINISHED_COMPACT_KEY = b"finishedCompactRev"
-RESTORE_CHUNK_KEYS = 10_000
 _SCAN_CHUNK = 1000
+STEP_BUDGET = 0.001  # seconds of work per compact_step (on the event loop)
+_INDEX_SLICE = 64  # index keys compacted between two looks at the clock
+_KEY_SLICE = 32  # backend records looked at between two looks at the clock
 
 
 class KVStore:
@@ -225,35 +228,47 @@ class KVStore:
         """A compaction's index or backend work is not finished yet (see compact_step)."""
         return self._compaction is not None
 
-    def compact_step(self, batch: int = 1000) -> bool:
-        """Do the next batch of compaction work: compact ``10 * batch`` keys of the index, then
-        delete the compacted revisions from the backend ``batch`` records at a time, then
-        record the finished revision. True while more remain."""
+    def compact_step(self, batch: int = 1000, budget: float = STEP_BUDGET) -> bool:
+        """Do the next piece of compaction work: compact up to ``10 * batch`` keys of the
+        index, or else delete the compacted revisions of up to ``batch`` backend records, or
+        else record the finished revision. Stops early once ``budget`` seconds of work are
+        done (it runs on the event loop: a step must not stall it). True while more remain."""
         job = self._compaction
         if job is None:
             return False
+        deadline = time.perf_counter() + budget
         revision, phase, cursor = job
         if phase == "index":
             # a key of the index costs ~0.5 us, a backend record several: 10x the keys
-            last = self._index.compact_some(revision, cursor, batch * 10)
-            if last is None:
-                job[1], job[2] = "key", rev_to_bytes(0)
-            else:
-                job[2] = last
-            return True
+            todo = batch * 10
+            while True:
+                n = min(todo, _INDEX_SLICE)
+                last = self._index.compact_some(revision, cursor, n)
+                if last is None:
+                    job[1], job[2] = "key", rev_to_bytes(0)
+                    return True
+                job[2] = cursor = last
+                todo -= n
+                if todo <= 0 or time.perf_counter() >= deadline:
+                    return True
         end = rev_to_bytes(revision + 1)
-        items = self._b.range(KEY_BUCKET, cursor, end, limit=batch)
         index = self._index
-        for k, v in items:
-            key = decode_kv(v).key
-            if not index.has_revision(key, pack(*bytes_to_rev(k))):
-                self._b.delete(KEY_BUCKET, k)
-        if len(items) < batch:
-            self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
-            self._compaction = None
-            return False
-        job[2] = items[-1][0] + b"\x00"
-        return True
+        todo = batch
+        while True:
+            n = min(todo, _KEY_SLICE)
+            items = self._b.range(KEY_BUCKET, cursor, end, limit=n)
+            for k, v in items:
+                main, _, sub = _unpack_rev(k)
+                if not index.has_revision(_unpackb(v)[0], (main << SUB_BITS) | sub):
+                    self._b.delete(KEY_BUCKET, k)
+            if len(items) < n:
+                self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
+                self._compaction = None
+                return False
+            job[2] = cursor = items[-1][0] + b"\x00"
+            todo -= n
+            if todo <= 0 or time.perf_counter() >= deadline:
+                return True
 
     # --- hashes ------------------------------------------------------------------------------
 

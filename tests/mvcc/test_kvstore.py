@@ -331,6 +331,20 @@ def test_compact_step_deletes_old_revisions_in_batches_and_survives_reopen(env):
     assert keys(s.range(get(b"k", b"l"))) == [b"k1", b"k2"]
 
 
+def test_compact_step_out_of_time_budget_still_does_a_slice_and_finishes_the_same(env):
+    s = env.store
+    for i in range(300):
+        s.put(put(b"k%d" % (i % 100), b"%d" % i))  # three revisions of 100 keys
+    s.compact(s.current_revision)
+    steps = 0
+    while s.compact_step(batch=1000, budget=0.0):
+        steps += 1
+    assert steps >= 100 // 64 + 200 // 32  # one slice of index keys or records per step
+    assert len(env.backend.range(b"key", b"", None)) == 100  # each key's last put
+    s = env.reopen()
+    assert keys(s.range(get(b"k", b"l"))) == sorted(b"k%d" % i for i in range(100))
+
+
 def test_unfinished_compaction_is_resumed_on_reopen(env):
     s = env.store
     for i in range(10):
