@@ -29,7 +29,13 @@ from raftkv.pb import rpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BodyReader", "handle_keepalive", "handle_watch", "stream_refusal"]
+__all__ = [
+    "BodyReader",
+    "apply_watch_request",
+    "handle_keepalive",
+    "handle_watch",
+    "stream_refusal",
+]
 
 _STREAM_HEADERS = {
     **CORS,
@@ -187,16 +193,19 @@ def _gone(request: web.Request) -> bool:
 # --- watch -------------------------------------------------------------------------------------
 
 
-def _apply_watch_request(stream: Any, wr: rpc.WatchRequest) -> None:
+def apply_watch_request(stream: Any, wr: rpc.WatchRequest) -> int | None:
+    """Apply one request to the member's watch stream; a create returns the new watch id (-1
+    when refused), anything else None."""
     c = wr.create_request
     if c is not None:
         if not c.key:
             c.key = b"\x00"  # etcd: "\x00 is the smallest key"
-        stream.create(c)
-    elif wr.cancel_request is not None:
+        return stream.create(c)
+    if wr.cancel_request is not None:
         stream.cancel(wr.cancel_request.watch_id)
     elif wr.progress_request is not None:
         stream.request_progress()
+    return None
 
 
 async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamResponse:
@@ -220,13 +229,13 @@ async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamRes
                 wr = decode_message(rpc.WatchRequest, value)
             except (GoJSONError, ConnectionError, asyncio.IncompleteReadError):
                 return  # grpc-gateway stops sending; the watch stream stays open
-            _apply_watch_request(stream, wr)
+            apply_watch_request(stream, wr)
             ready.set()
 
     reader_task: asyncio.Task | None = None
     try:
         if first is not None:
-            _apply_watch_request(stream, first)
+            apply_watch_request(stream, first)
             ready.set()
             reader_task = asyncio.ensure_future(read_rest())
         while True:

@@ -47,11 +47,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import BinaryIO
+
+from crc32c import crc32c
 
 from . import check as _check
 from . import defrag as _defrag
@@ -87,6 +88,7 @@ class Backend:
         self._failed: BaseException | None = None
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
+        self.generation = 0  # files swapped in whole (replace_file)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
         self.commit_error_observer: Callable[[BaseException], None] | None = None
 
@@ -201,6 +203,23 @@ class Backend:
             return False
         await self.commit_in_thread()
         return True
+
+    def replace_file(self, install: Callable[[], None]) -> None:
+        """Replace the whole file with another db image, keeping this object (every holder of
+        it sees the new state): the batch is committed first, ``install()`` moves the image
+        over ``path``, and the file is opened again. Readers of the old state keep it until
+        they close. ``generation`` counts the replacements."""
+        self.commit()
+        install()
+        db = self._db
+        old = db.state
+        with db.lock:
+            db._load()
+        old.pager.decref()
+        self._buf = {name: {} for name in db.state.roots}
+        self._sorted = {name: [] for name in db.state.roots}
+        self._new_buckets = set()
+        self.generation += 1
 
     def commit_if_due(self) -> bool:
         if not self._due():
@@ -378,7 +397,8 @@ class Backend:
         return self._db.write_to(f)
 
     def hash(self) -> int:
-        """CRC32 over every bucket's name, keys and values in order (commits pending first)."""
+        """CRC-32C over every bucket's name, keys and values in order (commits pending first):
+        the hash etcdctl's ``snapshot status`` reports."""
         self.commit()
         with self.read_snapshot() as snap:
             return snap.hash()
@@ -478,11 +498,12 @@ class ReadSnapshot:
         return sorted(self._state().roots)
 
     def hash(self) -> int:
+        """CRC-32C (Castagnoli, as etcd's snapshot status) of every bucket name, key and value."""
         crc = 0
         for name in self.buckets():
-            crc = zlib.crc32(name, crc)
+            crc = crc32c(name, crc)
             for k, v in self.items(name):
-                crc = zlib.crc32(v, zlib.crc32(k, crc))
+                crc = crc32c(v, crc32c(k, crc))
         return crc
 
     def close(self) -> None:

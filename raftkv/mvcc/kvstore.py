@@ -4,8 +4,9 @@ kvstore_compaction.go, watchable_store.go joined behind one object).
 Backend layout (buckets):
 - ``key``:  revision key (see ``revision``) -> KeyValue as ``raftkv.pb.encode`` writes it; a
   tombstone's value is ``KeyValue(key=...)`` only.
-- ``meta``: ``consistent_index`` (8-byte big-endian), ``scheduledCompactRev`` and
-  ``finishedCompactRev`` (17-byte revision keys, as etcd writes them).
+- ``meta``: ``scheduledCompactRev`` and ``finishedCompactRev`` (17-byte revision keys, as etcd
+  writes them); the server keeps its ``consistent_index`` there too (``raftkv.server.cindex``),
+  which ``hash`` leaves out.
 
 Revisions: a fresh store is at revision 1 (etcd's first write is revision 2); the compacted
 revision is -1 until the first compaction.
@@ -33,7 +34,7 @@ import msgpack
 
 from raftkv import errors
 from raftkv.backend.errors import BackendError
-from raftkv.mvcc import apply
+from raftkv.mvcc import requests
 from raftkv.mvcc.index import Entry, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
@@ -47,6 +48,7 @@ from raftkv.mvcc.revision import (
     rev_to_bytes,
     sub_of,
 )
+from raftkv.mvcc.validate import check_delete_request, check_put_request, check_range_request
 from raftkv.mvcc.watchable_store import WatchHub, WatchStream
 from raftkv.pb.kv import KeyValue
 from raftkv.pb.rpc import (
@@ -89,50 +91,38 @@ class KVStore:
         self._index = TreeIndex()
         self.current_revision = 1
         self.compact_revision = -1
-        self._consistent_index = 0
         # the pending physical compaction: [revision, next backend key to look at]
         self._compaction: list | None = None
         self._hub = WatchHub(self)
         self._writing: WriteTxn | None = None
         self._restore()
 
-    # --- consistent index --------------------------------------------------------------------
-
-    @property
-    def consistent_index(self) -> int:
-        return self._consistent_index
-
-    @consistent_index.setter
-    def consistent_index(self, index: int) -> None:
-        self._consistent_index = index
-        self._b.put(META_BUCKET, CONSISTENT_INDEX_KEY, index.to_bytes(8, "big"))
-
     # --- requests ----------------------------------------------------------------------------
 
     def range(self, req: RangeRequest) -> RangeResponse:
-        apply.check_range_request(req)
-        return apply.apply_range(ReadTxn(self), req)
+        check_range_request(req)
+        return requests.apply_range(ReadTxn(self), req)
 
     def put(self, req: PutRequest) -> PutResponse:
-        apply.check_put_request(req)
+        check_put_request(req)
         if req.lease and not self._lessor.lookup(req.lease):
             raise errors.ErrLeaseNotFound
         txn = self._begin_write()
         try:
-            return apply.apply_put(txn, req)
+            return requests.apply_put(txn, req)
         finally:
             txn.end()
 
     def delete_range(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
-        apply.check_delete_request(req)
+        check_delete_request(req)
         txn = self._begin_write()
         try:
-            return apply.apply_delete_range(txn, req)
+            return requests.apply_delete_range(txn, req)
         finally:
             txn.end()
 
     def txn(self, req: TxnRequest) -> TxnResponse:
-        return apply.apply_txn(ReadTxn(self), self._begin_write, self._lessor, req)
+        return requests.apply_txn(ReadTxn(self), self._begin_write, self._lessor, req)
 
     def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
         """Delete every key attached to the lease in one revision, then forget the lease."""
@@ -316,6 +306,16 @@ class KVStore:
     def new_watch_stream(self, on_ready: Callable[[], None]) -> WatchStream:
         return WatchStream(self._hub, on_ready)
 
+    @property
+    def key_count(self) -> int:
+        """Keys in the index (live and deleted ones not compacted away yet)."""
+        return len(self._index)
+
+    @property
+    def watcher_count(self) -> int:
+        hub = self._hub
+        return len(hub.synced) + len(hub.unsynced) + sum(len(v) for v in hub.victims)
+
     def sync_watchers(self) -> bool:
         """Move unsynced watchers forward (bounded work, a few ms). True if more can be done
         right away; False when done or waiting for slow clients to drain (call it again on
@@ -346,8 +346,6 @@ class KVStore:
             self.compact_revision = bytes_to_rev(finished)[0]
         scheduled_b = b.get(META_BUCKET, SCHEDULED_COMPACT_KEY)
         scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
-        ci = b.get(META_BUCKET, CONSISTENT_INDEX_KEY)
-        self._consistent_index = int.from_bytes(ci, "big") if ci else 0
 
         keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
         self._index = TreeIndex.restored(keys)

@@ -360,12 +360,15 @@ def test_unfinished_compaction_is_resumed_on_reopen(env):
 
 
 def test_compact_leaves_its_commit_to_the_batch_it_was_written_in(env):
+    from raftkv.server.cindex import ConsistentIndex
+
     s = env.store
     for i in range(10):
         s.put(put(b"a", b"%d" % i))
-    s.consistent_index = 7
+    ci = ConsistentIndex(env.backend)
+    ci.set(7)
     env.backend.commit()
-    s.consistent_index = 8
+    ci.set(8)
     s.compact(8)  # the entry at index 8 asked for it
     assert env.backend.pending > 0  # no commit on the caller's thread
     with env.backend.read_snapshot() as snap:
@@ -387,12 +390,6 @@ def test_current_revision_survives_compaction_of_every_key(env):
         pass
     s = env.reopen()
     assert s.current_revision == 3 and s.compact_revision == 3
-
-
-def test_consistent_index_is_persisted_with_the_batch(env):
-    env.store.consistent_index = 42
-    s = env.reopen()
-    assert s.consistent_index == 42
 
 
 def test_hash_kv_ignores_how_far_physical_compaction_got(tmp_path):
