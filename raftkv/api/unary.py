@@ -148,7 +148,7 @@ async def call(
     validate.check_grpc_size(req, ops.max_request_bytes, wire_size)
     if _refused_to_learner(ops, spec, req):
         raise errors.ErrNotSupportedForLearner
-    if require_leader and not ops.leader:
+    if require_leader and not ops.has_leader():
         raise errors.ErrNoLeader
     if spec.check is not None:
         spec.check(req, ops)

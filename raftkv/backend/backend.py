@@ -50,7 +50,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from crc32c import crc32c
 
@@ -65,6 +65,8 @@ from .page import PAGE_SIZE, ValueRef
 from .pager import DEFAULT_CACHE_NODES
 
 __all__ = ["Backend", "ReadSnapshot"]
+
+T = TypeVar("T")
 
 _SCAN_CHUNK = 1000
 
@@ -195,6 +197,26 @@ class Backend:
         if fut is not None:
             await _wait_future(fut)
             self._reap(wait=False)
+
+    def commit_soon(self) -> None:
+        """Start committing the batch in the commit thread, unless a commit is in flight (the
+        next call, or the periodic commit, then takes the batch): never waits on the writer."""
+        fz = self._frozen
+        if fz is not None and not fz.future.done():
+            return
+        self.commit_async()
+
+    async def commit_marked(self, mark: Callable[[], T]) -> T:
+        """Commit everything written so far (in the commit thread) and return ``mark()``,
+        called at the moment the batch is frozen: what it reads of the writer's state is
+        exactly what this commit holds, as nothing is written between the two."""
+        await self._settled()
+        marked = mark()
+        fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
+        if fut is not None:
+            await _wait_future(fut)
+            self._reap(wait=False)
+        return marked
 
     async def commit_if_due_in_thread(self) -> bool:
         """``commit_if_due()`` for an event loop (see ``commit_in_thread``)."""

@@ -8,8 +8,9 @@ MemoryStorage and on disk (snap file + WAL marker), compact MemoryStorage keepin
 
 Sending: when the core wants to send a SNAP, the leader sends its *current* db (committed
 first) labelled with its applied index and term (etcd's createMergedSnapshotMessage): the
-follower then holds exactly the state the label names. The copy is written to a temp file at
-once (the backend keeps changing) and streamed to the peer; the outcome is reported to Raft.
+follower then holds at least the state the label names. The commit, and the copy to a temp
+file (from a pinned read state: the backend keeps changing), are made off the event loop; the
+copy is streamed to the peer and the outcome reported to Raft.
 
 Receiving: the db bytes are stored as ``snap/<index>.snap.db`` (temp + fsync + rename) before
 the SNAP message is stepped into Raft; when Raft hands the snapshot back in a Ready, it is
@@ -129,30 +130,42 @@ class Snapshots:
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, m: Message) -> None:
-        node = self._node
+        """The core wants to send a snapshot to ``m.to``: make and stream it off the loop."""
         if m.to in self._sending:
-            node.report_snapshot(m.to, False)
+            self._node.report_snapshot(m.to, False)
             return
+        self._sending.add(m.to)
+        spawn(self._send(m))
+
+    async def _copy(self, m: Message) -> tuple[Message, str]:
+        """The db as the snapshot to send, and the message labelled with what it holds: the
+        label is read as the batch is frozen, so the committed state copied (in a thread, from
+        a pinned read state) holds at least everything the label names (a later commit may add
+        more: the follower skips those entries by its consistent index)."""
         applier = self._applier
-        self._backend.commit()
+
+        def label() -> SnapshotMetadata:
+            return SnapshotMetadata(applier.conf_state, applier.applied_index, applier.applied_term)
+
+        meta = await self._backend.commit_marked(label)
         fd, path = tempfile.mkstemp(prefix=".send-", suffix=".db", dir=self._snapshotter.dirpath)
         try:
             with os.fdopen(fd, "wb") as f:
-                self._backend.write_to(f)
-        except Exception as e:
-            log.error("snapshot_copy_failed", error=repr(e))
+                await asyncio.to_thread(self._backend.write_to, f)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(path)
-            node.report_snapshot(m.to, False)
-            return
-        snap = Snapshot(
-            SnapshotMetadata(applier.conf_state, applier.applied_index, applier.applied_term)
-        )
-        merged = Message(m.type, m.to, m.from_, term=m.term, snapshot=snap)
-        self._sending.add(m.to)
-        spawn(self._send(merged, path))
+            raise
+        return Message(m.type, m.to, m.from_, term=m.term, snapshot=Snapshot(meta)), path
 
-    async def _send(self, m: Message, path: str) -> None:
+    async def _send(self, m: Message) -> None:
+        try:
+            m, path = await self._copy(m)
+        except Exception as e:
+            log.error("snapshot_copy_failed", error=repr(e))
+            self._sending.discard(m.to)
+            self._node.report_snapshot(m.to, False)
+            return
         size = os.path.getsize(path)
         t0 = time.monotonic()
         log.info(

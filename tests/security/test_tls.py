@@ -182,3 +182,24 @@ def test_strangers_are_refused_and_logged(cluster: TLSCluster) -> None:
     while cluster.logs[0].read_text().count("tls_refused") < 4:
         assert time.monotonic() < deadline, cluster.logs[0].read_text()[-3000:]
         time.sleep(0.1)
+
+
+def test_raftkvctl_with_etcdctls_tls_flags(cluster: TLSCluster) -> None:
+    certs = cluster.certs
+    host_port = cluster.client_urls[0].removeprefix("https://")  # no scheme: TLS by --cacert
+    base = [
+        sys.executable,
+        "-m",
+        "raftkv.cli.ctl",
+        f"--endpoints={host_port}",
+        f"--cacert={certs / 'ca' / 'ca.crt'}",
+        f"--cert={certs / 'client.crt'}",
+        f"--key={certs / 'client.key'}",
+    ]
+    put = subprocess.run([*base, "put", "ctl", "tls"], capture_output=True, text=True)
+    assert (put.returncode, put.stdout) == (0, "OK\n"), put.stderr
+    get = subprocess.run([*base, "get", "ctl"], capture_output=True, text=True)
+    assert get.stdout == "ctl\ntls\n", get.stderr
+    # without a client certificate the member refuses the connection
+    bare = subprocess.run([*base[:5], "get", "ctl"], capture_output=True, text=True)
+    assert bare.returncode != 0
