@@ -175,17 +175,6 @@ class Backend:
             self._run(fz)
         return fz.future
 
-    def start_commit(self) -> bool:
-        """``commit_async()`` that never waits: hand the batch to the commit thread unless a
-        commit is still in flight (then the batch keeps growing and False is returned; the
-        caller tries again later, e.g. at the next applied entry). For the event loop's
-        batch-limit commit. A finished commit is reaped first (its error is raised here)."""
-        self._check_usable()
-        self._reap(wait=False)
-        if self._frozen is not None or not self._pending:
-            return False
-        return self.commit_async() is not None
-
     def wait_commit(self) -> None:
         """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
         self._reap()
@@ -198,13 +187,16 @@ class Backend:
             await _wait_future(fut)
             self._reap(wait=False)
 
-    def commit_soon(self) -> None:
-        """Start committing the batch in the commit thread, unless a commit is in flight (the
-        next call, or the periodic commit, then takes the batch): never waits on the writer."""
-        fz = self._frozen
-        if fz is not None and not fz.future.done():
-            return
-        self.commit_async()
+    def commit_soon(self) -> bool:
+        """``commit_async()`` that never waits, for the event loop's batch-limit commit: hand
+        the batch to the commit thread unless a commit is still in flight (then the batch
+        keeps growing and False is returned; the next call, or the periodic commit, takes it).
+        A finished commit is reaped first (its error is raised here)."""
+        self._check_usable()
+        self._reap(wait=False)
+        if self._frozen is not None or not self._pending:
+            return False
+        return self.commit_async() is not None
 
     async def commit_marked(self, mark: Callable[[], T]) -> T:
         """Commit everything written so far (in the commit thread) and return ``mark()``,
