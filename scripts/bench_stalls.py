@@ -47,6 +47,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import post_ok  # (scripts/ is this script's directory: on sys.path)
+
 from cluster import LocalCluster, Member
 
 WINDOWS = ("baseline", "compaction", "snapshot", "defragment", "leases")
@@ -76,12 +78,7 @@ async def _clients(urls: list[str], ids: list[int], value: bytes, t_end: float) 
             n = 0
             while (t0 := time.time()) < t_end:
                 body = f'{{"key":"{b64(b"stall/%d/%d" % (c, n % 1000))}","value":"{val}"}}'
-                try:
-                    async with session.post(url, data=body.encode()) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
+                ok = await post_ok(session, url, body.encode())
                 out.append((t0, time.time() - t0, ok))
                 n += 1
 
