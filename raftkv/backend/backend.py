@@ -330,12 +330,11 @@ class Backend:
         d = self._buf[bucket]
         s = self._sorted[bucket]
         if len(s) != len(d):
-            new = list(islice(d, len(s), None))
-            new.sort()
+            new = sorted(islice(reversed(d), len(d) - len(s)))  # (the tail, not a walk to it)
             if not s or new[0] > s[-1]:
                 s.extend(new)
             else:
-                s = self._sorted[bucket] = sorted(s + new)
+                s = self._sorted[bucket] = _merged(s, new)
         return s
 
     # --- reads (the writer's view: committed tree + buffer) -----------------------------------
@@ -613,9 +612,20 @@ class _Frozen:
         s = self.sorted[bucket]
         d = self.buf[bucket]
         if len(s) != len(d):
-            new = sorted(islice(d, len(s), None))
-            s = self.sorted[bucket] = s + new if not s or new[0] > s[-1] else sorted(s + new)
+            new = sorted(islice(reversed(d), len(d) - len(s)))
+            s = self.sorted[bucket] = _merged(s, new)
         return s
+
+
+def _merged(s: list[bytes], new: list[bytes]) -> list[bytes]:
+    """The sorted keys ``s`` and ``new`` (none of them in ``s``) in one new sorted list. New
+    keys usually fall in one gap of ``s`` (appends, or a compaction deleting old revisions in
+    order): only the stretch of ``s`` they span is sorted again, not all of it."""
+    if not s or new[0] > s[-1]:
+        return s + new
+    lo = bisect_left(s, new[0])
+    hi = bisect_left(s, new[-1], lo)
+    return s[:lo] + (new if lo == hi else sorted(s[lo:hi] + new)) + s[hi:]
 
 
 async def _wait_future(fut: concurrent.futures.Future) -> None:
