@@ -402,6 +402,7 @@ class Member:
         await self.compaction.stop()
         await self.housekeeping.stop()
         await self.read_index.stop()
+        await self.snapshots.stop()
         await self.node.stop()
         await self.transport.stop()
         self.wait.fail_all(errors.ErrStopped)

@@ -203,3 +203,30 @@ def test_raftkvctl_with_etcdctls_tls_flags(cluster: TLSCluster) -> None:
     # without a client certificate the member refuses the connection
     bare = subprocess.run([*base[:5], "get", "ctl"], capture_output=True, text=True)
     assert bare.returncode != 0
+
+
+def test_grpcio_over_tls_negotiates_h2(cluster: TLSCluster) -> None:
+    """grpcio (C core, as aetcd and python-etcd3 use it) insists on ALPN h2 over TLS."""
+    grpc = pytest.importorskip("grpc")
+    from raftkv.api.grpcpb import rpc_pb2
+
+    certs = cluster.certs
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=(certs / "ca" / "ca.crt").read_bytes(),
+        private_key=(certs / "client.key").read_bytes(),
+        certificate_chain=(certs / "client.crt").read_bytes(),
+    )
+    with grpc.secure_channel(cluster.client_urls[0].removeprefix("https://"), creds) as ch:
+        put = ch.unary_unary(
+            "/etcdserverpb.KV/Put",
+            request_serializer=rpc_pb2.PutRequest.SerializeToString,
+            response_deserializer=rpc_pb2.PutResponse.FromString,
+        )
+        rng = ch.unary_unary(
+            "/etcdserverpb.KV/Range",
+            request_serializer=rpc_pb2.RangeRequest.SerializeToString,
+            response_deserializer=rpc_pb2.RangeResponse.FromString,
+        )
+        rev = put(rpc_pb2.PutRequest(key=b"grpcio", value=b"tls"), timeout=10).header.revision
+        got = rng(rpc_pb2.RangeRequest(key=b"grpcio"), timeout=10)
+        assert (got.kvs[0].value, got.header.revision) == (b"tls", rev)
