@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from raftkv import errors
+from raftkv.backend import Backend
+from raftkv.backend.breathe import Breather
 from raftkv.backend.errors import BackendError
 from raftkv.mvcc import requests
 from raftkv.mvcc.index import Entry, TreeIndex
@@ -66,10 +68,9 @@ from raftkv.pb.rpc import (
 )
 
 if TYPE_CHECKING:
-    from raftkv.backend import Backend
     from raftkv.lease.lessor import Lessor
 
-__all__ = ["KVStore"]
+__all__ = ["KVStore", "PreparedIndex", "prepare_index"]
 
 _unpackb = msgpack.unpackb
 
@@ -324,20 +325,33 @@ class KVStore:
 
     # --- restore -----------------------------------------------------------------------------
 
-    def restore(self, backend: Backend | None = None, now: float | None = None) -> None:
-        """Rebuild everything from the backend (after a snapshot's db file was swapped in)."""
+    def restore(
+        self,
+        backend: Backend | None = None,
+        now: float | None = None,
+        prepared: PreparedIndex | None = None,
+    ) -> None:
+        """Rebuild everything from the backend (after a snapshot's db file was swapped in).
+        ``prepared``: the index already read from that file (``prepare_index``), so that only
+        the lease table and the meta bucket are read here."""
         if backend is not None:
             self._b = backend
+        if prepared is not None:
+            with self._b.read_snapshot() as snap:
+                if snap.txid != prepared.txid:
+                    raise ValueError(
+                        f"index prepared at txid {prepared.txid}, backend at txid {snap.txid}"
+                    )
         self._lessor.recover(backend, now)
         seen_rev = self.current_revision
         self._index = TreeIndex()
         self.current_revision = 1
         self.compact_revision = -1
         self._compaction = None
-        self._restore()
+        self._restore(prepared)
         self._hub.restore(seen_rev)
 
-    def _restore(self) -> None:
+    def _restore(self, prepared: PreparedIndex | None = None) -> None:
         b = self._b
         b.create_bucket(KEY_BUCKET)
         b.create_bucket(META_BUCKET)
@@ -347,7 +361,10 @@ class KVStore:
         scheduled_b = b.get(META_BUCKET, SCHEDULED_COMPACT_KEY)
         scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
 
-        keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        if prepared is None:
+            keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        else:
+            keys, key_to_lease, current = prepared.keys, prepared.key_to_lease, prepared.current
         self._index = TreeIndex.restored(keys)
         self.current_revision = max(current, self.compact_revision)
         for key, lid in key_to_lease.items():
@@ -357,6 +374,43 @@ class KVStore:
             # a compaction was scheduled but not finished: resume it
             self.compact_revision = scheduled
             self._schedule_compaction(scheduled)
+
+
+class PreparedIndex:
+    """The key bucket of a page file read into index entries ahead of its install (see
+    ``prepare_index``); taken over by the ``KVStore.restore`` it is handed to."""
+
+    __slots__ = ("current", "key_to_lease", "keys", "txid")
+
+    def __init__(
+        self, txid: int, keys: dict[bytes, Entry], key_to_lease: dict[bytes, int], current: int
+    ) -> None:
+        self.txid = txid  # the file's committed txid: restore() checks it is the same state
+        self.keys = keys
+        self.key_to_lease = key_to_lease
+        self.current = current
+
+
+def prepare_index(path: str) -> PreparedIndex:
+    """Read the index entries of the page file at ``path`` (a snapshot's db image received
+    from the leader), in a worker thread while the store goes on serving its own file: the
+    rebuild, seconds for millions of keys, then stays off the event loop, which this thread
+    lets in as it goes (``backend.breathe``). Nothing may write to the file meanwhile."""
+    b = Backend.open(path)
+    try:
+        with b.read_snapshot() as snap:
+            breather = Breather()
+            chunks = snap.leaves(KEY_BUCKET, rev_to_bytes(1))
+            keys, key_to_lease, current = _rebuild(_breathing(chunks, breather))
+            return PreparedIndex(snap.txid, keys, key_to_lease, current)
+    finally:
+        b.close()
+
+
+def _breathing(chunks: Iterator[tuple], breather: Breather) -> Iterator[tuple]:
+    for chunk in chunks:
+        yield chunk
+        breather.tick()
 
 
 def _rebuild(
