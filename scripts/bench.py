@@ -201,6 +201,16 @@ async def run_grpc_clients(
     return counts[0], counts[1], lat
 
 
+async def post_ok(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
+    """POST ``body``; whether the answer was a 200 (a refused connection counts as not)."""
+    try:
+        async with session.post(url, data=body) as r:
+            await r.read()
+            return r.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
 async def run_clients(
     urls: list[str],
     kind: str,
@@ -231,12 +241,7 @@ async def run_clients(
             t0 = time.time()
             if t0 >= t_end:
                 return
-            try:
-                async with session.post(url, data=body.encode()) as r:
-                    await r.read()
-                    ok = r.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
+            ok = await post_ok(session, url, body.encode())
             t1 = time.time()
             if t0 >= t_measure:
                 if ok:
