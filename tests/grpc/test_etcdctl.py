@@ -12,7 +12,6 @@ snapshot restore`` accepts.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import re
 import select
@@ -25,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
+from tests.api.clusters import Cluster, etcd_binaries
+from tests.grpc.sides import Steps, assert_same, on_both
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,12 +68,12 @@ def _table_mask(text: str) -> str:
 
 
 class Ctl:
-    def __init__(self, etcdctl: str, c: Cluster) -> None:
+    def __init__(self, etcdctl: str, c: Cluster, log: Steps) -> None:
         self.etcdctl = etcdctl
         self.c = c
         self.leader = c.leader_url()
         self.env = {**os.environ, "ETCDCTL_API": "3"}
-        self.log: list[tuple[str, Any]] = []
+        self.log = log
 
     def argv(self, args: list[str], endpoints: str | None) -> list[str]:
         return [self.etcdctl, f"--endpoints={endpoints or self.leader}", *args]
@@ -233,48 +233,19 @@ def script(ctl: Ctl, tmp: Path) -> None:
     ctl.run("member-remove-again", "member", "remove", new_id)
 
 
-def _side(kind: str, etcdctl: str, etcd: str, tmp: Path) -> Any:
-    if kind == "raftkv":
-        why = raftkv_available()
-        if why is not None:
-            return why
-        c = start_raftkv()
-    else:
-        c = start_etcd(etcd)
-    ctl = Ctl(etcdctl, c)
-    try:
-        script(ctl, tmp)
-    except Exception as e:  # the steps so far, then what broke: the comparison shows where
-        ctl.log.append(("script-failed", repr(e)))
-    finally:
-        c.stop()
-    return ctl.log, c.kind
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     bins = etcd_binaries()
     if bins is None:
         pytest.skip("scripts/install-etcd.sh could not provide etcd")
     tmp = tmp_path_factory.mktemp("etcdctl")
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(_side, k, bins[1], bins[0], tmp) for k in ("etcd", "raftkv")}
-        got = {k: f.result() for k, f in futs.items()}
-    for v in got.values():
-        if isinstance(v, str):
-            pytest.skip(v)
+    got: dict[str, Any] = on_both(lambda c, steps: script(Ctl(bins[1], c, steps), tmp))
     got["tmp"] = tmp
     return got
 
 
 def test_etcdctl_sees_raftkv_as_etcd(runs: dict[str, Any]) -> None:
-    etcd, raftkv = dict(runs["etcd"][0]), dict(runs["raftkv"][0])
-    diffs = {
-        k: (etcd.get(k), raftkv.get(k)) for k in {**etcd, **raftkv} if etcd.get(k) != raftkv.get(k)
-    }
-    assert not diffs, "\n".join(
-        f"{k}:\n  etcd:   {e!r}\n  raftkv: {r!r}" for k, (e, r) in diffs.items()
-    )
+    assert_same(runs)
 
 
 def test_etcdctl_snapshot_is_restorable(runs: dict[str, Any]) -> None:

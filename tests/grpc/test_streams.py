@@ -11,7 +11,6 @@ Unavailable "etcdserver: no leader" and ends the open hasleader watch with it. T
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import queue
 import time
@@ -22,7 +21,8 @@ import pytest
 from google.protobuf import json_format
 
 from raftkv.api.grpcpb import health_pb2, rpc_pb2
-from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
+from tests.api.clusters import Cluster, etcd_binaries
+from tests.grpc.sides import Steps, assert_same, on_both
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -105,8 +105,7 @@ def _create(**kw: Any) -> rpc_pb2.WatchRequest:
     return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(**kw))
 
 
-def conversation(cl: Cluster) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def conversation(cl: Cluster, out: Steps) -> None:
     leader = cl.leader_url()
     c = Client(leader)
     try:
@@ -272,49 +271,20 @@ def conversation(cl: Cluster) -> list[tuple[str, Any]]:
         w2.close()
     finally:
         f.close()
-    return out
-
-
-def _side(kind: str, etcd: str) -> Any:
-    if kind == "raftkv":
-        why = raftkv_available()
-        if why is not None:
-            return why
-        c = start_raftkv()
-    else:
-        c = start_etcd(etcd)
-    try:
-        return conversation(c)
-    except Exception as e:
-        return [("conversation failed", repr(e))]
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
-def transcripts() -> dict[str, Any]:
-    bins = etcd_binaries()
-    if bins is None:
+def transcripts() -> dict[str, Steps]:
+    if etcd_binaries() is None:
         pytest.skip("scripts/install-etcd.sh could not provide etcd")
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(_side, k, bins[0]) for k in ("etcd", "raftkv")}
-        got = {k: f.result() for k, f in futs.items()}
-    for v in got.values():
-        if isinstance(v, str):
-            pytest.skip(v)
-    return got
+    return on_both(conversation)
 
 
-def test_grpc_streams_and_errors_as_etcd(transcripts: dict[str, Any]) -> None:
-    etcd, raftkv = dict(transcripts["etcd"]), dict(transcripts["raftkv"])
-    keys = list(dict.fromkeys([*etcd, *raftkv]))
-    diffs = [k for k in keys if etcd.get(k) != raftkv.get(k)]
-    assert not diffs, "\n".join(
-        f"{k}:\n  etcd:   {etcd.get(k)!r}\n  raftkv: {raftkv.get(k)!r}" for k in diffs
-    )
+def test_grpc_streams_and_errors_as_etcd(transcripts: dict[str, Steps]) -> None:
+    assert_same(transcripts)
 
 
-def test_fragments_reassemble(transcripts: dict[str, Any]) -> None:
+def test_fragments_reassemble(transcripts: dict[str, Steps]) -> None:
     frags = dict(transcripts["raftkv"])["fragments"][1:]  # after the created response
     assert len(frags) > 1 and [f for f, _ in frags] == [True] * (len(frags) - 1) + [False]
     assert sum(n for _, n in frags) == 5
