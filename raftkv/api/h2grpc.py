@@ -6,9 +6,9 @@ with an empty handler, over three times raftkv's whole JSON request path; etcd's
 costs a fraction of that. This server handles exactly what gRPC over cleartext HTTP/2 needs:
 
 - connection: SETTINGS (acknowledged; the peer's INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE
-  honoured), PING (answered, never counted: etcd's grpc-go allows client pings every 5 s, and
-  this server never sends GOAWAY too_many_pings), WINDOW_UPDATE, GOAWAY, RST_STREAM (cancels
-  the call's task), PRIORITY (ignored), padding, CONTINUATION;
+  honoured), PING (answered; policed as etcd's grpc-go server does: pings every 5 s during a
+  call are fine, faster ones end in GOAWAY too_many_pings), WINDOW_UPDATE, GOAWAY, RST_STREAM
+  (cancels the call's task), PRIORITY (ignored), padding, CONTINUATION;
 - flow control: what is received is granted back at once in large increments (the member
   bounds a request by its size limit); what is sent waits for the peer's connection and
   stream windows, and for the transport's write buffer (a slow reader holds back the writer:
@@ -47,7 +47,11 @@ _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 _S_INITIAL_WINDOW, _S_MAX_FRAME = 0x4, 0x5
 _MAX_WINDOW = 2**31 - 1
 _REFILL = 1 << 30  # grant received bytes back once this many are owed
-_PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _CANCEL = 0x1, 0x3, 0x8
+_PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _ENHANCE_YOUR_CALM = 0x1, 0x3, 0xB
+# grpc-go's keepalive enforcement with etcd's settings (--grpc-keepalive-min-time 5s)
+_PING_MIN_TIME = 5.0
+_PING_IDLE_MIN_TIME = 2 * 3600.0  # no call open: grpc-go's defaultPingTimeout
+_MAX_PING_STRIKES = 2
 
 _frame_head = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
 
@@ -242,6 +246,9 @@ class H2Protocol(asyncio.Protocol):
         self._window_waiters: set[Call] = set()
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
+        self._last_ping = float("-inf")
+        self._ping_strikes = 0
+        self._sent_since_ping = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -323,6 +330,7 @@ class H2Protocol(asyncio.Protocol):
         elif ftype == _PING:
             if not flags & _ACK:
                 self._write(_frame(_PING, _ACK, 0, payload))
+                self._police_ping()
         elif ftype == _RST:
             call = self._calls.pop(sid, None)
             if call is not None and call.task is not None:
@@ -333,6 +341,27 @@ class H2Protocol(asyncio.Protocol):
                 self._flush()
                 self.transport.close()
         # PRIORITY, PUSH_PROMISE (never sent by clients) and unknown types are ignored
+
+    def _police_ping(self) -> None:
+        """grpc-go's keepalive enforcement as etcd 3.4 configures it (MinTime 5 s, no pings
+        without a call): a ping sooner than that after the previous one is a strike, unless the
+        server has sent headers or data since; the third strike is GOAWAY too_many_pings."""
+        now = self._loop.time()
+        last, self._last_ping = self._last_ping, now
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+            self._ping_strikes = 0
+            return
+        min_gap = _PING_MIN_TIME if self._calls else _PING_IDLE_MIN_TIME
+        if now - last < min_gap:
+            self._ping_strikes += 1
+        if self._ping_strikes > _MAX_PING_STRIKES:
+            log.info("grpc_too_many_pings")
+            goaway = struct.pack(">II", self._last_sid, _ENHANCE_YOUR_CALM) + b"too_many_pings"
+            self._write(_frame(_GOAWAY, 0, 0, goaway))
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
 
     def _settings(self, payload: bytes) -> None:
         for i in range(0, len(payload) - 5, 6):
@@ -513,6 +542,7 @@ class H2Protocol(asyncio.Protocol):
         self._calls.pop(sid, None)
 
     def _headers_frame(self, sid: int, block: bytes, flags: int) -> bytes:
+        self._sent_since_ping = True
         limit = self.peer_max_frame
         if len(block) <= limit:
             return _frame(_HEADERS, flags | _END_HEADERS, sid, block)
@@ -551,6 +581,7 @@ class H2Protocol(asyncio.Protocol):
                 await self._wait_window(call)
                 continue
             self._spend(call, n)
+            self._sent_since_ping = True
             self._write(_frame(_DATA, 0, call.sid, bytes(view[:n])))
             view = view[n:]
         if self._paused:

@@ -208,3 +208,21 @@ def test_grpc_message_is_percent_encoded() -> None:
     from raftkv.api.h2grpc import _grpc_message
 
     assert _grpc_message("a 100% ü\n") == b"a 100%25 %C3%BC%0A"
+
+
+async def test_pings_are_policed_as_grpc_go_does_for_etcd(client: Client) -> None:
+    # an answer before each ping resets the count: no strike
+    for sid in (1, 3, 5, 7):
+        client.send(frame(HEADERS, 0x4, sid, client.headers_block("/t.S/Echo")))
+        client.send(frame(DATA, 0x1, sid, msg(b"x")))
+        await client.until(sid)
+        client.send(frame(PING, 0, 0, b"%08d" % sid))
+    # then three pings in a row, nothing sent between them: GOAWAY too_many_pings
+    client.send(*(frame(PING, 0, 0, b"%08d" % i) for i in range(3)))
+    while True:
+        ftype, _flags, _sid, payload = await client.frame()
+        if ftype == GOAWAY:
+            last, code = struct.unpack(">II", payload[:8])
+            assert (last, code, payload[8:]) == (7, 0xB, b"too_many_pings")
+            break
+    assert await client.r.read() == b""  # and the connection closes

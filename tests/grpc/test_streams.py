@@ -3,7 +3,8 @@
 A Python gRPC client (the generated classes) drives the Watch stream (create/events/progress/
 cancel, duplicate ids, an empty range, a compacted start, ``fragment`` over the request limit),
 LeaseKeepAlive (one answer per request, TTL 0 for an unknown lease), Snapshot (chunks, then the
-sha256 of them), unary errors (codes and exact messages), the Health service, and ``hasleader``:
+sha256 of them), unary errors (codes and exact messages), the Health service, the keepalive
+policy (a client pinging every 100 ms gets GOAWAY too_many_pings), and ``hasleader``:
 once two of three members are killed, the remaining one refuses new hasleader calls with
 Unavailable "etcdserver: no leader" and ends the open hasleader watch with it. The transcripts
 (headers' ids and terms masked) must be equal.
@@ -245,6 +246,25 @@ def conversation(cl: Cluster, out: Steps) -> None:
         out.append(("snapshot remaining", [p.remaining_bytes == 0 for p in parts][-2:]))
     finally:
         c.close()
+
+    # keepalive enforcement: a client pinging every 100 ms on an idle watch gets GOAWAY
+    options = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    with grpc.insecure_channel(leader.removeprefix("http://"), options=options) as ch:
+        watch = ch.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+            response_deserializer=rpc_pb2.WatchResponse.FromString,
+        )
+        stream = watch(iter([_create(key=b"pinged")]), timeout=30)
+        out.append(("pinged watch", _show(next(stream))))
+        try:
+            out.append(("pinged watch ends", _show(next(stream))))
+        except grpc.RpcError as e:
+            out.append(("pinged watch ends", (e.code().name, e.details())))
 
     # hasleader: the last member standing
     follower = next(u for u in cl.client_urls if u != leader)
