@@ -64,6 +64,8 @@ class FakeServer:
     cluster_id = CLUSTER_ID
     max_request_bytes = 1536 * 1024
     max_txn_ops = 128
+    election_timeout = 1.0
+    leader = MEMBER_ID  # always led (by itself)
 
     def __init__(self) -> None:
         self.rev = 1
