@@ -2,7 +2,7 @@
 
 One script of etcdctl commands (put/get incl. ``-w json``, ``--prefix``, ``--rev``, del, txn,
 watch one-shot, ``--prefix``, ``--rev`` and interactive, the lease commands, member list/add/
-remove, endpoint status/health, compaction, defrag, alarm list, snapshot save, move-leader,
+remove, endpoint status/health, compaction, defrag, alarm list, snapshot save, lock, move-leader,
 refusals such as a revoked lease, a compacted revision and a too large request) runs against
 both clusters; every command's exit code, stdout and stderr must be identical once ids, terms,
 URLs, sizes and times are masked. Both clusters serve gRPC and JSON on the same client URL (the
@@ -209,6 +209,10 @@ def script(ctl: Ctl, tmp: Path) -> None:
     p = ctl.run("snapshot-save", "snapshot", "save", str(tmp / c.kind / "snap.db"))
     out = p.stdout.replace(str(tmp / c.kind), "<tmp>")
     ctl.log[-1] = ("snapshot-save", (p.returncode, out))
+    ctl.run("get-from-key-sorted", "get", "--from-key", "", "--sort-by=MODIFY", "--order=DESCEND",
+            "--keys-only")  # fmt: skip
+    ctl.run("lock", "lock", "l1", "echo", "hello")  # a lease, a txn and a watch underneath
+    ctl.run("del-prefix-prev-kv", "del", "--prefix", "", "--prev-kv")
     # move-leader: from the leader to another member (etcdctl finds the leader itself)
     st = subprocess.run(
         ctl.argv(["endpoint", "status", "-w", "fields"], ctl.leader),
