@@ -52,6 +52,7 @@ _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _ENHANCE_YOUR_CALM = 0x1, 0x3, 0xB
 _PING_MIN_TIME = 5.0
 _PING_IDLE_MIN_TIME = 2 * 3600.0  # no call open: grpc-go's defaultPingTimeout
 _MAX_PING_STRIKES = 2
+_ONE_BYTE_INDEXED = bytes(range(0x80, 0xFF))  # HPACK indexed header fields 1..126
 
 _frame_head = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
 
@@ -246,6 +247,7 @@ class H2Protocol(asyncio.Protocol):
         self._window_waiters: set[Call] = set()
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
+        self._header_cache: dict[bytes, tuple[str, str, list[tuple[str, str]]]] = {}
         self._last_ping = float("-inf")
         self._ping_strikes = 0
         self._sent_since_ping = False
@@ -390,28 +392,16 @@ class H2Protocol(asyncio.Protocol):
                 call.window_opened()
 
     def _headers(self, sid: int, flags: int, block: bytes) -> None:
-        try:
-            headers = self._decoder.decode(block)
-        except hpack.HPACKError as e:
-            raise _ConnectionError(0x9, f"hpack: {e}") from e  # COMPRESSION_ERROR
         call = self._calls.get(sid)
         if call is not None:  # trailers from the client: the end of its requests
+            self._decode_headers(block)  # (keeps the peer's dynamic table in step)
             if flags & _END_STREAM:
                 self._remote_end(call)
             return
         if sid <= self._last_sid or not sid & 1:
             raise _ConnectionError(_PROTOCOL_ERROR, "bad stream id")
         self._last_sid = sid
-        path = ""
-        encoding = ""
-        metadata = []
-        for name, value in headers:
-            if name == ":path":
-                path = value
-            elif name == "grpc-encoding":
-                encoding = value
-            elif name[0] != ":":
-                metadata.append((name, value))
+        path, encoding, metadata = self._decode_headers(block)
         method = self.methods.get(path)
         if method is None:
             self._reject(sid, GrpcCode.UNIMPLEMENTED, self._unknown(path))
@@ -426,6 +416,37 @@ class H2Protocol(asyncio.Protocol):
             call.task = asyncio.ensure_future(self._run(call, None))
         if flags & _END_STREAM:
             self._remote_end(call)
+
+    def _decode_headers(self, block: bytes) -> tuple[str, str, list[tuple[str, str]]]:
+        """(:path, grpc-encoding, metadata) of a request's header block. A client repeating a
+        call sends a block of indexed fields only (their table entries added by earlier
+        blocks), which changes nothing in the table: its meaning is cached until a block that
+        may change the table arrives."""
+        indexed_only = not block.translate(None, _ONE_BYTE_INDEXED)
+        if indexed_only:
+            got = self._header_cache.get(block)
+            if got is not None:
+                return got
+        else:
+            self._header_cache.clear()
+        try:
+            headers = self._decoder.decode(block)
+        except hpack.HPACKError as e:
+            raise _ConnectionError(0x9, f"hpack: {e}") from e  # COMPRESSION_ERROR
+        path = ""
+        encoding = ""
+        metadata = []
+        for name, value in headers:
+            if name == ":path":
+                path = value
+            elif name == "grpc-encoding":
+                encoding = value
+            elif name[0] != ":":
+                metadata.append((name, value))
+        got = (path, encoding, metadata)
+        if indexed_only and len(self._header_cache) < 64:
+            self._header_cache[block] = got
+        return got
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         size = len(payload)

@@ -226,3 +226,19 @@ async def test_pings_are_policed_as_grpc_go_does_for_etcd(client: Client) -> Non
             assert (last, code, payload[8:]) == (7, 0xB, b"too_many_pings")
             break
     assert await client.r.read() == b""  # and the connection closes
+
+
+async def test_header_cache_follows_the_dynamic_table() -> None:
+    """An indexed-only block means what the peer's table says now: a cached meaning is
+    dropped once a block that may change the table arrives."""
+    proto = H2Protocol({}, 100)
+    reference = hpack.Decoder()
+    enc = hpack.Encoder()
+    first = enc.encode([(":path", "/a"), ("x-k", "1")])
+    repeat = enc.encode([(":path", "/a"), ("x-k", "1")])  # indexed fields only
+    change = enc.encode([(":path", "/b"), ("x-k", "2")])  # new entries shift the indexes
+    assert not repeat.translate(None, bytes(range(0x80, 0xFF)))
+    for block in (first, repeat, repeat, change, repeat, repeat):
+        want = dict(reference.decode(block))
+        path, _enc, metadata = proto._decode_headers(block)
+        assert (path, dict(metadata)) == (want[":path"], {"x-k": want["x-k"]})
