@@ -116,21 +116,26 @@ class Ctl:
             env=self.env,
         )
         assert p.stdin is not None and p.stdout is not None
-        p.stdin.write(stdin.encode())
-        p.stdin.flush()
-        fd = p.stdout.fileno()
-        deadline = time.monotonic() + (10 if until else 1.5)
-        raw = b""
-        while time.monotonic() < deadline and not (until and until.encode() in raw):
-            if select.select([fd], [], [], 0.05)[0]:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                raw += chunk
-        time.sleep(0.3)  # anything that would follow wrongly
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)  # before stdin closes (interactive watch would report the EOF)
-        rest, err_b = p.communicate(timeout=10)
+        try:
+            p.stdin.write(stdin.encode())
+            p.stdin.flush()
+            fd = p.stdout.fileno()
+            deadline = time.monotonic() + (10 if until else 1.5)
+            raw = b""
+            while time.monotonic() < deadline and not (until and until.encode() in raw):
+                if select.select([fd], [], [], 0.05)[0]:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+            time.sleep(0.3)  # anything that would follow wrongly
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)  # before stdin closes (interactive watch would report the EOF)
+            rest, err_b = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
         got = (raw + rest).decode()
         err = err_b.decode()
         self.log.append((label, (_mask(got, self.c, self.leader), _mask(err, self.c, self.leader))))
