@@ -9,10 +9,11 @@ costs a fraction of that. This server handles exactly what gRPC over cleartext H
   honoured), PING (answered; policed as etcd's grpc-go server does: pings every 5 s during a
   call are fine, faster ones end in GOAWAY too_many_pings), WINDOW_UPDATE, GOAWAY, RST_STREAM
   (cancels the call's task), PRIORITY (ignored), padding, CONTINUATION;
-- flow control: what is received is granted back at once in large increments (the member
-  bounds a request by its size limit); what is sent waits for the peer's connection and
-  stream windows, and for the transport's write buffer (a slow reader holds back the writer:
-  watch back-pressure);
+- flow control: a stream's receive window holds one request of the largest size allowed, and a
+  streaming call's window is granted back as the handler reads its requests (a client cannot
+  queue more than that unread); the connection's window is granted back in large increments.
+  What is sent waits for the peer's connection and stream windows and for the transport's
+  write buffer (a slow reader holds back the writer: watch back-pressure);
 - headers: HPACK decoding (the ``hpack`` package, with the peer's dynamic table); responses
   are encoded without the dynamic table, from constant blocks;
 - calls: the four gRPC kinds, each a task; an error before any message is a trailers-only
@@ -46,7 +47,7 @@ _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 # settings
 _S_INITIAL_WINDOW, _S_MAX_FRAME = 0x4, 0x5
 _MAX_WINDOW = 2**31 - 1
-_REFILL = 1 << 30  # grant received bytes back once this many are owed
+_REFILL = 1 << 30  # the connection's window: granted back once this many bytes are owed
 _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _ENHANCE_YOUR_CALM = 0x1, 0x3, 0xB
 # grpc-go's keepalive enforcement with etcd's settings (--grpc-keepalive-min-time 5s)
 _PING_MIN_TIME = 5.0
@@ -82,9 +83,7 @@ def _hpack_str(value: bytes) -> bytes:
 # ":status: 200" is static entry 8; content-type (31) as a literal with its indexed name
 _RESPONSE_HEADERS = b"\x88" + b"\x0f\x10" + _hpack_str(b"application/grpc")
 _OK_TRAILERS = _literal(b"grpc-status", b"0")
-_SERVER_PREFACE = _frame(
-    _SETTINGS, 0, 0, struct.pack(">HI", _S_INITIAL_WINDOW, _MAX_WINDOW)
-) + _frame(_WINDOW, 0, 0, struct.pack(">I", _MAX_WINDOW - 65535))
+_OPEN_CONNECTION_WINDOW = _frame(_WINDOW, 0, 0, struct.pack(">I", _MAX_WINDOW - 65535))
 _SETTINGS_ACK = _frame(_SETTINGS, _ACK, 0)
 
 
@@ -138,7 +137,6 @@ class Call:
         "headers_sent",
         "metadata",
         "method",
-        "recv_unacked",
         "remote_done",
         "send_window",
         "sid",
@@ -155,7 +153,6 @@ class Call:
         self.headers_sent = False
         self.remote_done = False
         self.send_window = conn.peer_initial_window
-        self.recv_unacked = 0
         self._need_window: asyncio.Event | None = None
         self.task: asyncio.Task | None = None
 
@@ -170,7 +167,11 @@ class Call:
         item = await self._incoming.get()
         if isinstance(item, GrpcAbort):
             raise item
-        return item
+        if item is EOF:
+            return EOF
+        msg, size = item
+        self._conn.credit(self.sid, size)  # consumed: the client may send as much again
+        return msg
 
     async def write(self, msg: Any) -> None:
         data = self.method.serialize(msg)
@@ -207,7 +208,7 @@ class Call:
     def deliver(self, raw: bytes) -> None:
         assert self._incoming is not None
         try:
-            self._incoming.put_nowait(self.method.deserialize(raw))
+            self._incoming.put_nowait((self.method.deserialize(raw), 5 + len(raw)))
         except Exception as e:
             self._incoming.put_nowait(_unmarshal_error(e))
 
@@ -256,7 +257,11 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        transport.write(_SERVER_PREFACE)
+        # a stream's window holds one whole request: a unary call never waits for a grant,
+        # and a streaming call's unread requests stay within it (granted back as read)
+        window = min(_MAX_WINDOW, self.max_message + 5 + 65536)
+        settings = _frame(_SETTINGS, 0, 0, struct.pack(">HI", _S_INITIAL_WINDOW, window))
+        transport.write(settings + _OPEN_CONNECTION_WINDOW)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for call in list(self._calls.values()):
@@ -459,10 +464,8 @@ class H2Protocol(asyncio.Protocol):
         call = self._calls.get(sid)
         if call is None:
             return  # a call already finished or reset
-        call.recv_unacked += size
-        if call.recv_unacked >= _REFILL:
-            self._write(_frame(_WINDOW, 0, sid, struct.pack(">I", call.recv_unacked)))
-            call.recv_unacked = 0
+        if size > len(payload) and call.method.client_streaming:
+            self.credit(sid, size - len(payload))  # padding is never read
         try:
             msgs = call.data(payload, self.max_message)
         except GrpcAbort as e:
@@ -518,6 +521,11 @@ class H2Protocol(asyncio.Protocol):
         except Exception as e:
             log.error("grpc_handler_failed", exc_info=e)
             self._end_call(call, GrpcAbort(GrpcCode.UNKNOWN, str(e) or type(e).__name__))
+
+    def credit(self, sid: int, n: int) -> None:
+        """Give ``n`` bytes of stream ``sid``'s receive window back to the client."""
+        if n and sid in self._calls:
+            self._write(_frame(_WINDOW, 0, sid, struct.pack(">I", n)))
 
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.sid, None)

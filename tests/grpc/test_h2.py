@@ -242,3 +242,19 @@ async def test_header_cache_follows_the_dynamic_table() -> None:
         want = dict(reference.decode(block))
         path, _enc, metadata = proto._decode_headers(block)
         assert (path, dict(metadata)) == (want[":path"], {"x-k": want["x-k"]})
+
+
+async def test_stream_window_holds_one_request_and_is_granted_back_as_read(
+    client: Client,
+) -> None:
+    ftype, flags, sid, payload = await client.frame()  # the server's SETTINGS come first
+    assert (ftype, flags, sid) == (SETTINGS, 0, 0)
+    assert struct.unpack(">HI", payload) == (4, 1000 + 5 + 65536)  # INITIAL_WINDOW_SIZE
+    client.send(frame(HEADERS, 0x4, 1, client.headers_block("/t.S/Upper")))
+    client.send(frame(DATA, 0x8, 1, b"\x03" + msg(b"ab") + b"\x00\x00\x00"))  # padded
+    granted = 0
+    while granted < 11:  # the 7-byte message once read, and the padding (1 + 3) at once
+        ftype, _flags, sid, payload = await client.frame()
+        if ftype == WINDOW and sid == 1:
+            granted += struct.unpack(">I", payload)[0]
+    assert granted == 11
