@@ -224,6 +224,19 @@ def conversation(cl: Cluster, out: Steps) -> None:
         out.append(("txn duplicate key", c.unary("KV", "Txn", dup, rpc_pb2.TxnResponse)))
         out.append(("hasleader put", c.put(b"h", b"1", metadata=HASLEADER)))
 
+        # the NOSPACE alarm: raised on the leader, writes refused, then disarmed
+        status = c.unary("Maintenance", "Status", rpc_pb2.StatusRequest(), rpc_pb2.StatusResponse)
+        me = int(status["leader"])
+        for action in (1, 0, 2):  # ACTIVATE, GET, DEACTIVATE
+            alarm = rpc_pb2.AlarmRequest(action=action, memberID=me, alarm=1)
+            got = c.unary("Maintenance", "Alarm", alarm, rpc_pb2.AlarmResponse)
+            for a in got.get("alarms", []):
+                a["memberID"] = "<leader>" if int(a["memberID"]) == me else a["memberID"]
+            out.append((f"alarm {action}", got))
+            if action == 1:
+                out.append(("put under NOSPACE", c.put(b"n", b"1")))
+        out.append(("put after disarm", c.put(b"n", b"1")))
+
         hc = c.ch.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
