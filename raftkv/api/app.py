@@ -37,13 +37,12 @@ from raftkv.api.streams import handle_keepalive, handle_watch, stream_refusal
 from raftkv.api.unary import UNARY, Unary, call
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
+from raftkv.version import ETCD_CLUSTER_VERSION, ETCD_VERSION
 
-__all__ = ["ETCD_CLUSTER_VERSION", "ETCD_VERSION", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-ETCD_VERSION = "3.4.23"
-ETCD_CLUSTER_VERSION = "3.4.0"
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
 SERVER_KEY: web.AppKey[ClientOps] = web.AppKey("raftkv_server", object)

@@ -1,6 +1,6 @@
 """The ``/v3/auth/*`` routes as etcd 3.4 answers them while authentication is disabled.
 
-raftkv has no users or roles (DESIGN: auth runs disabled), so: ``authenticate`` fails with
+raftkv has no users or roles (auth runs disabled), so: ``authenticate`` fails with
 ``authentication is not enabled``; ``enable`` with ``root user does not exist`` (there is no
 root user to enable it with); ``disable`` and the two ``list`` calls succeed with just a header;
 lookups of a user or role find none; adding one is refused as unimplemented. Empty names get

@@ -188,7 +188,7 @@ class GrpcApi:
         misses = 0
         while True:
             await asyncio.sleep(self.ops.election_timeout)
-            misses = misses + 1 if not self.ops.leader else 0
+            misses = misses + 1 if not self.ops.has_leader() else 0
             if misses >= _MAX_NO_LEADER:
                 for ev in self._leader_watch:
                     ev.set()
@@ -220,7 +220,7 @@ class GrpcApi:
         if self.ops.is_learner():
             await _abort(context, errors.ErrNotSupportedForLearner)
             return True
-        if _require_leader(context) and not self.ops.leader:
+        if _require_leader(context) and not self.ops.has_leader():
             await _abort(context, errors.ErrNoLeader)
             return True
         return False

@@ -15,17 +15,20 @@ it sent is lost or reordered.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from typing import Any
 
 from aiohttp import web
 
+from raftkv.api.app import create_app
 from raftkv.api.grpc_server import GrpcApi
 from raftkv.api.h2grpc import H2Protocol
 from raftkv.api.ops import ClientOps
+from raftkv.tls import TLSListener, for_url
 from raftkv.transport.http import split_url
 
-__all__ = ["ClientListener", "serve_client"]
+__all__ = ["ClientListener", "serve_clients"]
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -68,6 +71,7 @@ class ClientListener:
         self.api = api
         self.methods = api.methods()
         self.servers: list[asyncio.Server] = []
+        self.tls_listeners: list[TLSListener] = []
         self._grpc_conns: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def http_protocol(self) -> asyncio.Protocol:
@@ -80,11 +84,17 @@ class ClientListener:
         self._grpc_conns.add(proto)
         return proto
 
-    async def start(self, urls: list[str]) -> None:
+    async def start(self, urls: list[str], tls: ssl.SSLContext | None) -> None:
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         for url in urls:
             host, port = split_url(url)
+            ctx = for_url(url, tls)
+            if ctx is not None:  # handshakes done by hand, so that refusals are logged
+                t = TLSListener(lambda: _Sniffer(self), ctx)
+                await t.listen(host, port)
+                self.tls_listeners.append(t)
+                continue
             srv = await loop.create_server(
                 lambda: _Sniffer(self), host, port, reuse_address=True, backlog=1024
             )
@@ -93,15 +103,23 @@ class ClientListener:
     async def cleanup(self) -> None:
         for srv in self.servers:
             srv.close()
+        for t in self.tls_listeners:
+            await t.close()
         self.api.close()
         for conn in list(self._grpc_conns):
             conn.shutdown()
         await self.runner.cleanup()
 
 
-async def serve_client(app: web.Application, ops: ClientOps, urls: list[str]) -> ClientListener:
-    """Serve ``app`` (the JSON gateway) and etcd's gRPC API over ``ops`` on every URL."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+async def serve_clients(
+    ops: ClientOps, urls: list[str], tls: ssl.SSLContext | None = None
+) -> ClientListener:
+    """Serve the JSON gateway and etcd's gRPC API over ``ops`` on every URL of ``urls`` (over
+    TLS with ``tls`` for the https ones; the protocol is told apart after the handshake); the
+    listener's ``cleanup`` stops both."""
+    runner = web.AppRunner(
+        create_app(ops), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     listener = ClientListener(runner, GrpcApi(ops))
-    await listener.start(urls)
+    await listener.start(urls, tls)
     return listener

@@ -13,7 +13,7 @@ over the Raft proposal -> the member. The response gets the shape etcd gives it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from raftkv import errors
 from raftkv.api import validate
 from raftkv.api.ops import ClientOps
 from raftkv.errors import EtcdError
-from raftkv.mvcc.apply import is_txn_readonly
+from raftkv.mvcc.validate import is_txn_readonly
 from raftkv.pb import rpc
 
 __all__ = ["UNARY", "Unary", "call", "keep_alive_once"]
@@ -29,32 +29,21 @@ __all__ = ["UNARY", "Unary", "call", "keep_alive_once"]
 
 @dataclass(frozen=True, slots=True)
 class Unary:
-    method: str  # ClientOps method name
+    method: str  # the ClientOps method ``run`` calls
+    run: Callable[[ClientOps, Any], Awaitable[Any]]
     req_cls: type
     check: Callable[[Any, ClientOps], None] | None  # raises EtcdError
     proposal: bool  # goes through Raft: subject to etcd's "request is too large"
     fixup: Callable[[Any], None] | None = None  # adjust the response to etcd's exact shape
 
 
-def _check_range(r: rpc.RangeRequest, _s: ClientOps) -> None:
-    validate.check_range(r)
-    validate.check_sort_target(r)
+def _request_only(check: Callable[[Any], None]) -> Callable[[Any, ClientOps], None]:
+    """A check of the request alone (most of them; the txn check also reads a limit)."""
+    return lambda r, _ops: check(r)
 
 
-def _check_alarm(r: rpc.AlarmRequest, _s: ClientOps) -> None:
-    validate.check_alarm(r)
-
-
-def _check_put(r: rpc.PutRequest, _s: ClientOps) -> None:
-    validate.check_put(r)
-
-
-def _check_delete(r: rpc.DeleteRangeRequest, _s: ClientOps) -> None:
-    validate.check_delete(r)
-
-
-def _check_txn(r: rpc.TxnRequest, s: ClientOps) -> None:
-    validate.check_txn(r, s.max_txn_ops)
+def _check_txn(r: rpc.TxnRequest, ops: ClientOps) -> None:
+    validate.check_txn(r, ops.max_txn_ops)
 
 
 def _member_list_fixup(resp: Any) -> None:
@@ -72,26 +61,70 @@ def _alarm_fixup(resp: Any) -> None:
 UNARY: dict[str, Unary] = {
     u.method: u
     for u in (
-        Unary("range", rpc.RangeRequest, _check_range, False),
-        Unary("put", rpc.PutRequest, _check_put, True),
-        Unary("delete_range", rpc.DeleteRangeRequest, _check_delete, True),
-        Unary("txn", rpc.TxnRequest, _check_txn, True),
-        Unary("compact", rpc.CompactionRequest, None, True),
-        Unary("lease_grant", rpc.LeaseGrantRequest, None, True),
-        Unary("lease_revoke", rpc.LeaseRevokeRequest, None, True),
-        Unary("lease_time_to_live", rpc.LeaseTimeToLiveRequest, None, False),
-        Unary("lease_leases", rpc.LeaseLeasesRequest, None, False),
-        Unary("member_list", rpc.MemberListRequest, None, False, _member_list_fixup),
-        Unary("member_add", rpc.MemberAddRequest, None, False),
-        Unary("member_remove", rpc.MemberRemoveRequest, None, False),
-        Unary("member_update", rpc.MemberUpdateRequest, None, False),
-        Unary("member_promote", rpc.MemberPromoteRequest, None, False),
-        Unary("status", rpc.StatusRequest, None, False),
-        Unary("hash", rpc.HashRequest, None, False),
-        Unary("hash_kv", rpc.HashKVRequest, None, False),
-        Unary("alarm", rpc.AlarmRequest, _check_alarm, True, _alarm_fixup),
-        Unary("defragment", rpc.DefragmentRequest, None, False),
-        Unary("move_leader", rpc.MoveLeaderRequest, None, False),
+        Unary(
+            "range",
+            lambda o, r: o.range(r),
+            rpc.RangeRequest,
+            _request_only(validate.check_range),
+            False,
+        ),
+        Unary(
+            "put", lambda o, r: o.put(r), rpc.PutRequest, _request_only(validate.check_put), True
+        ),
+        Unary(
+            "delete_range",
+            lambda o, r: o.delete_range(r),
+            rpc.DeleteRangeRequest,
+            _request_only(validate.check_delete),
+            True,
+        ),
+        Unary("txn", lambda o, r: o.txn(r), rpc.TxnRequest, _check_txn, True),
+        Unary("compact", lambda o, r: o.compact(r), rpc.CompactionRequest, None, True),
+        Unary("lease_grant", lambda o, r: o.lease_grant(r), rpc.LeaseGrantRequest, None, True),
+        Unary("lease_revoke", lambda o, r: o.lease_revoke(r), rpc.LeaseRevokeRequest, None, True),
+        Unary(
+            "lease_time_to_live",
+            lambda o, r: o.lease_time_to_live(r),
+            rpc.LeaseTimeToLiveRequest,
+            None,
+            False,
+        ),
+        Unary("lease_leases", lambda o, r: o.lease_leases(r), rpc.LeaseLeasesRequest, None, False),
+        Unary(
+            "member_list",
+            lambda o, r: o.member_list(r),
+            rpc.MemberListRequest,
+            None,
+            False,
+            _member_list_fixup,
+        ),
+        Unary("member_add", lambda o, r: o.member_add(r), rpc.MemberAddRequest, None, False),
+        Unary(
+            "member_remove", lambda o, r: o.member_remove(r), rpc.MemberRemoveRequest, None, False
+        ),
+        Unary(
+            "member_update", lambda o, r: o.member_update(r), rpc.MemberUpdateRequest, None, False
+        ),
+        Unary(
+            "member_promote",
+            lambda o, r: o.member_promote(r),
+            rpc.MemberPromoteRequest,
+            None,
+            False,
+        ),
+        Unary("status", lambda o, r: o.status(r), rpc.StatusRequest, None, False),
+        Unary("hash", lambda o, r: o.hash(r), rpc.HashRequest, None, False),
+        Unary("hash_kv", lambda o, r: o.hash_kv(r), rpc.HashKVRequest, None, False),
+        Unary(
+            "alarm",
+            lambda o, r: o.alarm(r),
+            rpc.AlarmRequest,
+            _request_only(validate.check_alarm),
+            True,
+            _alarm_fixup,
+        ),
+        Unary("defragment", lambda o, r: o.defragment(r), rpc.DefragmentRequest, None, False),
+        Unary("move_leader", lambda o, r: o.move_leader(r), rpc.MoveLeaderRequest, None, False),
     )
 }
 
@@ -115,7 +148,7 @@ async def call(
     validate.check_grpc_size(req, ops.max_request_bytes, wire_size)
     if _refused_to_learner(ops, spec, req):
         raise errors.ErrNotSupportedForLearner
-    if require_leader and not ops.leader:
+    if require_leader and not ops.has_leader():
         raise errors.ErrNoLeader
     if spec.check is not None:
         spec.check(req, ops)
@@ -125,7 +158,7 @@ async def call(
         and (spec.method != "txn" or not is_txn_readonly(req))
     ):
         validate.check_proposal_size(req, ops.max_request_bytes, wire_size)
-    resp = await getattr(ops, spec.method)(req)
+    resp = await spec.run(ops, req)
     if spec.fixup is not None:
         spec.fixup(resp)
     return resp

@@ -1,12 +1,11 @@
-"""Request checks etcd makes at its gRPC layer, before a request reaches Raft.
+"""The size limits etcd's gRPC layer puts on a request, and its enum checks outside mvcc.
 
-Ports of etcd v3.4's ``etcdserver/api/v3rpc/key.go`` (checkTxnRequest with the gateway's
-``max_txn_ops`` budget and sort-target check; checkRangeRequest, checkPutRequest,
-checkDeleteRequest and checkIntervals are the applier's, from ``raftkv.mvcc.apply``, so the
-two layers refuse the same requests), the gRPC server's receive limit
-(``max_request_bytes`` + 512 KiB, over the request's protobuf size), and etcd's own
-``request is too large`` check over the marshalled Raft proposal. Sizes are computed from the
-``raftkv.pb`` field tables with protobuf's encoding rules (only for big bodies).
+The KV request checks (etcd v3.4's v3rpc/key.go) are MVCC's own (``raftkv.mvcc.validate``,
+run again when applied) and re-exported here for the client pipeline (``unary.py``). Sizes:
+the gRPC server's receive limit (``max_request_bytes`` + 512 KiB, over the request's protobuf
+size), and etcd's own ``request is too large`` check over the marshalled Raft proposal; both
+are computed from the ``raftkv.pb`` field tables with protobuf's encoding rules (only for big
+requests: a small one cannot exceed either).
 
 Pure: no I/O.
 """
@@ -17,12 +16,11 @@ from typing import Any
 
 from raftkv import errors
 from raftkv.errors import EtcdError, GrpcCode
-
-# the single-request checks are the applier's own (it runs them again after Raft)
-from raftkv.mvcc.apply import check_delete_request as check_delete
-from raftkv.mvcc.apply import check_put_request as check_put
-from raftkv.mvcc.apply import check_range_request as check_range
-from raftkv.mvcc.apply import check_txn_intervals
+from raftkv.mvcc.validate import check_delete_request as check_delete
+from raftkv.mvcc.validate import check_put_request as check_put
+from raftkv.mvcc.validate import check_range_request as check_range
+from raftkv.mvcc.validate import check_txn_request as check_txn
+from raftkv.mvcc.validate import unknown_enum
 from raftkv.pb import rpc
 from raftkv.pb.fields import Kind, specs
 
@@ -34,7 +32,6 @@ __all__ = [
     "check_proposal_size",
     "check_put",
     "check_range",
-    "check_sort_target",
     "check_txn",
     "proto_size",
 ]
@@ -42,55 +39,10 @@ __all__ = [
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes
 
 
-# Enum numbers outside the proto that etcd 3.4 does not survive (its process panics: a sort with
-# an unknown target, an Alarm with an unknown action). raftkv refuses them instead, with the
-# message jsonpb gives an unknown enum name. Other unknown numbers pass, as in etcd (an alarm of
-# an unknown type is stored and listed with its number).
-def _unknown_enum(n: int, goname: str) -> EtcdError:
-    return EtcdError(f"unknown value {int(n)} for enum {goname}", GrpcCode.INVALID_ARGUMENT)
-
-
-def check_sort_target(r: rpc.RangeRequest) -> None:
-    # (etcd sorts ascending when only a target is given, so the order does not matter)
-    if int(r.sort_target) not in rpc.SortTarget._value2member_map_:
-        raise _unknown_enum(r.sort_target, "etcdserverpb.RangeRequest_SortTarget")
-
-
 def check_alarm(r: rpc.AlarmRequest) -> None:
+    # an Alarm with an unknown action: etcd 3.4's process does not survive it
     if int(r.action) not in rpc.AlarmAction._value2member_map_:
-        raise _unknown_enum(r.action, "etcdserverpb.AlarmRequest_AlarmAction")
-
-
-def _check_op(u: rpc.RequestOp, max_txn_ops: int) -> None:
-    if u.request_range is not None:
-        check_range(u.request_range)
-        check_sort_target(u.request_range)
-    elif u.request_put is not None:
-        check_put(u.request_put)
-    elif u.request_delete_range is not None:
-        check_delete(u.request_delete_range)
-    elif u.request_txn is not None:
-        _check_txn_ops(u.request_txn, max_txn_ops)
-    else:
-        raise errors.ErrKeyNotFound  # an empty RequestOp
-
-
-def _check_txn_ops(r: rpc.TxnRequest, max_txn_ops: int) -> None:
-    opc = max(len(r.compare), len(r.success), len(r.failure))
-    if opc > max_txn_ops:
-        raise errors.ErrTooManyOps
-    for c in r.compare:
-        if not c.key:
-            raise errors.ErrEmptyKey
-    for u in r.success:
-        _check_op(u, max_txn_ops - opc)
-    for u in r.failure:
-        _check_op(u, max_txn_ops - opc)
-
-
-def check_txn(r: rpc.TxnRequest, max_txn_ops: int) -> None:
-    _check_txn_ops(r, max_txn_ops)
-    check_txn_intervals(r)  # the applier's own check, so both refuse the same txns
+        raise unknown_enum(r.action, "etcdserverpb.AlarmRequest_AlarmAction")
 
 
 # --- protobuf sizes ----------------------------------------------------------------------------

@@ -47,22 +47,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+from crc32c import crc32c
 
 from . import check as _check
 from . import defrag as _defrag
-from .cursor import Cursor, tree_get, tree_iter
+from .breathe import Breather
+from .cursor import Cursor, tree_get, tree_iter, tree_leaves
 from .db import DB, CommitAbandoned, State
 from .errors import BackendError
 from .node import TOMBSTONE
-from .page import PAGE_SIZE
+from .page import PAGE_SIZE, ValueRef
 from .pager import DEFAULT_CACHE_NODES
 
 __all__ = ["Backend", "ReadSnapshot"]
+
+T = TypeVar("T")
+
+_SCAN_CHUNK = 1000
 
 
 class Backend:
@@ -84,6 +90,7 @@ class Backend:
         self._failed: BaseException | None = None
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
+        self.generation = 0  # files swapped in whole (replace_file)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
         self.commit_error_observer: Callable[[BaseException], None] | None = None
 
@@ -163,10 +170,21 @@ class Backend:
                 max_workers=1, thread_name_prefix="backend-commit"
             )
         try:
-            self._executor.submit(self._run, fz)
+            self._executor.submit(self._run, fz, True)
         except RuntimeError:  # the interpreter is shutting down: no new threads
             self._run(fz)
         return fz.future
+
+    def start_commit(self) -> bool:
+        """``commit_async()`` that never waits: hand the batch to the commit thread unless a
+        commit is still in flight (then the batch keeps growing and False is returned; the
+        caller tries again later, e.g. at the next applied entry). For the event loop's
+        batch-limit commit. A finished commit is reaped first (its error is raised here)."""
+        self._check_usable()
+        self._reap(wait=False)
+        if self._frozen is not None or not self._pending:
+            return False
+        return self.commit_async() is not None
 
     def wait_commit(self) -> None:
         """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
@@ -180,6 +198,26 @@ class Backend:
             await _wait_future(fut)
             self._reap(wait=False)
 
+    def commit_soon(self) -> None:
+        """Start committing the batch in the commit thread, unless a commit is in flight (the
+        next call, or the periodic commit, then takes the batch): never waits on the writer."""
+        fz = self._frozen
+        if fz is not None and not fz.future.done():
+            return
+        self.commit_async()
+
+    async def commit_marked(self, mark: Callable[[], T]) -> T:
+        """Commit everything written so far (in the commit thread) and return ``mark()``,
+        called at the moment the batch is frozen: what it reads of the writer's state is
+        exactly what this commit holds, as nothing is written between the two."""
+        await self._settled()
+        marked = mark()
+        fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
+        if fut is not None:
+            await _wait_future(fut)
+            self._reap(wait=False)
+        return marked
+
     async def commit_if_due_in_thread(self) -> bool:
         """``commit_if_due()`` for an event loop (see ``commit_in_thread``)."""
         await self._settled()
@@ -187,6 +225,23 @@ class Backend:
             return False
         await self.commit_in_thread()
         return True
+
+    def replace_file(self, install: Callable[[], None]) -> None:
+        """Replace the whole file with another db image, keeping this object (every holder of
+        it sees the new state): the batch is committed first, ``install()`` moves the image
+        over ``path``, and the file is opened again. Readers of the old state keep it until
+        they close. ``generation`` counts the replacements."""
+        self.commit()
+        install()
+        db = self._db
+        old = db.state
+        with db.lock:
+            db._load()
+        old.pager.decref()
+        self._buf = {name: {} for name in db.state.roots}
+        self._sorted = {name: [] for name in db.state.roots}
+        self._new_buckets = set()
+        self.generation += 1
 
     def commit_if_due(self) -> bool:
         if not self._due():
@@ -217,16 +272,18 @@ class Backend:
         self._last_commit = self.clock()
         return fz
 
-    def _run(self, fz: _Frozen) -> None:
-        """Commit a frozen batch (in the commit thread, or on the writer for ``commit()``)."""
+    def _run(self, fz: _Frozen, in_thread: bool = False) -> None:
+        """Commit a frozen batch (in the commit thread, letting the event loop's thread in
+        while it builds pages: see ``breathe``; or on the writer for ``commit()``)."""
         t0 = time.perf_counter()
+        breather = Breather() if in_thread else None
         try:
             changes = {}
             for name, d in fz.buf.items():
                 if d:
                     keys = fz.keys(name)
                     changes[name] = (keys, [d[k] for k in keys])
-            self._db.commit(changes, fz.new_buckets)
+            self._db.commit(changes, fz.new_buckets, breather)
         except BaseException as e:
             fz.future.set_exception(e)
             return
@@ -334,6 +391,25 @@ class Backend:
                 items = _overlay(items, bkeys, d, reverse)
         return _collect(st.pager, items, limit)
 
+    def scan(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """Every item of ``bucket`` from ``start`` on, in key order, as (keys, values) lists of
+        a few hundred items each: the bulk read that rebuilds an index at start. Writer
+        thread; no write or commit may come between the first and the last chunk."""
+        self._bucket(bucket)
+        fz = self._frozen
+        if self._buf[bucket] or (fz is not None and fz.buf.get(bucket)):
+            # buffered writes to merge in: the general path
+            while True:
+                items = self.range(bucket, start, limit=_SCAN_CHUNK)
+                if items:
+                    keys, values = zip(*items, strict=True)
+                    yield list(keys), list(values)
+                if len(items) < _SCAN_CHUNK:
+                    return
+                start = items[-1][0] + b"\x00"
+        with self.read_snapshot() as snap:
+            yield from snap.leaves(bucket, start)
+
     # --- snapshots, copies, maintenance -------------------------------------------------------
 
     def read_snapshot(self) -> ReadSnapshot:
@@ -343,7 +419,8 @@ class Backend:
         return self._db.write_to(f)
 
     def hash(self) -> int:
-        """CRC32 over every bucket's name, keys and values in order (commits pending first)."""
+        """CRC-32C over every bucket's name, keys and values in order (commits pending first):
+        the hash etcdctl's ``snapshot status`` reports."""
         self.commit()
         with self.read_snapshot() as snap:
             return snap.hash()
@@ -424,6 +501,16 @@ class ReadSnapshot:
         for k, v in tree_iter(st.pager, st.roots.get(bucket, 0), b"", None):
             yield k, value(v)
 
+    def leaves(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list]]:
+        """(keys, values) of each leaf of ``bucket`` from the first key >= ``start``, in key
+        order (out-of-line values read in)."""
+        st = self._state()
+        value = st.pager.value
+        for keys, values in tree_leaves(st.pager, st.roots.get(bucket, 0), start):
+            if ValueRef in map(type, values):
+                values = [value(v) for v in values]
+            yield keys, values
+
     def cursor(self, bucket: bytes) -> Cursor:
         """A cursor over ``bucket`` (first/last/seek/next/prev), valid while this is open."""
         st = self._state()
@@ -433,11 +520,12 @@ class ReadSnapshot:
         return sorted(self._state().roots)
 
     def hash(self) -> int:
+        """CRC-32C (Castagnoli, as etcd's snapshot status) of every bucket name, key and value."""
         crc = 0
         for name in self.buckets():
-            crc = zlib.crc32(name, crc)
+            crc = crc32c(name, crc)
             for k, v in self.items(name):
-                crc = zlib.crc32(v, zlib.crc32(k, crc))
+                crc = crc32c(v, crc32c(k, crc))
         return crc
 
     def close(self) -> None:

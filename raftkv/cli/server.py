@@ -1,4 +1,5 @@
-"""``raftkv``: start one member with etcd's flags (see ``raftkv.config``)."""
+"""``raftkv``: start one member with etcd's flags (see ``raftkv.config``), serving the client
+API (``raftkv.api``) over it: the one place the member and its client API are joined."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raftkv: error verifying flags, {e}. See 'raftkv --help'.", file=sys.stderr)
         return 1
 
+    from raftkv.api import serve_clients
     from raftkv.backend import BackendError
     from raftkv.log import setup_logging
     from raftkv.server.member import run_member
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     try:
-        return runner(run_member(cfg))
+        return runner(run_member(cfg, serve_clients))
     except (StartupError, WalError, BackendError, SnapError) as e:
         # damaged or foreign data: say which file and stop before serving anything
         print(f"raftkv: {e}", file=sys.stderr)

@@ -7,9 +7,11 @@ the KV store from its keys — which keys are attached to which lease.
 What is local to the leader: *when* each lease expires. Only the leader (``promote``d) tracks
 expiry; followers keep every lease "forever". The leader asks ``expired(now)`` for leases whose
 time is up and proposes their revokes through Raft; keep-alives (``renew``) reach only the leader
-and never go through the log. So that a leader change does not restart every TTL from scratch,
-the leader periodically proposes checkpoints of the remaining TTL (``checkpoints_due``); a new
-leader restarts each lease from its checkpointed remaining TTL.
+and never go through the log. A new leader restarts each lease's full TTL (etcd 3.4's default),
+or, with ``checkpointing`` (etcd's ``--experimental-enable-lease-checkpoint``), the leader
+periodically proposes checkpoints of the remaining TTL (``checkpoints_due``) and a new leader
+restarts each lease from its checkpointed remaining TTL. Checkpoints that are applied are
+always honoured, whoever proposed them (as in etcd).
 
 Time enters only as ``now`` (monotonic seconds) arguments.
 
@@ -90,11 +92,13 @@ class Lessor:
         backend: Backend,
         *,
         min_ttl: int = 2,
+        checkpointing: bool = False,
         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
         expired_retry_interval: float = DEFAULT_EXPIRED_RETRY_INTERVAL,
     ) -> None:
         self._b = backend
         self.min_ttl = min_ttl
+        self.checkpointing = checkpointing
         self.checkpoint_interval = checkpoint_interval
         self.expired_retry_interval = expired_retry_interval
         self._leases: dict[int, Lease] = {}
@@ -261,7 +265,7 @@ class Lessor:
         if lease.expiry is not None and lease.expiry <= now:
             # expired: its revoke is on the way (etcd waits for it, then answers not found)
             raise errors.ErrLeaseNotFound
-        if lease.remaining_ttl > 0:
+        if self.checkpointing and lease.remaining_ttl > 0:
             # the checkpointed remaining TTL no longer applies: propose clearing it
             self._clear_checkpoints.append(lease_id)
         lease.expiry = now + lease.ttl
@@ -341,7 +345,7 @@ class Lessor:
         """(ID, remaining TTL) checkpoints the leader should propose now."""
         self._now = now
         out: list[tuple[int, int]] = []
-        if not self._primary:
+        if not self._primary or not self.checkpointing:
             return out
         for lid in self._clear_checkpoints:
             lease = self._leases.get(lid)
@@ -377,7 +381,7 @@ class Lessor:
         heapq.heappush(self._expiry_heap, (at, lease.id))
 
     def _schedule_checkpoint(self, lease: Lease, now: float) -> None:
-        if lease.effective_remaining() > self.checkpoint_interval:
+        if self.checkpointing and lease.effective_remaining() > self.checkpoint_interval:
             at = now + self.checkpoint_interval
             lease.checkpoint_at = at
             heapq.heappush(self._checkpoint_heap, (at, lease.id))

@@ -2,13 +2,14 @@
 
 Modules (etcd's mvcc/ names): ``revision`` (packing, 17-byte keys), ``key_index`` (a key's
 generations), ``index`` (the sorted in-memory index), ``kvstore_txn`` (read/write txns),
-``apply`` (etcd's request semantics and validation), ``kvstore`` (the store), ``watcher_group``
+``validate`` (the request checks, shared with the client API), ``requests`` (etcd's
+request semantics), ``kvstore`` (the store), ``watcher_group``
 and ``watchable_store`` (watchers, groups, streams).
 
 The server's view (all synchronous, driven from its event loop)::
 
     kv = KVStore(backend, lessor)        # rebuilds the index; resumes an unfinished compaction
-    kv.current_revision, kv.compact_revision, kv.consistent_index (settable)
+    kv.current_revision, kv.compact_revision
     kv.range(RangeRequest) / put / delete_range / txn / lease_revoke(id)   -> *Response
     kv.compact(rev) -> CompactionResponse; kv.compact_step(batch) -> more?; kv.compaction_pending
     kv.hash() -> int; kv.hash_kv(rev) -> (hash, compact_revision, current_revision)
@@ -20,15 +21,15 @@ The server's view (all synchronous, driven from its event loop)::
 Errors are ``raftkv.errors`` instances (ErrCompacted, ErrFutureRev, ErrKeyNotFound, ...).
 """
 
-from raftkv.mvcc.apply import (
+from raftkv.mvcc.kvstore import KVStore
+from raftkv.mvcc.requests import mk_gte_range
+from raftkv.mvcc.validate import (
     check_delete_request,
     check_put_request,
     check_range_request,
     check_txn_request,
     is_txn_readonly,
-    mk_gte_range,
 )
-from raftkv.mvcc.kvstore import KVStore
 from raftkv.mvcc.watchable_store import WatchStream
 
 __all__ = [

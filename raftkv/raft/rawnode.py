@@ -208,10 +208,19 @@ class RawNode:
     def _soft_state(self) -> SoftState:
         return SoftState(self.raft.lead, self.raft.state)
 
+    def flush_appends(self) -> None:
+        """Build the appends owed to followers for proposals accepted since the last Ready
+        (one append per follower however many proposals came), so that ``take_messages`` or
+        the next ``ready`` carries them. ``ready`` does it too."""
+        self.raft.flush_appends()
+
     def has_ready(self) -> bool:
+        """Whether ``ready`` has anything to hand out. A pure query: nothing is built or sent
+        (owed appends count as work; ``ready`` or ``flush_appends`` builds them)."""
         r = self.raft
-        r.flush_appends()
         if r.msgs or r.msgs_after_append or r.read_states:
+            return True
+        if r.pending_bcast and r.state == StateType.LEADER:
             return True
         ps = self._prev_soft
         if r.lead != ps.lead or r.state != ps.raft_state:

@@ -24,7 +24,7 @@ import asyncio
 import os
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -32,9 +32,6 @@ from raftkv import errors
 from raftkv.errors import EtcdError
 from raftkv.pb import rpc
 from raftkv.server.storage import StartupError
-
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
 
 __all__ = [
     "Compactor",
@@ -147,8 +144,18 @@ class RevisionPolicy:
 class Compactor:
     """The driver: one task per member; proposes only while this member leads."""
 
-    def __init__(self, server: EtcdServer, mode: str, retention: str) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        compact: Callable[[rpc.CompactionRequest], Awaitable[object]],
+        current_revision: Callable[[], int],
+        is_leader: Callable[[], bool],
+        mode: str,
+        retention: str,
+    ) -> None:
+        self._compact_through_raft = compact
+        self._current_revision = current_revision
+        self._is_leader = is_leader
         self.mode = mode
         try:
             self.retention = parse_retention(mode, retention)
@@ -172,7 +179,7 @@ class Compactor:
 
     async def _compact(self, rev: int) -> bool:
         try:
-            await self.s.compact(rpc.CompactionRequest(revision=rev))
+            await self._compact_through_raft(rpc.CompactionRequest(revision=rev))
         except EtcdError as e:
             if e is not errors.ErrCompacted and e.message != errors.ErrCompacted.message:
                 log.warning("failed_auto_compaction", mode=self.mode, revision=rev, error=e.message)
@@ -181,13 +188,12 @@ class Compactor:
         return True
 
     async def _run(self) -> None:
-        s = self.s
         if self.mode == "periodic":
             p = PeriodicPolicy(self.retention, time.monotonic())
             while True:
-                p.record(s.kv.current_revision)
+                p.record(self._current_revision())
                 await asyncio.sleep(p.retry_interval)
-                rev = p.due(time.monotonic(), paused=not s.is_leader())
+                rev = p.due(time.monotonic(), paused=not self._is_leader())
                 if rev is not None and await self._compact(rev):
                     p.succeeded(time.monotonic())
         else:
@@ -197,6 +203,6 @@ class Compactor:
             )
             while True:
                 await asyncio.sleep(interval)
-                rev = r.due(s.kv.current_revision, paused=not s.is_leader())
+                rev = r.due(self._current_revision(), paused=not self._is_leader())
                 if rev is not None and await self._compact(rev):
                     r.succeeded(rev)

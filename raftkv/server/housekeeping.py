@@ -6,10 +6,10 @@
 - every 10 minutes: progress notifications to watchers created with progress_notify;
 - every 500 ms on the leader: propose revokes of expired leases and lease checkpoints
   (expiry is decided by the leader only, and carried out through Raft);
-- physical compaction in batches after a compaction was applied;
 - publishing this member's name and client URLs through Raft after start (etcd's publish),
   retried until it is applied;
-- raising the NOSPACE alarm (through Raft) when the backend exceeds its quota.
+- raising the NOSPACE alarm (through Raft) when the backend exceeds its quota, before a
+  request is proposed or when one is applied over the quota.
 """
 
 from __future__ import annotations
@@ -17,37 +17,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 import structlog
 
+from raftkv.backend import Backend
 from raftkv.errors import EtcdError
+from raftkv.lease import Lessor
+from raftkv.mvcc import KVStore
 from raftkv.pb import rpc
+from raftkv.server.alarms import Alarms
 from raftkv.server.tasks import spawn
+from raftkv.server.wait import Wait
 
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
-
-__all__ = ["Housekeeping"]
+__all__ = ["Housekeeping", "Propose"]
 
 log = structlog.get_logger("raftkv.server")
 
 COMMIT_INTERVAL = 0.1
 LEASE_INTERVAL = 0.5
-COMPACTION_BATCH = 1000
-COMPACTION_PAUSE = 0.01
 WAITER_SWEEP = 0.05
 PROGRESS_NOTIFY_INTERVAL = 600.0
 
 
+class Propose(Protocol):
+    """Propose one internal request (``InternalRaftRequest`` fields) through Raft."""
+
+    def __call__(self, **fields: Any) -> Awaitable[Any]: ...
+
+
+class ProgressNotifiable(Protocol):
+    def progress_notify(self) -> None: ...
+
+
 class Housekeeping:
-    def __init__(self, server: EtcdServer) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        kv: KVStore,
+        lessor: Lessor,
+        alarms: Alarms,
+        wait: Wait,
+        propose: Propose,
+        is_leader: Callable[[], bool],
+        watch_streams: Callable[[], Iterable[ProgressNotifiable]],
+        attributes: rpc.Member,
+    ) -> None:
+        self._backend = backend
+        self._kv = kv
+        self._lessor = lessor
+        self._alarms = alarms
+        self._wait = wait
+        self._propose = propose
+        self._is_leader = is_leader
+        self._watch_streams = watch_streams
+        self._attributes = attributes
         self._tasks: list[asyncio.Task[None]] = []
-        self._compaction: asyncio.Task[None] | None = None
-        self._compaction_done = asyncio.Event()
-        self._compaction_done.set()
         self._nospace_pending = False
+        self._after_nospace: list[Callable[[], None]] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -58,18 +87,14 @@ class Housekeeping:
             loop.create_task(self._guard(self._expire_waiters, "expire_waiters")),
             loop.create_task(self._guard(self._progress_notify, "progress_notify")),
         ]
-        if self.s.kv.compaction_pending:
-            self.schedule_compaction()
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
-        if self._compaction is not None:
-            tasks.append(self._compaction)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _guard(self, fn, name: str) -> None:
+    async def _guard(self, fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         while True:
             try:
                 await fn()
@@ -83,20 +108,20 @@ class Housekeeping:
     # --- commits and watchers -----------------------------------------------------------------
 
     async def _commit_and_sync(self) -> None:
-        s = self.s
+        kv = self._kv
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)
             # the batch is frozen here, between applied entries; its pages and fsyncs are
             # written by the backend's commit thread while the loop goes on
-            await s.backend.commit_if_due_in_thread()
-            more = s.kv.sync_watchers()
+            await self._backend.commit_if_due_in_thread()
+            more = kv.sync_watchers()
             while more:
                 await asyncio.sleep(0)
-                more = s.kv.sync_watchers()
+                more = kv.sync_watchers()
 
     async def _expire_waiters(self) -> None:
         loop = asyncio.get_running_loop()
-        wait = self.s.wait
+        wait = self._wait
         while True:
             await asyncio.sleep(WAITER_SWEEP)
             wait.expire(loop.time())
@@ -105,72 +130,51 @@ class Housekeeping:
         """etcd's periodic progress notification (every 10 minutes) to watchers that asked."""
         while True:
             await asyncio.sleep(PROGRESS_NOTIFY_INTERVAL)
-            for ws in list(self.s.watch_streams):
+            for ws in list(self._watch_streams()):
                 ws.progress_notify()
 
     # --- leases (leader only) -----------------------------------------------------------------
 
     async def _leases(self) -> None:
-        s = self.s
+        lessor = self._lessor
         inflight: set[int] = set()
         while True:
             await asyncio.sleep(LEASE_INTERVAL)
-            if not s.is_leader() or not s.lessor.is_primary:
+            if not self._is_leader() or not lessor.is_primary:
                 continue
             now = time.monotonic()
-            for lid in s.lessor.expired(now, limit=500):
+            for lid in lessor.expired(now, limit=500):
                 if lid in inflight:
                     continue
                 inflight.add(lid)
                 spawn(self._revoke(lid, inflight))
-            cps = s.lessor.checkpoints_due(now)
+            cps = lessor.checkpoints_due(now)
             if cps:
                 req = rpc.LeaseCheckpointRequest(
                     checkpoints=[rpc.LeaseCheckpoint(ID=i, remaining_TTL=r) for i, r in cps]
                 )
-                spawn(self._quiet(self.s._propose(lease_checkpoint=req)))
+                spawn(self._quiet(self._propose(lease_checkpoint=req)))
 
     async def _revoke(self, lid: int, inflight: set[int]) -> None:
         try:
-            await self.s._propose(lease_revoke=rpc.LeaseRevokeRequest(ID=lid))
+            await self._propose(lease_revoke=rpc.LeaseRevokeRequest(ID=lid))
         except EtcdError:
             pass
         finally:
             inflight.discard(lid)
 
-    async def _quiet(self, coro) -> None:
+    async def _quiet(self, coro: Awaitable[Any]) -> None:
         with contextlib.suppress(EtcdError):
             await coro
-
-    # --- compaction ---------------------------------------------------------------------------
-
-    def schedule_compaction(self) -> None:
-        self._compaction_done.clear()
-        if self._compaction is None or self._compaction.done():
-            self._compaction = asyncio.get_running_loop().create_task(self._compact())
-
-    async def _compact(self) -> None:
-        kv = self.s.kv
-        t0 = time.monotonic()
-        try:
-            while kv.compact_step(COMPACTION_BATCH):
-                await asyncio.sleep(COMPACTION_PAUSE)
-        finally:
-            self._compaction_done.set()
-        log.info("finished_scheduled_compaction", took_ms=round((time.monotonic() - t0) * 1000))
-
-    async def wait_compaction(self) -> None:
-        await self._compaction_done.wait()
 
     # --- publish ------------------------------------------------------------------------------
 
     async def _publish(self) -> None:
-        s = self.s
-        attrs = rpc.Member(ID=s.member_id, name=s.name, clientURLs=list(s.client_urls))
+        attrs = self._attributes
         while True:
             try:
-                await s._propose(member_attributes=attrs)
-                log.info("published_member_attributes", name=s.name, urls=s.client_urls)
+                await self._propose(member_attributes=attrs)
+                log.info("published_member_attributes", name=attrs.name, urls=attrs.clientURLs)
                 return
             except EtcdError as e:
                 log.warning("publish_failed", error=e.message)
@@ -178,18 +182,25 @@ class Housekeeping:
 
     # --- quota --------------------------------------------------------------------------------
 
-    def raise_nospace(self) -> None:
-        s = self.s
-        if self._nospace_pending or s.applier.nospace:
+    def raise_nospace(self, then: Callable[[], None] | None = None) -> None:
+        """Propose this member's NOSPACE alarm (once at a time, not while one is active);
+        ``then`` runs once the proposal is done (etcd answers an apply that went over quota
+        only after raising the alarm)."""
+        if then is not None:
+            self._after_nospace.append(then)
+        if self._nospace_pending:
+            return
+        if self._alarms.nospace:
+            self._run_after_nospace()
             return
         self._nospace_pending = True
 
         async def activate() -> None:
             try:
-                await s._propose(
+                await self._propose(
                     alarm=rpc.AlarmRequest(
                         action=rpc.AlarmAction.ACTIVATE,
-                        memberID=s.member_id,
+                        memberID=self._attributes.ID,
                         alarm=rpc.AlarmType.NOSPACE,
                     )
                 )
@@ -197,5 +208,11 @@ class Housekeeping:
                 pass
             finally:
                 self._nospace_pending = False
+                self._run_after_nospace()
 
         spawn(activate())
+
+    def _run_after_nospace(self) -> None:
+        after, self._after_nospace = self._after_nospace, []
+        for fn in after:
+            fn()

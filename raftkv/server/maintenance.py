@@ -1,5 +1,6 @@
 """Maintenance operations of one member (etcd's v3rpc/maintenance.go): defragment, snapshot,
-move-leader. Alarms go through Raft and live in the applier; status and hashes in EtcdServer.
+move-leader. Alarms go through Raft (``alarms.py``); status and hashes are the facade's
+(``etcdserver.py``).
 
 - **defragment** is online: the compact copy is written in a worker thread from the last
   committed state while the member keeps applying (backend commits wait meanwhile); the swap
@@ -23,16 +24,15 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from raftkv import errors
+from raftkv.backend import Backend
 from raftkv.backend.online_defrag import compact_copy, swap_in
 from raftkv.pb import rpc
-
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
+from raftkv.server.membership import RaftCluster
 
 __all__ = ["SNAPSHOT_CHUNK", "Maintenance"]
 
@@ -42,29 +42,53 @@ SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshotSendBufferSize
 DEFRAG_ATTEMPTS = 5
 
 
+class LeaderTransfer(Protocol):
+    """What moving leadership needs of the Raft driver."""
+
+    lead: int
+
+    @property
+    def is_leader(self) -> bool: ...
+    def transfer_leader(self, transferee: int) -> None: ...
+
+
 class Maintenance:
-    def __init__(self, server: EtcdServer) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        node: LeaderTransfer,
+        cluster: RaftCluster,
+        temp_dir: str,
+        request_timeout: float,
+        heartbeat: float,
+    ) -> None:
+        self._backend = backend
+        self._node = node
+        self._cluster = cluster
+        self._temp_dir = temp_dir
+        self._request_timeout = request_timeout
+        self._heartbeat = heartbeat
         self._defrag_lock = asyncio.Lock()
 
     # --- defragment ---------------------------------------------------------------------------
 
     async def defragment(self) -> rpc.DefragmentResponse:
         async with self._defrag_lock:
-            backend = self.s.backend
+            backend = self._backend
             t0 = time.monotonic()
             before = backend.size
             for attempt in range(1, DEFRAG_ATTEMPTS + 1):
                 backend.commit()
+                generation = backend.generation
                 backend.hold_commits = True
                 try:
                     txid = await asyncio.to_thread(compact_copy, backend)
                 finally:
                     backend.hold_commits = False
-                if backend is not self.s.backend:  # a snapshot was installed meanwhile
+                if backend.generation != generation:  # a snapshot was installed meanwhile
                     with contextlib.suppress(OSError):
                         os.unlink(backend.path + ".defrag")
-                    backend = self.s.backend
                     continue
                 if swap_in(backend, txid):
                     log.info(
@@ -83,12 +107,11 @@ class Maintenance:
     # --- snapshot -----------------------------------------------------------------------------
 
     async def snapshot(self) -> AsyncIterator[rpc.SnapshotResponse]:
-        s = self.s
-        s.backend.commit()
-        fd, path = tempfile.mkstemp(prefix=".client-", suffix=".db", dir=s.snapshotter.dirpath)
+        self._backend.commit()
+        fd, path = tempfile.mkstemp(prefix=".client-", suffix=".db", dir=self._temp_dir)
         try:
             with os.fdopen(fd, "wb") as f:
-                total = await asyncio.to_thread(s.backend.write_to, f)
+                total = await asyncio.to_thread(self._backend.write_to, f)
             log.info("sending_database_snapshot_to_client", total_bytes=total)
             h = hashlib.sha256()
             sent = 0
@@ -109,20 +132,19 @@ class Maintenance:
     # --- move leader --------------------------------------------------------------------------
 
     async def move_leader(self, req: rpc.MoveLeaderRequest) -> rpc.MoveLeaderResponse:
-        s = self.s
-        if not s.is_leader():
+        node = self._node
+        if not node.is_leader:
             raise errors.ErrNotLeader
         target = req.targetID
-        m = s.cluster.members.get(target)
+        m = self._cluster.members.get(target)
         if m is None or m.is_learner:
             raise errors.ErrBadLeaderTransferee
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + s.request_timeout
-        interval = s.cfg.heartbeat_interval / 1000.0
-        if s.leader != target:
-            s.node.rn.transfer_leader(target)
-            s.node.wake()
-        while s.leader != target:
+        deadline = loop.time() + self._request_timeout
+        interval = self._heartbeat
+        if node.lead != target:
+            node.transfer_leader(target)
+        while node.lead != target:
             if loop.time() >= deadline:
                 raise errors.ErrTimeoutLeaderTransfer
             await asyncio.sleep(interval)

@@ -1,11 +1,14 @@
-"""The member process: storage, the server, the peer and client listeners, signals.
+"""The member process: storage, the member's parts (``wiring.py``), the peer listener, the
+client listeners, signals.
 
 Peer listener (``--listen-peer-urls``): the Raft transport (``/raft/stream``,
-``/raft/snapshot``), lease forwarding (``/leases``), ``GET /members`` (the member table and
-cluster id, for a member joining with ``--initial-cluster-state existing``) and
-``GET /version``. Client listener(s) (``--listen-client-urls``): ``raftkv.api.create_app``.
+``/raft/snapshot``), leader-only requests forwarded by followers (``/leases``,
+``/members/promote``), ``GET /members`` (the member table and cluster id, for a member joining
+with ``--initial-cluster-state existing``) and ``GET /version``. Client listener(s)
+(``--listen-client-urls``): whatever ``serve_clients`` serves over the member's ``ClientOps``;
+this package knows no client API (the CLI passes ``raftkv.api``'s).
 
-SIGTERM/SIGINT stop the member cleanly: listeners first, then the server (the backend batch
+SIGTERM/SIGINT stop the member cleanly: listeners first, then the member (the backend batch
 is committed, the WAL closed).
 """
 
@@ -17,35 +20,47 @@ import gc
 import json
 import os
 import signal
-from typing import Any
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 
-from raftkv.api.listener import serve_client
 from raftkv.config import Settings
-from raftkv.server import lease_http
+from raftkv.server import wiring
 from raftkv.server.diskfull import describe_failure
-from raftkv.server.etcdserver import ETCD_VERSION, EtcdServer
+from raftkv.server.etcdserver import EtcdServer
 from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.storage import StartupError, open_member_storage
-from raftkv.transport.http import read_response, source_addr, split_url
+from raftkv.server.wiring import build_member
+from raftkv.tls import TLSListener, for_url, member_tls
+from raftkv.transport.http import Dialer, read_response, source_addr, split_url
+from raftkv.version import ETCD_CLUSTER_VERSION, ETCD_VERSION
 from raftkv.wal import WAL
 
-__all__ = ["run_member"]
+__all__ = ["Listener", "ServeClients", "run_member"]
 
 log = structlog.get_logger("raftkv.server")
 
 
-def _peer_app(server: EtcdServer) -> web.Application:
+class Listener(Protocol):
+    """A started listener that can be shut down."""
+
+    async def cleanup(self) -> None: ...
+
+
+# (the facade, --listen-client-urls, the TLS context for its https URLs)
+ServeClients = Callable[[EtcdServer, list[str], ssl.SSLContext | None], Awaitable[Listener]]
+
+
+def _peer_app(member: wiring.Member) -> web.Application:
     app = web.Application(client_max_size=1 << 30)
-    app.add_routes(server.transport.routes())
-    app.add_routes(lease_http.routes(server))
-    app.add_routes(server.member_ops.routes())
+    app.add_routes(member.peer_routes())
 
     async def members(_request: web.Request) -> web.Response:
         body = {
-            "cluster_id": f"{server.cluster_id:x}",
+            "cluster_id": f"{member.cluster_id:x}",
             "members": [
                 {
                     "id": f"{m.id:x}",
@@ -54,39 +69,28 @@ def _peer_app(server: EtcdServer) -> web.Application:
                     "clientURLs": m.client_urls,
                     "isLearner": m.is_learner,
                 }
-                for m in server.cluster.members.values()
+                for m in member.cluster.members.values()
             ],
         }
         return web.json_response(body)
 
     async def version(_request: web.Request) -> web.Response:
-        return web.json_response({"etcdserver": ETCD_VERSION, "etcdcluster": "3.4.0"})
+        return web.json_response({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
 
     app.add_routes([web.get("/members", members), web.get("/version", version)])
     return app
 
 
-def _client_app(server: EtcdServer) -> web.Application:
-    try:
-        from raftkv.api import create_app
-    except ImportError as e:  # the API is not there: keep the member running without it
-        log.warning("client_api_unavailable", error=str(e))
-        return web.Application()
-    return create_app(server)
-
-
-async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
+async def _fetch_remote_cluster(cfg: Settings, tls: ssl.SSLContext | None) -> RaftCluster:
     """Ask the other members for the cluster id and member table (joining an existing
     cluster: a member added with ``member add`` finds its id there, by its peer URLs)."""
-    local = source_addr(cfg.listen_peer_urls[0])
+    dialer = Dialer(source_addr(cfg.listen_peer_urls[0]), tls)
     for name, urls in cfg.initial_cluster_map().items():
         if name == cfg.name:
             continue
         for url in urls:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*split_url(url), local_addr=local), 2.0
-                )
+                reader, writer = await dialer.open(url, 2.0)
             except (OSError, TimeoutError):
                 continue
             try:
@@ -118,14 +122,37 @@ async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
     )
 
 
-async def _serve(app: web.Application, urls: list[str]) -> web.AppRunner:
+class _PeerListener:
+    """The peer listener: aiohttp on the plain URLs, TLSListeners (refusals logged) on the
+    https ones."""
+
+    def __init__(self, runner: web.AppRunner, tls_listeners: list[TLSListener]) -> None:
+        self._runner = runner
+        self._tls = tls_listeners
+
+    async def cleanup(self) -> None:
+        for t in self._tls:
+            await t.close()
+        await self._runner.cleanup()
+
+
+async def _serve_peers(
+    app: web.Application, urls: list[str], tls: ssl.SSLContext | None
+) -> _PeerListener:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
+    assert runner.server is not None
+    tls_listeners = []
     for url in urls:
         host, port = split_url(url)
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-        await site.start()
-    return runner
+        ctx = for_url(url, tls)
+        if ctx is None:
+            await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+        else:
+            t = TLSListener(runner.server, ctx)
+            await t.listen(host, port)
+            tls_listeners.append(t)
+    return _PeerListener(runner, tls_listeners)
 
 
 def _tune_gc() -> None:
@@ -140,8 +167,9 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 50)
 
 
-async def run_member(cfg: Settings) -> int:
-    """Run one member until SIGTERM/SIGINT (0) or a fatal error (1)."""
+async def run_member(cfg: Settings, serve_clients: ServeClients) -> int:
+    """Run one member until SIGTERM/SIGINT (0) or a fatal error (1); ``serve_clients`` starts
+    the client listeners on ``--listen-client-urls`` over the member's client facade."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []
@@ -155,20 +183,21 @@ async def run_member(cfg: Settings) -> int:
 
     remote = None
     if cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path):
-        remote = await _fetch_remote_cluster(cfg)
+        remote = await _fetch_remote_cluster(cfg, member_tls(cfg).peer_client)
     ms = open_member_storage(cfg, remote)
-    server = EtcdServer(cfg, ms, fatal)
+    tls = member_tls(cfg)
+    member = build_member(cfg, ms, fatal, peer_ssl=tls.peer_client)
     _tune_gc()
-    runners: list[Any] = []
+    runners: list[Listener] = []
     try:
-        runners.append(await _serve(_peer_app(server), cfg.listen_peer_urls))
-        server.start()
-        runners.append(await serve_client(_client_app(server), server, cfg.listen_client_urls))
+        member.start()
+        runners.append(await _serve_peers(_peer_app(member), cfg.listen_peer_urls, tls.peer_server))
+        runners.append(await serve_clients(member.server, cfg.listen_client_urls, tls.client))
         log.info(
             "serving",
             name=cfg.name,
-            member=f"{server.member_id:x}",
-            cluster=f"{server.cluster_id:x}",
+            member=f"{member.member_id:x}",
+            cluster=f"{member.cluster_id:x}",
             client_urls=cfg.listen_client_urls,
             peer_urls=cfg.listen_peer_urls,
         )
@@ -179,7 +208,7 @@ async def run_member(cfg: Settings) -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(r.cleanup(), 2.0)
         try:
-            await server.stop()
+            await member.stop()
         except Exception as e:
             if not failure:
                 raise

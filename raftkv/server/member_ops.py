@@ -1,17 +1,19 @@
 """Membership changes through Raft (etcd 3.4's AddMember / RemoveMember / UpdateMember /
 PromoteMember, ``configure`` and ``applyConfChange``).
 
-Proposing (any member; promote is decided by the leader, a follower forwards it):
+Proposing (any member; promote is decided by the leader, a follower forwards it through
+``forward.py``):
 
     add     URLs valid? (ErrMemberBadURLs) -> strict reconfig check -> ADD_NODE / ADD_LEARNER_NODE
     remove  strict reconfig check -> REMOVE_NODE
     update  UPDATE_NODE (no checks before Raft, as in etcd)
     promote learner caught up (match >= 90% of the leader's)? -> strict check -> ADD_NODE promote
 
-The strict reconfiguration check (etcd's default; raftkv always makes it) uses what this
-member sees *now*: "started" members (ones that published their name), and peers whose stream
-has been up for the last ``HEALTH_INTERVAL`` (etcd's isConnectedFullySince). A change that
-would leave fewer started or connected voters than a quorum is refused before it reaches Raft
+The strict reconfiguration check (``--strict-reconfig-check``, on by default as in etcd; off,
+only the learner's catch-up is checked before a promote) uses what this member sees *now*:
+"started" members (ones that published their name), and peers whose stream has been up for
+the last ``HEALTH_INTERVAL`` (etcd's isConnectedFullySince). A change that would leave fewer
+started or connected voters than a quorum is refused before it reaches Raft
 (ErrMemberNotEnoughStarted, ErrUnhealthy).
 
 Applying (every member, in log order): the change is validated against the member table as
@@ -35,31 +37,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import structlog
-from aiohttp import web
 
 from raftkv import errors
-from raftkv.errors import EtcdError, GrpcCode
-from raftkv.pb import decode, encode, rpc
+from raftkv.backend import Backend
+from raftkv.errors import EtcdError
+from raftkv.pb import rpc
 from raftkv.raft import (
     ConfChange,
     ConfChangeType,
     ConfState,
     Entry,
+    ProgressStatus,
     ProposalDroppedError,
     decode_conf_change,
 )
-from raftkv.server.membership import compute_member_id
+from raftkv.server.forward import LeaderOnly
+from raftkv.server.membership import Member, RaftCluster, compute_member_id
 from raftkv.server.tasks import spawn
-from raftkv.server.wait import TIMED_OUT
-from raftkv.transport.http import HttpError
+from raftkv.server.wait import TIMED_OUT, IdGenerator, Wait
 from raftkv.transport.peer import REMOVED_TEXT as REMOVED
-
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
 
 __all__ = ["HEALTH_INTERVAL", "MemberOps", "MemberRemovedError", "check_urls"]
 
@@ -100,30 +101,80 @@ def _context(
     return json.dumps(d, separators=(",", ":")).encode()
 
 
+class ConfChangeNode(Protocol):
+    """What membership needs of the Raft driver."""
+
+    id: int
+
+    @property
+    def is_leader(self) -> bool: ...
+    def propose_conf_change(self, cc: ConfChange) -> None: ...
+    def apply_conf_change(self, cc: ConfChange) -> ConfState: ...
+    def progress(self) -> dict[int, ProgressStatus]: ...
+
+
+class PeerTable(Protocol):
+    """The transport's peer list and link health."""
+
+    def add_peer(self, peer_id: int, urls: list[str]) -> None: ...
+    def update_peer(self, peer_id: int, urls: list[str]) -> None: ...
+    async def remove_peer(self, peer_id: int) -> None: ...
+    def active_since(self, peer_id: int) -> float | None: ...
+
+
 class MemberOps:
-    def __init__(self, server: EtcdServer) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        node: ConfChangeNode,
+        cluster: RaftCluster,
+        peers: PeerTable,
+        backend: Backend,
+        wait: Wait,
+        idgen: IdGenerator,
+        header: Callable[[], rpc.ResponseHeader],
+        to_leader: Callable[[LeaderOnly, Any], Awaitable[Any]],
+        request_timeout: float,
+        on_removed: Callable[[BaseException], None],
+        strict_reconfig_check: bool = True,
+    ) -> None:
+        self._node = node
+        self._strict = strict_reconfig_check
+        self._cluster = cluster
+        self._peers = peers
+        self._backend = backend
+        self._wait = wait
+        self._idgen = idgen
+        self._header = header
+        self._to_leader = to_leader
+        self._request_timeout = request_timeout
+        self._on_removed = on_removed
         self._lock = asyncio.Lock()
         self._stopping = False
+        self.promote_op = LeaderOnly(
+            PROMOTE_PATH, rpc.MemberPromoteRequest, rpc.MemberPromoteResponse, self._promote_local
+        )
 
     # --- client calls -------------------------------------------------------------------------
 
     async def add(self, req: rpc.MemberAddRequest) -> rpc.MemberAddResponse:
         urls = check_urls(list(req.peerURLs))
         mid = compute_member_id(urls, str(int(time.time())))
-        if mid in self.s.cluster.members:
+        if mid in self._cluster.members:
             raise errors.ErrMemberExist
-        if not req.isLearner and not self._ready_to_add_voter():
-            raise errors.ErrMemberNotEnoughStarted
-        if not self._connected_to_all_voters():
-            raise errors.ErrUnhealthy
+        if self._strict:
+            if not req.isLearner and not self._ready_to_add_voter():
+                raise errors.ErrMemberNotEnoughStarted
+            if not self._connected_to_all_voters():
+                raise errors.ErrUnhealthy
         t = ConfChangeType.ADD_LEARNER_NODE if req.isLearner else ConfChangeType.ADD_NODE
         members = await self._configure(t, mid, _context(mid, urls, req.isLearner))
         member = rpc.Member(ID=mid, peerURLs=urls, isLearner=req.isLearner)
         return rpc.MemberAddResponse(header=self._header(), member=member, members=members)
 
     async def remove(self, req: rpc.MemberRemoveRequest) -> rpc.MemberRemoveResponse:
-        self._may_remove(req.ID)
+        if self._strict:
+            self._may_remove(req.ID)
         members = await self._configure(ConfChangeType.REMOVE_NODE, req.ID, b"")
         return rpc.MemberRemoveResponse(header=self._header(), members=members)
 
@@ -134,41 +185,24 @@ class MemberOps:
         return rpc.MemberUpdateResponse(header=self._header(), members=members)
 
     async def promote(self, req: rpc.MemberPromoteRequest) -> rpc.MemberPromoteResponse:
-        s = self.s
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + s.request_timeout
-        while True:
-            if s.is_leader():
-                return await self.promote_local(req)
-            lead = s.leader
-            if lead != 0:
-                try:
-                    return await self._forward_promote(lead, req, deadline - loop.time())
-                except (OSError, TimeoutError, HttpError):
-                    pass
-            if loop.time() >= deadline:
-                raise errors.ErrTimeout
-            await asyncio.sleep(0.1)
+        resp = await self._to_leader(self.promote_op, req)
+        resp.header = self._header()
+        return resp
 
-    async def promote_local(self, req: rpc.MemberPromoteRequest) -> rpc.MemberPromoteResponse:
-        s = self.s
-        if not s.is_leader():
+    async def _promote_local(self, req: rpc.MemberPromoteRequest) -> rpc.MemberPromoteResponse:
+        if not self._node.is_leader:
             raise errors.ErrNotLeader
         self._check_learner_ready(req.ID)
-        if not self._ready_to_promote():
+        if self._strict and not self._ready_to_promote():
             raise errors.ErrMemberNotEnoughStarted
         ctx = _context(req.ID, [], promote=True)
         members = await self._configure(ConfChangeType.ADD_NODE, req.ID, ctx)
         return rpc.MemberPromoteResponse(header=self._header(), members=members)
 
-    def _header(self) -> rpc.ResponseHeader:
-        s = self.s
-        return rpc.ResponseHeader(cluster_id=s.cluster_id, member_id=s.member_id, raft_term=s.term)
-
     # --- strict reconfiguration checks (this member's view) -----------------------------------
 
-    def _voters(self) -> list[Any]:
-        return [m for m in self.s.cluster.members.values() if not m.is_learner]
+    def _voters(self) -> list[Member]:
+        return [m for m in self._cluster.members.values() if not m.is_learner]
 
     def _ready_to_add_voter(self) -> bool:
         voters = self._voters()
@@ -188,65 +222,61 @@ class MemberOps:
         return 1 + sum(1 for m in voters if m.name) >= (len(voters) + 1) // 2 + 1
 
     def _connected_since(self, member_id: int, since: float) -> bool:
-        t = self.s.transport.active_since(member_id)
+        t = self._peers.active_since(member_id)
         return t is not None and t <= since
 
     def _connected_to_all_voters(self) -> bool:
         since = time.monotonic() - HEALTH_INTERVAL
-        me = self.s.member_id
+        me = self._node.id
         return all(self._connected_since(m.id, since) for m in self._voters() if m.id != me)
 
     def _may_remove(self, member_id: int) -> None:
-        s = self.s
-        m = s.cluster.members.get(member_id)
+        me = self._node.id
+        m = self._cluster.members.get(member_id)
         if m is not None and m.is_learner:
             return
         if not self._ready_to_remove_voter(member_id):
             raise errors.ErrMemberNotEnoughStarted
-        if member_id != s.member_id and s.transport.active_since(member_id) is None:
+        if member_id != me and self._peers.active_since(member_id) is None:
             return  # a member that is down is not part of the active quorum
         voters = self._voters()
         since = time.monotonic() - HEALTH_INTERVAL
-        active = 1 + sum(
-            1 for v in voters if v.id != s.member_id and self._connected_since(v.id, since)
-        )
+        active = 1 + sum(1 for v in voters if v.id != me and self._connected_since(v.id, since))
         if active - 1 < 1 + (len(voters) - 1) // 2:
             raise errors.ErrUnhealthy
 
     def _check_learner_ready(self, member_id: int) -> None:
-        rn = self.s.node.rn
-        progress = rn.progress()  # the caller is the leader
+        progress = self._node.progress()  # the caller is the leader
         pr = progress.get(member_id)
         if pr is None:
             return  # not found / not a learner: the apply-time validation says so
-        lead = progress[rn.id]
+        lead = progress[self._node.id]
         if pr.match < lead.match * READY_PERCENT:
             raise errors.ErrLearnerNotReady
 
     # --- proposing ----------------------------------------------------------------------------
 
     async def _configure(self, t: ConfChangeType, member_id: int, ctx: bytes) -> list[rpc.Member]:
-        s = self.s
+        wait = self._wait
         async with self._lock:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + s.request_timeout
-            cc_id = s.idgen.next()
+            deadline = loop.time() + self._request_timeout
+            cc_id = self._idgen.next()
             cc = ConfChange(t, member_id, ctx, cc_id)
-            fut = s.wait.register(cc_id, deadline)
+            fut = wait.register(cc_id, deadline)
             while True:
                 try:
-                    s.node.rn.propose_conf_change(cc)
-                    s.node.wake()
+                    self._node.propose_conf_change(cc)
                     break
                 except ProposalDroppedError:
                     if loop.time() >= deadline:
-                        s.wait.cancel(cc_id)
+                        wait.cancel(cc_id)
                         raise errors.ErrTimeout from None
                     await asyncio.sleep(0.1)
             try:
                 result = await fut
             except asyncio.CancelledError:
-                s.wait.cancel(cc_id)
+                wait.cancel(cc_id)
                 raise
         if result is TIMED_OUT:
             raise errors.ErrTimeout
@@ -254,55 +284,19 @@ class MemberOps:
             raise result
         return result
 
-    # --- forwarding promote to the leader (etcd's promoteMemberHTTP) --------------------------
-
-    async def _forward_promote(
-        self, lead: int, req: rpc.MemberPromoteRequest, timeout: float
-    ) -> rpc.MemberPromoteResponse:
-        try:
-            body = await self.s.transport.post_to(
-                lead, PROMOTE_PATH, encode(req), max(timeout, 0.1)
-            )
-        except HttpError as e:
-            if e.status == 409:  # an etcd error decided by the leader
-                d = json.loads(e.body)
-                raise EtcdError(d["message"], GrpcCode(d["code"])) from None
-            raise
-        resp = decode(rpc.MemberPromoteResponse, body)
-        resp.header = self._header()
-        return resp
-
-    def routes(self) -> list[web.RouteDef]:
-        async def promote(request: web.Request) -> web.Response:
-            _frm, refusal = self.s.transport.check_headers(request)
-            if refusal is not None:
-                return refusal
-            req = decode(rpc.MemberPromoteRequest, await request.read())
-            try:
-                resp = await self.promote_local(req)
-            except EtcdError as e:
-                if e is errors.ErrNotLeader:
-                    return web.Response(status=503, text=e.message)
-                body = json.dumps({"message": e.message, "code": int(e.code)})
-                return web.Response(status=409, text=body)
-            return web.Response(body=encode(resp))
-
-        return [web.post(PROMOTE_PATH, promote)]
-
     # --- applying (from the applier, in log order) --------------------------------------------
 
     def apply(self, e: Entry, fresh: bool, conf_state: ConfState) -> ConfState:
         """Apply the conf change entry ``e``; the new ConfState. ``fresh``: above the
         consistent index (the member table and the rejected bucket are updated)."""
-        s = self.s
         cc = decode_conf_change(e.data)
-        backend = s.backend
+        backend = self._backend
         backend.create_bucket(REJECTED_BUCKET)
         key = e.index.to_bytes(8, "big")
         if not fresh:
             if backend.get(REJECTED_BUCKET, key) is not None:
                 return conf_state
-            return s.node.rn.apply_conf_change(cc)
+            return self._node.apply_conf_change(cc)
         ctx = json.loads(cc.context) if cc.context else None
         err = self._validate(cc, ctx)
         if err is not None:
@@ -310,16 +304,16 @@ class MemberOps:
             result: Any = err
             new_state = conf_state
         else:
-            new_state = s.node.rn.apply_conf_change(cc)
+            new_state = self._node.apply_conf_change(cc)
             self._change_table(cc, ctx)
-            result = s.cluster.to_pb()
-        if cc.id and s.wait.is_registered(cc.id):
-            s.wait.trigger(cc.id, result)
+            result = self._cluster.to_pb()
+        if cc.id and self._wait.is_registered(cc.id):
+            self._wait.trigger(cc.id, result)
         return new_state
 
     def _validate(self, cc: ConfChange, ctx: dict | None) -> EtcdError | None:
         """etcd's ValidateConfigurationChange over the table as applied so far."""
-        cluster = self.s.cluster
+        cluster = self._cluster
         members = cluster.members
         mid = cc.node_id
         if mid in cluster.removed:
@@ -355,8 +349,8 @@ class MemberOps:
         return None
 
     def _change_table(self, cc: ConfChange, ctx: dict | None) -> None:
-        s = self.s
-        cluster = s.cluster
+        cluster = self._cluster
+        me = self._node.id
         mid = cc.node_id
         if cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
             if ctx is not None and ctx.get("promote"):
@@ -369,21 +363,21 @@ class MemberOps:
             if m.is_learner != learner:  # known from --initial-cluster: the log decides
                 m.is_learner = learner
                 cluster.save_all()
-            if m.peer_urls and mid != s.member_id:
-                s.transport.add_peer(mid, m.peer_urls)
+            if m.peer_urls and mid != me:
+                self._peers.add_peer(mid, m.peer_urls)
             if ctx is not None:
                 log.info("added_member", member=f"{mid:x}", peer_urls=urls, learner=m.is_learner)
         elif cc.type == ConfChangeType.REMOVE_NODE:
             cluster.remove(mid)
             log.info("removed_member", member=f"{mid:x}")
-            if mid == s.member_id:
+            if mid == me:
                 spawn(self._stop_removed())
             else:
-                s.remove_peer_later(mid)
+                spawn(self._peers.remove_peer(mid))
         elif cc.type == ConfChangeType.UPDATE_NODE and ctx is not None:
             cluster.update_peer_urls(mid, ctx["peerURLs"])
-            if mid != s.member_id:
-                s.transport.update_peer(mid, ctx["peerURLs"])
+            if mid != me:
+                self._peers.update_peer(mid, ctx["peerURLs"])
             log.info("updated_member", member=f"{mid:x}", peer_urls=ctx["peerURLs"])
 
     async def _stop_removed(self) -> None:
@@ -405,4 +399,4 @@ class MemberOps:
             reason=REMOVED,
             what="the data dir of this member must be removed before it joins again",
         )
-        self.s._fatal(MemberRemovedError(REMOVED))
+        self._on_removed(MemberRemovedError(REMOVED))

@@ -23,24 +23,26 @@ counter bump per leader change and per failed proposal.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
-    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from raftkv import errors
+from raftkv.backend import Backend
+from raftkv.mvcc import KVStore
 from raftkv.raft import NONE
-
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
+from raftkv.server.promtext import text_format
+from raftkv.server.wait import Wait
+from raftkv.transport import Transport
+from raftkv.version import ETCD_VERSION
 
 __all__ = ["ServerMetrics"]
 
@@ -55,9 +57,37 @@ _PROPOSAL_FAILURES = {
 }
 
 
+class RaftView(Protocol):
+    lead: int
+    committed: int
+
+    @property
+    def is_leader(self) -> bool: ...
+
+
 class ServerMetrics:
-    def __init__(self, server: EtcdServer) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        member_id: int,
+        node: RaftView,
+        applied_index: Callable[[], int],
+        is_learner: Callable[[], bool],
+        wait: Wait,
+        backend: Backend,
+        kv: KVStore,
+        transport: Transport,
+        quota_bytes: int,
+    ) -> None:
+        self.member_id = member_id
+        self.node = node
+        self.applied_index = applied_index
+        self.is_learner = is_learner
+        self.wait = wait
+        self.backend = backend
+        self.kv = kv
+        self.transport = transport
+        self.quota_bytes = quota_bytes
         self.leader_changes = 0
         self.proposals_failed = 0
         self._lead = NONE
@@ -100,7 +130,7 @@ class ServerMetrics:
             self.proposals_failed += 1
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return text_format(self.registry.collect())
 
 
 def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
@@ -114,11 +144,9 @@ class _StateCollector(Collector):
         self.m = m
 
     def collect(self) -> Iterator[Metric]:
-        from raftkv.server.etcdserver import ETCD_VERSION  # (etcdserver imports this module)
-
         m = self.m
-        s = m.s
-        leader = s.leader
+        node = m.node
+        leader = node.lead
         yield _gauge(
             "etcd_server_has_leader",
             "Whether or not a leader exists. 1 is existence, 0 is not.",
@@ -127,12 +155,12 @@ class _StateCollector(Collector):
         yield _gauge(
             "etcd_server_is_leader",
             "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-            s.is_leader(),
+            node.is_leader,
         )
         yield _gauge(
             "etcd_server_is_learner",
             "Whether or not this member is a learner. 1 if is, 0 otherwise.",
-            s.is_learner(),
+            m.is_learner(),
         )
         c = CounterMetricFamily(
             "etcd_server_leader_changes_seen", "The number of leader changes seen."
@@ -143,7 +171,7 @@ class _StateCollector(Collector):
             "etcd_server_id",
             "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
             1,
-            {"server_id": f"{s.member_id:x}"},
+            {"server_id": f"{m.member_id:x}"},
         )
         yield _gauge(
             "etcd_server_version",
@@ -160,17 +188,17 @@ class _StateCollector(Collector):
         yield _gauge(
             "etcd_server_proposals_committed_total",
             "The total number of consensus proposals committed.",
-            s.node.committed,
+            node.committed,
         )
         yield _gauge(
             "etcd_server_proposals_applied_total",
             "The total number of consensus proposals applied.",
-            s.applier.applied_index,
+            m.applied_index(),
         )
         yield _gauge(
             "etcd_server_proposals_pending",
             "The current number of pending proposals to commit.",
-            len(s.wait),
+            len(m.wait),
         )
         f = CounterMetricFamily(
             "etcd_server_proposals_failed", "The total number of failed proposals seen."
@@ -180,9 +208,9 @@ class _StateCollector(Collector):
         yield _gauge(
             "etcd_server_quota_backend_bytes",
             "Current backend storage quota size in bytes.",
-            s.cfg.quota_bytes,
+            m.quota_bytes,
         )
-        size = s.backend.size
+        size = m.backend.size
         yield _gauge(
             "etcd_mvcc_db_total_size_in_bytes",
             "Total size of the underlying database physically allocated in bytes.",
@@ -196,16 +224,13 @@ class _StateCollector(Collector):
         yield _gauge(
             "etcd_mvcc_db_total_size_in_use_in_bytes",
             "Total size of the underlying database logically in use in bytes.",
-            s.backend.size_in_use,
+            m.backend.size_in_use,
         )
-        kv = s.kv
-        hub = kv._hub
+        kv = m.kv
         yield _gauge(
-            "etcd_debugging_mvcc_watcher_total",
-            "Total number of watchers.",
-            len(hub.synced) + len(hub.unsynced) + sum(len(v) for v in hub.victims),
+            "etcd_debugging_mvcc_watcher_total", "Total number of watchers.", kv.watcher_count
         )
-        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", len(kv._index))
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", kv.key_count)
         yield _gauge(
             "etcd_debugging_mvcc_current_revision",
             "The current revision of store.",
@@ -224,7 +249,7 @@ class _StateCollector(Collector):
             "etcd_network_peer_received_bytes", "The total number of bytes received from peers.",
             labels=["From"],
         )  # fmt: skip
-        t = s.transport
+        t = m.transport
         for pid, p in sorted(t.peers.items()):
             sent.add_metric([f"{pid:x}"], p.sent_bytes)
         for pid, n in sorted(t.received_bytes.items()):

@@ -9,32 +9,64 @@
   "connection lost" when the leader (this member) has not been connected to a quorum since
   the request started, or a follower not to its leader.
 - Too many committed-but-unapplied entries: "too many requests".
+
+A request's size is decided before it gets here, once, for every client codec
+(``raftkv.api.unary``: etcd's receive limit and "request is too large").
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 from raftkv import errors
 from raftkv.errors import EtcdError
 from raftkv.pb.rpc import InternalRaftRequest
 from raftkv.raft import NONE
 from raftkv.server.codec import encode_request
-from raftkv.server.wait import DROPPED, TIMED_OUT
+from raftkv.server.wait import DROPPED, TIMED_OUT, IdGenerator, Wait
 
-if TYPE_CHECKING:
-    from raftkv.server.etcdserver import EtcdServer
-
-__all__ = ["MAX_GAP_BETWEEN_APPLY_AND_COMMIT", "Proposer"]
+__all__ = ["MAX_GAP_BETWEEN_APPLY_AND_COMMIT", "ProposalTarget", "Proposer"]
 
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
 
 
+class ProposalTarget(Protocol):
+    """What proposing needs of the Raft driver."""
+
+    lead: int
+    committed: int
+
+    def propose(self, req_id: int, data: bytes) -> None: ...
+
+
 class Proposer:
-    def __init__(self, server: EtcdServer) -> None:
-        self.s = server
+    def __init__(
+        self,
+        *,
+        node: ProposalTarget,
+        wait: Wait,
+        idgen: IdGenerator,
+        applied_index: Callable[[], int],
+        member_id: int,
+        members: Callable[[], Collection[int]],
+        active_since: Callable[[int], float | None],
+        request_timeout: float,
+        election_timeout: float,
+        on_error: Callable[[EtcdError], None] = lambda _e: None,
+    ) -> None:
+        self._node = node
+        self._on_error = on_error
+        self._wait = wait
+        self._idgen = idgen
+        self._applied_index = applied_index
+        self._member_id = member_id
+        self._members = members
+        self._active_since = active_since
+        self._request_timeout = request_timeout
+        self._election_timeout = election_timeout
         self.leader_changed = asyncio.Event()  # set and replaced on every leader change
         self.lead_elected_at = 0.0
 
@@ -46,7 +78,7 @@ class Proposer:
 
     async def wait_leader(self, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
-        while self.s.node.lead == NONE:
+        while self._node.lead == NONE:
             left = deadline - loop.time()
             if left <= 0:
                 return False
@@ -56,21 +88,26 @@ class Proposer:
                 return False
         return True
 
-    async def propose(self, req: InternalRaftRequest) -> Any:
-        """Propose ``req`` (its ID set here) and return the applied response; raises
-        EtcdError (the apply's own error, or a timeout)."""
-        s = self.s
-        node = s.node
-        if node.committed - s.applier.applied_index > MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
+    async def propose(self, **fields: Any) -> Any:
+        """Propose an ``InternalRaftRequest`` of ``fields`` and return what applying it
+        answered; raises EtcdError (the apply's own error, or a timeout; ``on_error`` sees
+        it first)."""
+        try:
+            return await self._propose(InternalRaftRequest(**fields))
+        except EtcdError as e:
+            self._on_error(e)
+            raise
+
+    async def _propose(self, req: InternalRaftRequest) -> Any:
+        node = self._node
+        if node.committed - self._applied_index() > MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.ErrTooManyRequests
-        req.ID = s.idgen.next()
+        req.ID = self._idgen.next()
         data = encode_request(req)
-        if len(data) > s.max_request_bytes + 4096:
-            raise errors.ErrRequestTooLarge
         loop = asyncio.get_running_loop()
         start = loop.time()
-        deadline = start + s.request_timeout
-        wait = s.wait
+        deadline = start + self._request_timeout
+        wait = self._wait
         while True:
             if node.lead == NONE and not await self.wait_leader(deadline):
                 raise errors.ErrContextDeadline
@@ -95,24 +132,24 @@ class Proposer:
             return result
 
     def _timeout_error(self, start: float) -> EtcdError:
-        s = self.s
         elected = self.lead_elected_at
-        prev_lead_lost = elected - 2 * s.election_timeout
+        prev_lead_lost = elected - 2 * self._election_timeout
         if prev_lead_lost < start < elected:
             return errors.ErrTimeoutDueToLeaderFail
-        lead = s.node.lead
+        lead = self._node.lead
         if lead == NONE:
             return errors.ErrTimeout  # etcd: no leader now, nothing more to say (a TODO there)
         # the request's start on the transport's clock (time.monotonic)
         since = time.monotonic() - (asyncio.get_running_loop().time() - start)
 
         def connected_since(member_id: int) -> bool:
-            t = s.transport.active_since(member_id)
+            t = self._active_since(member_id)
             return t is not None and t <= since
 
-        if lead == s.member_id:
-            members = s.cluster.members
-            up = sum(1 for mid in members if mid == s.member_id or connected_since(mid))
+        me = self._member_id
+        if lead == me:
+            members = self._members()
+            up = sum(1 for mid in members if mid == me or connected_since(mid))
             if up < len(members) // 2 + 1:
                 return errors.ErrTimeoutDueToConnectionLost
         elif not connected_since(lead):

@@ -1,7 +1,7 @@
 """The asyncio driver of the Raft core (etcd's etcdserver/raft.go): ticks, proposals and peer
 messages go in; each Ready is persisted, sent and applied, in the one correct order.
 
-For each Ready (DESIGN.md §2)::
+For each Ready (docs/ARCHITECTURE.md §2)::
 
     soft state   -> leader change hooks (lessor promote/demote, waiters)
     read states  -> the ReadIndex waiters
@@ -18,6 +18,10 @@ Everything that arrives while a Ready is being persisted (proposals, messages, t
 stepped into the core at once and comes out together in the next Ready: under load one fsync
 and one peer write cover many proposals. Proposals are queued and stepped in as one multi-entry
 PROP per loop turn, so a burst becomes one append message per follower.
+
+The driver owns the core: every call into ``RawNode`` goes through a method here (proposals,
+conf changes, reads, leadership transfer, views), so nothing else in the member can step the
+core outside the loop's order. The ``ReadyHandler`` is given at ``start``.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ import structlog
 from raftkv.failpoint import failpoint, register
 from raftkv.raft import (
     NONE,
+    ConfChange,
+    ConfState,
     Entry,
     EntryType,
     Message,
     MessageType,
+    ProgressStatus,
     ProposalDroppedError,
     RawNode,
     ReadState,
@@ -84,18 +91,19 @@ class RaftNode:
         self._send = send
         self.heartbeat = heartbeat
         self._fatal = fatal
-        self.handler: ReadyHandler | None = None
+        self._handler: ReadyHandler | None = None
         self._wake = asyncio.Event()
         self._props: list[bytes] = []
         self._prop_ids: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
+        # one writer of the WAL at a time: the Ready loop's saves, snapshot markers (Snapshots)
+        self._wal_lock = asyncio.Lock()
         self._applied = rn.applied  # highest index handed to the applier
         self.stats = [0, 0, 0, 0]  # Readys, entries persisted, entries applied, fsyncs
         self.lead = NONE
-        self.term = rn.term
-        self.committed = rn.committed
+        self.committed = rn.committed  # as of the last Ready's hard state
 
     # --- inputs (called from the event loop) ----------------------------------------------------
 
@@ -141,12 +149,42 @@ class RaftNode:
         self.rn.campaign()
         self._wake.set()
 
-    def wake(self) -> None:
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        """Raises ProposalDroppedError when the core refuses it (no leader known)."""
+        self.rn.propose_conf_change(cc)
         self._wake.set()
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """A committed conf change, handed back to the core (from the applier, in log order)."""
+        return self.rn.apply_conf_change(cc)
+
+    def transfer_leader(self, transferee: int) -> None:
+        self.rn.transfer_leader(transferee)
+        self._wake.set()
+
+    # --- views ----------------------------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.rn.term
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rn.is_leader
+
+    @property
+    def raft_applied(self) -> int:
+        """What the core counts as applied (entries applied early are not in it yet)."""
+        return self.rn.applied
+
+    def progress(self) -> dict[int, ProgressStatus]:
+        """The leader's view of every member's replication ({} on a follower)."""
+        return self.rn.progress()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, handler: ReadyHandler) -> None:
+        self._handler = handler
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
 
@@ -182,8 +220,8 @@ class RaftNode:
         try:
             self.rn.propose_many(props)  # one multi-entry PROP
         except ProposalDroppedError:
-            assert self.handler is not None
-            self.handler.on_dropped(ids)
+            assert self._handler is not None
+            self._handler.on_dropped(ids)
 
     def _flush_while_saving(self) -> None:
         if self._props and self._saving:
@@ -219,8 +257,8 @@ class RaftNode:
                 ents = ents[:i]
                 break
         if ents:
-            assert self.handler is not None
-            self.handler.apply_entries(ents)
+            assert self._handler is not None
+            self._handler.apply_entries(ents)
             self._applied = ents[-1].index
 
     async def _run(self) -> None:
@@ -234,7 +272,7 @@ class RaftNode:
 
     async def _loop(self) -> None:
         rn = self.rn
-        h = self.handler
+        h = self._handler
         assert h is not None
         storage = self.storage
         wal = self.wal
@@ -243,6 +281,7 @@ class RaftNode:
         while not self._stopped:
             if self._props:
                 self._flush_proposals()
+            rn.flush_appends()  # one append per follower for everything proposed meanwhile
             if not rn.has_ready():
                 wake.clear()
                 await wake.wait()
@@ -255,14 +294,14 @@ class RaftNode:
                 self._on_soft_state(rd.soft_state)
                 h.on_soft_state(rd.soft_state)
             if rd.hard_state is not None:
-                self.term = rd.hard_state.term
                 self.committed = rd.hard_state.commit
             if rd.read_states:
                 h.on_read_states(rd.read_states)
             if rd.messages:
                 self._send_all(rd.messages)
             if rd.snapshot is not None:
-                await asyncio.to_thread(self._save_snapshot, rd.snapshot)
+                async with self._wal_lock:
+                    await asyncio.to_thread(self._save_snapshot, rd.snapshot)
                 storage.apply_snapshot(rd.snapshot)
                 h.apply_snapshot(rd.snapshot)
                 self._applied = max(self._applied, rd.snapshot.metadata.index)
@@ -283,19 +322,20 @@ class RaftNode:
                     )
             if rd.hard_state is not None or rd.entries:
                 failpoint("raft.before_save")
-                if rd.must_sync:
-                    stats[3] += 1
-                    t0 = time.monotonic()
-                    self._saving = True
-                    try:
-                        await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
-                    finally:
-                        self._saving = False
-                    took = time.monotonic() - t0
-                    if took > SLOW_FSYNC:
-                        log.warning("slow_fdatasync", took_ms=round(took * 1000))
-                else:
-                    wal.save(rd.hard_state, rd.entries, False)
+                async with self._wal_lock:  # (uncontended: taken without a pause)
+                    if rd.must_sync:
+                        stats[3] += 1
+                        t0 = time.monotonic()
+                        self._saving = True
+                        try:
+                            await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                        finally:
+                            self._saving = False
+                        took = time.monotonic() - t0
+                        if took > SLOW_FSYNC:
+                            log.warning("slow_fdatasync", took_ms=round(took * 1000))
+                    else:
+                        wal.save(rd.hard_state, rd.entries, False)
                 failpoint("raft.after_save")
             if rd.hard_state is not None:
                 storage.set_hard_state(rd.hard_state)
@@ -331,12 +371,25 @@ class RaftNode:
     def _send_all(self, msgs: list[Message]) -> None:
         snaps = [m for m in msgs if m.type == MessageType.SNAP]
         if snaps:
-            assert self.handler is not None
+            assert self._handler is not None
             for m in snaps:
-                self.handler.send_snapshot(m)
+                self._handler.send_snapshot(m)
             msgs = [m for m in msgs if m.type != MessageType.SNAP]
         if msgs:
             self._send(msgs)
+
+    async def mark_snapshot(self, snap: Snapshot, release_to: int) -> None:
+        """A snapshot taken at ``snap``'s index: its marker into the WAL (fsynced, in a
+        thread, never while the Ready loop writes) and the segments wholly before
+        ``release_to`` released."""
+
+        def mark() -> None:
+            m = snap.metadata
+            self.wal.save_snapshot(WalSnapshot(m.index, m.term))
+            self.wal.release_to(release_to)
+
+        async with self._wal_lock:
+            await asyncio.to_thread(mark)
 
     def _save_snapshot(self, snap: Snapshot) -> None:
         m = snap.metadata

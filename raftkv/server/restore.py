@@ -28,13 +28,9 @@ from dataclasses import dataclass
 
 from raftkv.backend.db import fsync_dir
 from raftkv.raft import ConfState, HardState, Snapshot, SnapshotMetadata
+from raftkv.server.cindex import ConsistentIndex
 from raftkv.server.membership import MEMBERS_BUCKET, REMOVED_BUCKET, RaftCluster
-from raftkv.server.storage import (
-    CONSISTENT_INDEX_KEY,
-    META_BUCKET,
-    encode_metadata,
-    open_backend,
-)
+from raftkv.server.storage import encode_metadata, open_backend
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
 
@@ -131,8 +127,7 @@ def restore_snapshot(
                 backend.delete(bucket, k)
         cluster.attach(backend)
         cluster.save_all()
-        backend.create_bucket(META_BUCKET)
-        backend.put(META_BUCKET, CONSISTENT_INDEX_KEY, index.to_bytes(8, "big"))
+        ConsistentIndex(backend).set(index)
         backend.commit()
     finally:
         backend.close()
@@ -158,9 +153,9 @@ class SnapshotStatus:
 
 
 def snapshot_status(path: str) -> SnapshotStatus:
-    """etcdctl's ``snapshot status``: the db image's hash (CRC32 over every bucket's name, keys
-    and values, as etcd computes it, but IEEE rather than Castagnoli), newest revision, number
-    of keys in all buckets, and size. The image is checked first."""
+    """etcdctl's ``snapshot status``: the db image's hash (CRC-32C over every bucket's name,
+    keys and values, as etcd computes it), newest revision, number of keys in all buckets, and
+    size. The image is checked first."""
     with open(path, "rb") as f:
         data = f.read()
     image = data[:-SHA_LEN] if len(data) % 512 == SHA_LEN else data

@@ -1,6 +1,6 @@
 """A member's durable state at start: a new data dir, or recovery of an existing one.
 
-Recovery (DESIGN.md §3): open the backend (its meta bucket holds the consistent index) ->
+Recovery (docs/ARCHITECTURE.md §4): open the backend (its meta bucket holds the consistent index) ->
 load the newest snapshot file the WAL also marks -> if the backend is older than that snapshot
 and the snapshot's received db image is there, install it (a crash between receiving a snapshot
 and swapping it in) -> open the WAL at the snapshot, verify it, replay it into MemoryStorage ->
@@ -20,6 +20,7 @@ import structlog
 from raftkv.backend import Backend
 from raftkv.config import Settings
 from raftkv.raft import MemoryStorage, Snapshot
+from raftkv.server.cindex import read_consistent_index
 from raftkv.server.membership import RaftCluster
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
@@ -28,9 +29,7 @@ __all__ = ["MemberStorage", "StartupError", "open_member_storage"]
 
 log = structlog.get_logger("raftkv.server")
 
-META_BUCKET = b"meta"
-CONSISTENT_INDEX_KEY = b"consistent_index"
-# The backend commits on entry boundaries, driven by the applier (see apply.py), never inside
+# The backend commits on entry boundaries, driven by the applier (see applier.py), never inside
 # a write: so a commit never persists half an entry together with that entry's index.
 BACKEND_BATCH_LIMIT = 1 << 62
 
@@ -50,14 +49,6 @@ class MemberStorage:
     cluster_id: int
     cluster: RaftCluster
     bootstrap: bool  # a new member of a new cluster: bootstrap Raft with the initial peers
-
-
-def _consistent_index(backend: Backend) -> int:
-    try:
-        v = backend.get(META_BUCKET, CONSISTENT_INDEX_KEY)
-    except Exception:
-        return 0
-    return int.from_bytes(v, "big") if v else 0
 
 
 def open_backend(path: str) -> Backend:
@@ -139,7 +130,7 @@ def _restart(cfg: Settings, snapshotter: Snapshotter, initial: RaftCluster) -> M
     snap = snapshotter.load_newest_available(wal_snaps)
     db = snapshotter.db_file()
     backend = open_backend(db)
-    if snap is not None and _consistent_index(backend) < snap.metadata.index:
+    if snap is not None and read_consistent_index(backend) < snap.metadata.index:
         image = snapshotter.db_path(snap.metadata.index)
         if os.path.exists(image):
             backend.close()
@@ -167,7 +158,7 @@ def _restart(cfg: Settings, snapshotter: Snapshotter, initial: RaftCluster) -> M
         member=f"{member_id:x}",
         cluster=f"{cluster_id:x}",
         snapshot_index=snap.metadata.index if snap else 0,
-        consistent_index=_consistent_index(backend),
+        consistent_index=read_consistent_index(backend),
         term=hs.term,
         commit=hs.commit,
         entries=len(ents),

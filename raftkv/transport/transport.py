@@ -13,20 +13,25 @@ Routes (mounted on the member's peer listener):
 Every connection carries ``X-Raftkv-Cluster-ID``, ``X-Raftkv-From`` and ``X-Raftkv-To`` (hex);
 a connection from another cluster, to another member, or from an unknown member is refused
 with 412/403 and never reaches Raft.
+
+What arrives goes to the member's ``PeerInbox``, given at ``start``; until then the routes
+answer 503 (the sender retries, as after any refusal).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 
 from raftkv.raft.messages import Message, MessageType, decode_message, encode_message
 from raftkv.transport.framing import FrameDecoder, FrameError, encode_frame
-from raftkv.transport.http import post, source_addr
+from raftkv.transport.http import Dialer, post, source_addr
 from raftkv.transport.peer import (
     H_KEEPALIVE,
     HEARTBEAT_INTERVAL,
@@ -37,7 +42,7 @@ from raftkv.transport.peer import (
     PeerStream,
 )
 
-__all__ = ["NoPeerURL", "Transport"]
+__all__ = ["NoPeerURL", "PeerInbox", "Transport"]
 
 log = structlog.get_logger("raftkv.transport")
 
@@ -45,7 +50,20 @@ H_CLUSTER = "X-Raftkv-Cluster-ID"
 H_FROM = "X-Raftkv-From"
 H_TO = "X-Raftkv-To"
 
-SnapshotReceiver = Callable[[Message, AsyncIterator[bytes]], Awaitable[None]]
+
+class PeerInbox(Protocol):
+    """Where the transport delivers what it hears, and whom it asks about membership."""
+
+    def on_message(self, m: Message) -> None: ...
+    def report_unreachable(self, peer_id: int) -> None: ...
+    async def on_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None: ...
+    def is_removed(self, peer_id: int) -> bool:
+        """Whether ``peer_id`` was removed from the cluster (its connections are refused)."""
+        ...
+
+    def on_removed(self) -> None:
+        """A peer refused this member as removed from the cluster."""
+        ...
 
 
 class NoPeerURL(ConnectionError):
@@ -70,25 +88,18 @@ class Transport:
         self,
         member_id: int,
         cluster_id: int,
-        on_message: Callable[[Message], None],
-        report_unreachable: Callable[[int], None],
-        on_snapshot: SnapshotReceiver,
         listen_peer_url: str | None = None,
         request_timeout: float = 5.0,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
-        self._on_message = on_message
-        self._report_unreachable = report_unreachable
-        self._on_snapshot = on_snapshot
-        self.local_addr = source_addr(listen_peer_url)
+        self._inbox: PeerInbox | None = None
+        self.dialer = Dialer(source_addr(listen_peer_url), client_ssl)
         self.request_timeout = request_timeout
         self.peers: dict[int, PeerStream] = {}
         self._inbound: dict[int, asyncio.Task] = {}  # peer id -> its current inbound stream
         self.received_bytes: dict[int, int] = {}  # etcd_network_peer_received_bytes_total
-        # membership hooks (set by the server): was this id removed from the cluster; we were
-        self.is_removed: Callable[[int], bool] = lambda _peer_id: False
-        self.on_removed: Callable[[], None] | None = None
         self._started = False
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -109,7 +120,7 @@ class Transport:
             peer_id,
             urls,
             self.headers_to(peer_id),
-            self.local_addr,
+            self.dialer,
             self._report_unreachable,
         )
         p.on_removed = self._told_removed
@@ -117,9 +128,13 @@ class Transport:
         if self._started:
             p.start()
 
+    def _report_unreachable(self, peer_id: int) -> None:
+        if self._inbox is not None:
+            self._inbox.report_unreachable(peer_id)
+
     def _told_removed(self) -> None:
-        if self.on_removed is not None:
-            self.on_removed()
+        if self._inbox is not None:
+            self._inbox.on_removed()
 
     def update_peer(self, peer_id: int, urls: list[str]) -> None:
         p = self.peers.get(peer_id)
@@ -131,7 +146,8 @@ class Transport:
         if p is not None:
             await p.stop()
 
-    def start(self) -> None:
+    def start(self, inbox: PeerInbox) -> None:
+        self._inbox = inbox
         self._started = True
         for p in self.peers.values():
             p.start()
@@ -177,7 +193,7 @@ class Transport:
         urls = self.peer_urls(peer_id)
         if not urls:
             raise NoPeerURL(f"no URL for peer {peer_id:x}")
-        return await post(urls[0], path, self.headers_to(peer_id), body, self.local_addr, timeout)
+        return await post(urls[0], path, self.headers_to(peer_id), body, self.dialer, timeout)
 
     async def send_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None:
         """POST the SNAP message and the db bytes to ``m.to``; raises on any failure."""
@@ -198,7 +214,7 @@ class Transport:
                     "/raft/snapshot",
                     self.headers_to(m.to),
                     chunks(),
-                    self.local_addr,
+                    self.dialer,
                     timeout=max(self.request_timeout, 30.0),
                 )
                 return
@@ -233,7 +249,9 @@ class Transport:
             return frm, web.Response(
                 status=412, text=f"to ID mismatch: local={self.member_id:x} remote={to:x}"
             )
-        if self.is_removed(frm):
+        if self._inbox is None:
+            return frm, web.Response(status=503, text="member not started")
+        if self._inbox.is_removed(frm):
             log.warning("peer_refused", reason="removed member", remote=f"{frm:x}")
             return frm, web.Response(status=REMOVED_STATUS, text=REMOVED_TEXT)
         if frm not in self.peers:
@@ -258,7 +276,7 @@ class Transport:
         keepalive: asyncio.Task[None] | None = None
         st = _Inbound()
         dec = FrameDecoder()
-        on_message = self._on_message
+        on_message = self._inbox.on_message  # (check_headers refused it before start)
         try:
             if H_KEEPALIVE in request.headers:
                 resp = web.StreamResponse(status=200, headers={H_KEEPALIVE: "1"})
@@ -341,7 +359,7 @@ class Transport:
                 yield chunk
 
         try:
-            await self._on_snapshot(m, body())
+            await self._inbox.on_snapshot(m, body())  # (refused before start)
         except Exception as e:
             log.error("snapshot_receive_failed", peer=f"{frm:x}", error=str(e))
             return web.Response(status=500, text=f"snapshot not applied: {e}")

@@ -134,11 +134,17 @@ def _start(kind: str, argv0: list[str], members: int, extra: list[str], env: dic
     return c
 
 
-def start_etcd(etcd: str, members: int = 3) -> Cluster:
-    return _start("etcd", [etcd], members, ["--initial-cluster-token", "diff"], {})
+def start_etcd(etcd: str, members: int = 3, extra: tuple[str, ...] = ()) -> Cluster:
+    return _start("etcd", [etcd], members, ["--initial-cluster-token", "diff", *extra], {})
 
 
-def start_raftkv(members: int = 3) -> Cluster:
+def start_raftkv(
+    members: int = 3, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Cluster:
     return _start(
-        "raftkv", [sys.executable, "-m", "raftkv"], members, [], {"PYTHONPATH": str(ROOT)}
+        "raftkv",
+        [sys.executable, "-m", "raftkv"],
+        members,
+        list(extra),
+        {"PYTHONPATH": str(ROOT), **(env or {})},
     )

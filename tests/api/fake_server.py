@@ -65,7 +65,6 @@ class FakeServer:
     max_request_bytes = 1536 * 1024
     max_txn_ops = 128
     election_timeout = 1.0
-    leader = MEMBER_ID  # always led (by itself)
 
     def __init__(self) -> None:
         self.rev = 1
@@ -210,6 +209,9 @@ class FakeServer:
 
     def is_learner(self) -> bool:
         return False
+
+    def has_leader(self) -> bool:
+        return self.healthy
 
     def metrics_exposition(self) -> bytes:
         return b""

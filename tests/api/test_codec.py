@@ -229,12 +229,12 @@ def test_body_reader_reports_truncation_at_eof() -> None:
 
 
 def test_enum_numbers_etcd_cannot_survive_are_refused() -> None:
-    from raftkv.api.validate import check_alarm, check_sort_target
+    from raftkv.api.validate import check_alarm, check_range
 
     with pytest.raises(EtcdError, match="RangeRequest_SortTarget"):
-        check_sort_target(rpc.RangeRequest(key=b"a", sort_order=1, sort_target=9))
+        check_range(rpc.RangeRequest(key=b"a", sort_order=1, sort_target=9))
     with pytest.raises(EtcdError, match="RangeRequest_SortTarget"):
-        check_sort_target(rpc.RangeRequest(key=b"a", sort_order=0, sort_target=9))
+        check_range(rpc.RangeRequest(key=b"a", sort_order=0, sort_target=9))
     with pytest.raises(EtcdError, match="AlarmRequest_AlarmAction"):
         check_alarm(rpc.AlarmRequest(action=7))
     check_alarm(rpc.AlarmRequest(action=1, alarm=7))  # stored by etcd (and raftkv's applier)

@@ -126,6 +126,7 @@ def test_leases_and_checkpoints_survive_reopen(env):
 def test_checkpoint_then_promote_keeps_remaining_ttl(env):
     """The leader checkpoints remaining TTLs; a new leader starts from them, not from TTL."""
     a = env.lessor
+    a.checkpointing = True
     a.promote(now=0.0)
     a.grant(1, 1000, now=0.0)
     assert a.checkpoints_due(now=299.0) == []
@@ -144,6 +145,7 @@ def test_checkpoint_then_promote_keeps_remaining_ttl(env):
 
 def test_renew_clears_a_checkpointed_remaining_ttl_through_a_checkpoint(env):
     le = env.lessor
+    le.checkpointing = True
     le.grant(1, 1000, now=0.0)
     le.checkpoint(1, 100)
     le.promote(now=0.0)
@@ -155,8 +157,28 @@ def test_renew_clears_a_checkpointed_remaining_ttl_through_a_checkpoint(env):
     assert le.checkpoints_due(now=52.0) == []
 
 
+def test_without_checkpointing_a_new_leader_restarts_the_full_ttl(env):
+    """etcd 3.4's default: no checkpoints are proposed, a renew clears nothing, and a new
+    leader starts every lease from its granted TTL; a checkpoint applied anyway (proposed by a
+    member that checkpoints) is honoured."""
+    a = env.lessor
+    a.promote(now=0.0)
+    a.grant(1, 1000, now=0.0)
+    a.grant(2, 1000, now=0.0)
+    assert a.checkpoints_due(now=300.0) == [] and a.checkpoints_due(now=900.0) == []
+    a.checkpoint(2, 400, now=900.0)
+    assert a.renew(1, now=901.0) == 1000
+    assert a.checkpoints_due(now=902.0) == []
+    a.demote()
+    other = Lessor(env.backend, min_ttl=5)
+    other.promote(now=5000.0)
+    assert other.time_to_live(1, False, now=5000.0).TTL == 1000
+    assert other.time_to_live(2, False, now=5000.0).TTL == 400
+
+
 def test_short_leases_are_not_checkpointed(env):
     le = env.lessor
+    le.checkpointing = True
     le.promote(now=0.0)
     le.grant(1, 60, now=0.0)
     assert le.checkpoints_due(now=1e6) == []

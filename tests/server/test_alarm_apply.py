@@ -8,7 +8,8 @@ from tests.server.test_recovery import _cfg, _start
 
 async def test_unknown_alarm_type_is_stored_and_the_member_keeps_applying(tmp_path):
     cfg = _cfg(tmp_path)
-    s = await _start(cfg)
+    m = await _start(cfg)
+    s = m.server
     try:
         act = rpc.AlarmRequest(action=rpc.AlarmAction.ACTIVATE, memberID=5, alarm=7)
         got = await s.alarm(act)
@@ -20,9 +21,10 @@ async def test_unknown_alarm_type_is_stored_and_the_member_keeps_applying(tmp_pa
         only7 = await s.alarm(rpc.AlarmRequest(action=rpc.AlarmAction.GET, alarm=7))
         assert [(a.memberID, int(a.alarm)) for a in only7.alarms] == [(5, 7)]
     finally:
-        await s.stop()
+        await m.stop()
 
-    s2 = await _start(cfg)  # read back from the alarm bucket
+    m2 = await _start(cfg)  # read back from the alarm bucket
+    s2 = m2.server
     try:
         listed = await s2.alarm(rpc.AlarmRequest(action=rpc.AlarmAction.GET))
         assert [(a.memberID, int(a.alarm)) for a in listed.alarms] == [(5, 7)]
@@ -30,4 +32,4 @@ async def test_unknown_alarm_type_is_stored_and_the_member_keeps_applying(tmp_pa
         assert len((await s2.alarm(off)).alarms) == 1
         assert s2.is_healthy()
     finally:
-        await s2.stop()
+        await m2.stop()

@@ -7,19 +7,20 @@ from tests.server.test_recovery import _cfg, _start
 
 
 async def test_lease_answers_carry_this_members_revision(tmp_path, monkeypatch):
-    s = await _start(_cfg(tmp_path))
+    m = await _start(_cfg(tmp_path))
+    s = m.server
     try:
         await s.lease_grant(rpc.LeaseGrantRequest(ID=7, TTL=600))
         await s.put(rpc.PutRequest(key=b"k", value=b"v", lease=7))
-        local = s.kv.current_revision
-        real = s._to_leader
+        local = m.kv.current_revision
+        real = m.forwarder.call
 
-        async def leader_ahead(local_fn, path, req, cls):
-            resp = await real(local_fn, path, req, cls)
+        async def leader_ahead(op, req):
+            resp = await real(op, req)
             resp.header = rpc.ResponseHeader(revision=local + 5)  # a leader further on
             return resp
 
-        monkeypatch.setattr(s, "_to_leader", leader_ahead)
+        monkeypatch.setattr(m.forwarder, "call", leader_ahead)
         ka = await s.lease_renew(rpc.LeaseKeepAliveRequest(ID=7))
         assert (ka.TTL, ka.header.revision) == (600, local)
         ttl = await s.lease_time_to_live(rpc.LeaseTimeToLiveRequest(ID=7, keys=True))
@@ -27,4 +28,4 @@ async def test_lease_answers_carry_this_members_revision(tmp_path, monkeypatch):
         gone = await s.lease_time_to_live(rpc.LeaseTimeToLiveRequest(ID=8))
         assert (gone.TTL, gone.header.revision) == (-1, local)
     finally:
-        await s.stop()
+        await m.stop()

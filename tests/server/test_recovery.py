@@ -8,8 +8,8 @@ import asyncio
 from cluster.config import free_ports
 from raftkv.config import load_settings
 from raftkv.pb import rpc
-from raftkv.server.etcdserver import EtcdServer
 from raftkv.server.storage import open_member_storage
+from raftkv.server.wiring import Member, build_member
 
 
 def _cfg(tmp_path):
@@ -31,18 +31,18 @@ def _fatal(e):
     raise AssertionError(f"fatal: {e!r}")
 
 
-async def _start(cfg) -> EtcdServer:
-    s = EtcdServer(cfg, open_member_storage(cfg), _fatal)
+async def _start(cfg) -> Member:
+    s = build_member(cfg, open_member_storage(cfg), _fatal)
     s.backend._batch_interval = 3600.0  # keep writes in the uncommitted batch
     s.start()
     for _ in range(200):
-        if s.is_leader() and s.applier.applied_index >= s.node.committed > 0:
+        if s.node.is_leader and s.applier.applied_index >= s.node.committed > 0:
             return s
         await asyncio.sleep(0.02)
     raise AssertionError("no leader")
 
 
-async def _crash(s: EtcdServer) -> None:
+async def _crash(s: Member) -> None:
     """Drop everything without committing the backend batch (what SIGKILL leaves)."""
     s._stopped = True
     await s.housekeeping.stop()
@@ -58,13 +58,13 @@ async def test_restart_replays_the_wal_over_an_uncommitted_backend(tmp_path):
     s = await _start(cfg)
     revs = []
     for i in range(30):
-        r = await s.put(rpc.PutRequest(key=f"k{i}".encode(), value=b"v%d" % i))
+        r = await s.server.put(rpc.PutRequest(key=f"k{i}".encode(), value=b"v%d" % i))
         revs.append(r.header.revision)
     await _crash(s)
 
     s2 = await _start(cfg)
     try:
-        resp = await s2.range(rpc.RangeRequest(key=b"k", range_end=b"l"))
+        resp = await s2.server.range(rpc.RangeRequest(key=b"k", range_end=b"l"))
         assert resp.count == 30
         assert resp.header.revision == revs[-1]
         assert {kv.key: kv.mod_revision for kv in resp.kvs}[b"k29"] == revs[-1]
@@ -76,18 +76,18 @@ async def test_entries_below_the_consistent_index_are_not_applied_twice(tmp_path
     cfg = _cfg(tmp_path)
     s = await _start(cfg)
     for i in range(10):
-        await s.put(rpc.PutRequest(key=b"a", value=b"%d" % i))
+        await s.server.put(rpc.PutRequest(key=b"a", value=b"%d" % i))
     s.backend.commit()  # the first half reaches the page file with its consistent index
-    ci = s.kv.consistent_index
+    ci = s.cindex.value
     last = None
     for i in range(10, 20):
-        last = await s.put(rpc.PutRequest(key=b"a", value=b"%d" % i))
+        last = await s.server.put(rpc.PutRequest(key=b"a", value=b"%d" % i))
     await _crash(s)
 
     s2 = await _start(cfg)
     try:
-        assert s2.kv.consistent_index > ci
-        got = await s2.range(rpc.RangeRequest(key=b"a"))
+        assert s2.cindex.value > ci
+        got = await s2.server.range(rpc.RangeRequest(key=b"a"))
         kv = got.kvs[0]
         assert kv.value == b"19"
         assert kv.version == 20  # each put applied exactly once
@@ -102,8 +102,12 @@ async def test_restart_from_a_snapshot_compacts_the_log(tmp_path):
     )
     s = await _start(cfg)
     for i in range(60):
-        await s.put(rpc.PutRequest(key=b"s%02d" % i, value=b"x"))
-    assert s.snapshots.snap_index > 0
+        await s.server.put(rpc.PutRequest(key=b"s%02d" % i, value=b"x"))
+    for _ in range(250):  # snapshots are taken off the Ready loop: until the last is done
+        if s.snapshots.snap_index > 40 and not s.snapshots._taking:
+            break
+        await asyncio.sleep(0.02)
+    assert s.snapshots.snap_index > 40
     assert s.node.storage.first_index() > 1
     snap_index = s.snapshots.snap_index
     await s.stop()
@@ -111,7 +115,7 @@ async def test_restart_from_a_snapshot_compacts_the_log(tmp_path):
     s2 = await _start(cfg)
     try:
         assert s2.snapshots.snap_index >= snap_index
-        got = await s2.range(rpc.RangeRequest(key=b"s", range_end=b"t", count_only=True))
+        got = await s2.server.range(rpc.RangeRequest(key=b"s", range_end=b"t", count_only=True))
         assert got.count == 60
     finally:
         await s2.stop()

@@ -22,19 +22,25 @@ class _Member:
         self.snaps: list[tuple[Message, bytes]] = []
         self.unreachable: list[int] = []
         self.port = port
-        self.tr = Transport(
-            member_id,
-            cluster_id,
-            self.got.append,
-            self.unreachable.append,
-            self._on_snapshot,
-            listen_peer_url=f"http://127.0.0.1:{port}",
-        )
+        self.tr = Transport(member_id, cluster_id, listen_peer_url=f"http://127.0.0.1:{port}")
         self.runner: web.AppRunner | None = None
 
-    async def _on_snapshot(self, m, body) -> None:
+    # --- PeerInbox ---
+    def on_message(self, m: Message) -> None:
+        self.got.append(m)
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.unreachable.append(peer_id)
+
+    async def on_snapshot(self, m, body) -> None:
         data = b"".join([c async for c in body])
         self.snaps.append((m, data))
+
+    def is_removed(self, peer_id: int) -> bool:
+        return False
+
+    def on_removed(self) -> None:
+        pass
 
     async def serve(self) -> None:
         app = web.Application()
@@ -63,8 +69,8 @@ async def _pair(cluster_b: int = 7):
     b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
     await a.serve()
     await b.serve()
-    a.tr.start()
-    b.tr.start()
+    a.tr.start(a)
+    b.tr.start(b)
     return a, b
 
 
@@ -124,12 +130,12 @@ async def test_peer_that_starts_late_is_reached_after_backoff():
     a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
     b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
     await a.serve()
-    a.tr.start()
+    a.tr.start(a)
     try:
         await asyncio.sleep(0.3)
         assert 2 in a.unreachable
         await b.serve()
-        b.tr.start()
+        b.tr.start(b)
         await _until(lambda: a.tr.peers[2].connected)
         a.tr.send([Message(MessageType.HEARTBEAT, 2, 1, term=1)])
         await _until(lambda: len(b.got) == 1)
@@ -227,6 +233,7 @@ async def test_receiver_hangs_up_on_a_stream_on_which_nothing_arrives(monkeypatc
     b = _Member(2, 7, pb)
     b.tr.add_peer(1, ["http://127.0.0.1:1"])
     await b.serve()
+    b.tr.start(b)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", pb)
         writer.write(
@@ -264,7 +271,7 @@ async def test_link_heartbeats_keep_an_idle_stream_up_and_are_not_delivered(monk
 
 
 async def test_a_post_to_a_peer_that_stops_reading_fails_in_bounded_time():
-    from raftkv.transport.http import post
+    from raftkv.transport.http import Dialer, post
 
     held = []
 
@@ -282,7 +289,7 @@ async def test_a_post_to_a_peer_that_stops_reading_fails_in_bounded_time():
     try:
         t0 = asyncio.get_running_loop().time()
         try:
-            await post(f"http://127.0.0.1:{port}", "/raft/snapshot", {}, body(), None, 0.5)
+            await post(f"http://127.0.0.1:{port}", "/raft/snapshot", {}, body(), Dialer(), 0.5)
         except TimeoutError:
             pass
         else:

@@ -1,4 +1,4 @@
-"""Request semantics on top of the txns: etcd v3.4's etcdserver/apply.go (+ v3rpc's checks).
+"""Request semantics on top of the txns: etcd v3.4's etcdserver/apply.go.
 
 Range: limit is ignored while sorting or filtering (then applied after), ``count`` is the number
 of keys in the range at the revision before min/max filters, ``more`` when ``limit`` cut the
@@ -13,9 +13,8 @@ every put of the chosen path is checked (ErrKeyNotFound, ErrLeaseNotFound), then
 ranges only is read-only and does not bump the revision. A nested txn's response header is
 empty (revision 0), as etcd's is.
 
-Validation that etcd does before proposing (v3rpc key.go: empty key, value/lease provided,
-an empty request op, a key written twice in one txn) is exported as ``check_*`` so the server
-can reject early; the apply functions run it too (it is a pure function of the request).
+Every request is checked first (``validate.py``, the same checks the client API makes before
+proposing: they are pure functions of the request).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from raftkv import errors
 from raftkv.errors import EtcdError
 from raftkv.mvcc.gosort import go_sort
+from raftkv.mvcc.validate import check_txn_request, is_txn_readonly
 from raftkv.pb.kv import KeyValue
 from raftkv.pb.rpc import (
     Compare,
@@ -52,15 +52,7 @@ if TYPE_CHECKING:
 
     Txn = ReadTxn | WriteTxn
 
-__all__ = [
-    "check_delete_request",
-    "check_put_request",
-    "check_range_request",
-    "check_txn_intervals",
-    "check_txn_request",
-    "is_txn_readonly",
-    "mk_gte_range",
-]
+__all__ = ["apply_delete_range", "apply_put", "apply_range", "apply_txn", "mk_gte_range"]
 
 
 def mk_gte_range(range_end: bytes) -> bytes | None:
@@ -70,123 +62,6 @@ def mk_gte_range(range_end: bytes) -> bytes | None:
     if range_end == b"\x00":
         return b""
     return range_end
-
-
-# --- validation (v3rpc/key.go) -----------------------------------------------------------------
-
-
-def check_range_request(r: RangeRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
-
-
-def check_put_request(r: PutRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
-    if r.ignore_value and r.value:
-        raise errors.ErrValueProvided
-    if r.ignore_lease and r.lease:
-        raise errors.ErrLeaseProvided
-
-
-def check_delete_request(r: DeleteRangeRequest) -> None:
-    if not r.key:
-        raise errors.ErrEmptyKey
-
-
-def _check_request_op(op: RequestOp) -> None:
-    if op.request_range is not None:
-        check_range_request(op.request_range)
-    elif op.request_put is not None:
-        check_put_request(op.request_put)
-    elif op.request_delete_range is not None:
-        check_delete_request(op.request_delete_range)
-    elif op.request_txn is not None:
-        _check_txn_ops(op.request_txn)
-    else:
-        raise errors.ErrKeyNotFound  # etcd: "empty op / nil entry"
-
-
-def _check_txn_ops(r: TxnRequest) -> None:
-    for c in r.compare:
-        if not c.key:
-            raise errors.ErrEmptyKey
-    for op in r.success:
-        _check_request_op(op)
-    for op in r.failure:
-        _check_request_op(op)
-
-
-def check_txn_request(r: TxnRequest, max_txn_ops: int = 0) -> None:
-    """etcd's checkTxnRequest + checkIntervals (ErrTooManyOps only when max_txn_ops > 0)."""
-    if max_txn_ops > 0 and max(len(r.compare), len(r.success), len(r.failure)) > max_txn_ops:
-        raise errors.ErrTooManyOps
-    _check_txn_ops(r)
-    check_txn_intervals(r)
-
-
-def check_txn_intervals(r: TxnRequest) -> None:
-    """etcd's checkIntervals on each branch: ErrDuplicateKey when one path of the txn (nested
-    txns included) puts a key twice, or puts a key it also deletes. Run it after the empty-key
-    checks: an empty key or range_end means something else to etcd's interval tree."""
-    _check_intervals(r.success)
-    _check_intervals(r.failure)
-
-
-def _in_dels(dels: list[tuple[bytes, bytes | None]], k: bytes) -> bool:
-    # etcd's interval tree holds [key, range_end) with range_end compared literally (so
-    # b"\\0" is an empty interval there), or the point key when range_end is empty.
-    for start, end in dels:
-        if end is None:
-            if k == start:
-                return True
-        elif start <= k < end:
-            return True
-    return False
-
-
-def _check_intervals(
-    reqs: list[RequestOp],
-) -> tuple[set[bytes], list[tuple[bytes, bytes | None]]]:
-    dels: list[tuple[bytes, bytes | None]] = []
-    for op in reqs:
-        d = op.request_delete_range
-        if d is not None:
-            dels.append((d.key, d.range_end if d.range_end else None))
-    puts: set[bytes] = set()
-    for op in reqs:
-        t = op.request_txn
-        if t is None:
-            continue
-        puts_then, dels_then = _check_intervals(t.success)
-        puts_else, dels_else = _check_intervals(t.failure)
-        for k in puts_then:
-            if k in puts or _in_dels(dels, k):
-                raise errors.ErrDuplicateKey
-            puts.add(k)
-        for k in puts_else:
-            if k in puts and k not in puts_then:
-                raise errors.ErrDuplicateKey
-            if _in_dels(dels, k):
-                raise errors.ErrDuplicateKey
-            puts.add(k)
-        dels.extend(dels_then)
-        dels.extend(dels_else)
-    for op in reqs:
-        p = op.request_put
-        if p is None:
-            continue
-        if p.key in puts or _in_dels(dels, p.key):
-            raise errors.ErrDuplicateKey
-        puts.add(p.key)
-    return puts, dels
-
-
-def is_txn_readonly(r: TxnRequest) -> bool:
-    """etcd's isTxnReadonly: every op of both branches is a range (nested txns are writes)."""
-    return all(op.request_range is not None for op in r.success) and all(
-        op.request_range is not None for op in r.failure
-    )
 
 
 # --- range / put / delete ----------------------------------------------------------------------
