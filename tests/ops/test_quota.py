@@ -3,9 +3,9 @@ etcd 3.4 gives (observed on etcd 3.4.23 with --quota-backend-bytes=300000: the e
 bodies below).
 
 Fill past a small quota -> the put that does not fit fails with "database space exceeded" (429,
-code 8) and the NOSPACE alarm is raised through Raft, so every member reports it (the
-leader's, which refused the put; and, as in etcd's applyEntryNormal, that of any member whose
-own db went over the quota while applying an earlier put); then puts,
+code 8) and the NOSPACE alarm is raised through Raft, so every member reports it (that of the
+member that refused the put before Raft, and, as in etcd's applyEntryNormal, that of any
+member whose own db went over the quota while applying a put); then puts,
 lease grants and txns with a put fail, while reads, deletes, delete-only txns, compaction and
 defragment work; disarming after compaction + defragment restores writes. No acknowledged
 write is lost on the way."""
@@ -57,10 +57,10 @@ async def test_nospace_alarm_blocks_writes_until_compact_defrag_disarm(tmp_path)
         # raised through Raft: every member knows
         for m in c.members:
             st = await eventually(
-                lambda m=m: _status_with_errors(c, m, leader_id), what=f"{m.name} reports NOSPACE"
+                lambda m=m: _status_with_errors(c, m), what=f"{m.name} reports NOSPACE"
             )
             raised = {int(e.split()[0].removeprefix("memberID:")) for e in st["errors"]}
-            assert leader_id in raised and raised <= ids
+            assert raised and raised <= ids
             assert sorted(st["errors"]) == sorted(f"memberID:{i} alarm:NOSPACE " for i in raised)
             listed = (await c.client(m).call("maintenance/alarm", {}))["alarms"]
             assert {int(a["memberID"]) for a in listed} <= ids
@@ -139,9 +139,9 @@ async def _check_metrics(c: LocalCluster, leader_id: int) -> None:
     assert leaders == 1
 
 
-async def _status_with_errors(c: LocalCluster, m, must: int) -> dict | None:
+async def _status_with_errors(c: LocalCluster, m) -> dict | None:
     st = await c.client(m).status()
-    return st if any(f"memberID:{must} " in e for e in st.get("errors", [])) else None
+    return st if st.get("errors") else None
 
 
 async def _disarm_all(cl, fc) -> bool:
