@@ -66,6 +66,9 @@ class Settings(BaseModel):
     auto_compaction_retention: str = "0"
     strict_reconfig_check: bool = True
     experimental_enable_lease_checkpoint: bool = False
+    auth_token: str = "simple"  # simple | jwt,pub-key=..,priv-key=..,sign-method=..,ttl=..
+    auth_token_ttl: int = 300  # seconds a simple token lives after its last use
+    bcrypt_cost: int = 10
     logger: Literal["zap", "capnslog"] = "zap"
     log_level: Literal["debug", "info", "warn", "error", "panic", "fatal"] = "info"
     log_outputs: list[str] = ["default"]
@@ -111,6 +114,17 @@ class Settings(BaseModel):
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("must be greater than 0")
+        return v
+
+    @field_validator("auth_token")
+    @classmethod
+    def _check_auth_token(cls, v: str) -> str:
+        from raftkv.auth.tokens import InvalidAuthOptions, new_token_provider
+
+        try:
+            new_token_provider(v, 1.0)  # (reads a JWT's key files: a bad one stops here)
+        except (InvalidAuthOptions, ValueError, TypeError) as e:
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("max_wals", "max_snapshots", "quota_backend_bytes")
@@ -224,7 +238,7 @@ _IGNORED_VALUE_FLAGS = {
     "cert-file", "key-file", "client-crl-file", "client-cert-allowed-hostname",
     "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file",
     "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file", "cipher-suites",
-    "cors", "host-whitelist", "auth-token", "bcrypt-cost", "auth-token-ttl", "metrics",
+    "cors", "host-whitelist", "metrics",
     "listen-metrics-urls", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
     "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout",
     "experimental-corrupt-check-time", "experimental-enable-v2v3",
