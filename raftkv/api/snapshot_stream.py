@@ -16,7 +16,7 @@ from aiohttp import web
 from raftkv.api.gojson import GoJSONError
 from raftkv.api.http import request_token
 from raftkv.api.streams import _line, _LineWriter, _send_line
-from raftkv.auth.caller import NO_USER
+from raftkv.api.unary import admin_refusal
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
 
@@ -33,8 +33,7 @@ async def handle_snapshot(request: web.Request, server: Any) -> web.StreamRespon
         return gateway_error(str(e))
     out = _LineWriter(request)
     try:
-        ai = await server.auth_info(request_token(request))
-        server.auth.is_admin_permitted(ai if ai is not None else NO_USER)
+        await admin_refusal(server, request_token(request))
         async for resp in server.snapshot(req):
             await _send_line(out, _line(resp))
     except EtcdError as e:

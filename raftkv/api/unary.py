@@ -34,7 +34,15 @@ from raftkv.errors import EtcdError
 from raftkv.mvcc.validate import is_txn_readonly
 from raftkv.pb import rpc
 
-__all__ = ["UNARY", "Access", "Unary", "call", "keep_alive_once", "watch_refusal"]
+__all__ = [
+    "UNARY",
+    "Access",
+    "Unary",
+    "admin_refusal",
+    "call",
+    "keep_alive_once",
+    "watch_refusal",
+]
 
 
 class Access(Enum):
@@ -42,8 +50,9 @@ class Access(Enum):
 
     NONE = 0  # never looked at (lease TTL / leases / keep-alive, member list, status, move)
     CALLER = 1  # resolved; its user travels with the proposal and the applier checks it
-    ADMIN = 2  # resolved; root only (maintenance and membership calls)
+    ADMIN = 2  # resolved; root only (membership calls)
     READ = 3  # resolved; ``read_check`` here, served, then the auth revision re-checked
+    MAINTENANCE = 4  # as ADMIN, refused in the auth package's own words (``admin_refusal``)
 
 
 ReadCheck = Callable[[PermissionChecks, AuthInfo, Any], None]
@@ -189,14 +198,16 @@ UNARY: dict[str, Unary] = {
             False,
             access=Access.NONE,
         ),
-        Unary("hash", lambda o, r: o.hash(r), rpc.HashRequest, None, False, access=Access.ADMIN),
+        Unary(
+            "hash", lambda o, r: o.hash(r), rpc.HashRequest, None, False, access=Access.MAINTENANCE
+        ),
         Unary(
             "hash_kv",
             lambda o, r: o.hash_kv(r),
             rpc.HashKVRequest,
             None,
             False,
-            access=Access.ADMIN,
+            access=Access.MAINTENANCE,
         ),
         Unary(
             "alarm",
@@ -212,7 +223,7 @@ UNARY: dict[str, Unary] = {
             rpc.DefragmentRequest,
             None,
             False,
-            access=Access.ADMIN,
+            access=Access.MAINTENANCE,
         ),
         Unary(
             "move_leader",
@@ -309,7 +320,33 @@ async def call(
     return resp
 
 
+# etcd 3.4's maintenance server returns the auth package's errors unconverted: gRPC Unknown,
+# with auth/store.go's own texts
+_AUTH_PACKAGE_TEXT = {
+    errors.ErrPermissionDenied.message: "auth: permission denied",
+    errors.ErrUserEmpty.message: "auth: user name is empty",
+    errors.ErrUserNotFound.message: "auth: user not found",
+    errors.ErrInvalidAuthToken.message: "auth: invalid auth token",
+}
+
+
+async def admin_refusal(ops: ClientOps, token: str | None) -> None:
+    """Root only, for the maintenance calls (hash, hash-kv, defragment, snapshot): raises
+    the refusal as etcd's authMaintenanceServer words it."""
+    try:
+        ai = await ops.auth_info(token)
+        ops.auth.is_admin_permitted(ai if ai is not None else NO_USER)
+    except EtcdError as e:
+        text = _AUTH_PACKAGE_TEXT.get(e.message)
+        if text is None:
+            raise
+        raise EtcdError(text, errors.GrpcCode.UNKNOWN) from None
+
+
 async def _run_as_caller(ops: ClientOps, spec: Unary, req: Any, token: str | None) -> Any:
+    if spec.access is Access.MAINTENANCE:  # (served here, never proposed)
+        await admin_refusal(ops, token)
+        return await spec.run(ops, req)
     ai = await ops.auth_info(token)
     auth = ops.auth
     who = ai if ai is not None else NO_USER
