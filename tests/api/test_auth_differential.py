@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -406,13 +407,13 @@ def _login(url: str, user: str) -> str:
     return str(json.loads(r.body).get("token", ""))
 
 
-def run_auth_cases(c: Cluster) -> dict[str, dict]:
+def run_auth_cases(c: Cluster, cases: list[Any] = CASES) -> dict[str, dict]:
     leader = c.leader_url()
     follower = next((u for u in c.client_urls if u != leader), leader)
     names = _url_names(c)
     saved: dict[str, str] = {}
     out: dict[str, dict] = {}
-    for raw in CASES:
+    for raw in cases:
         case = {"method": "POST", **_as_dict(raw)}
         url = follower if case.get("to") == "follower" else leader
         who = case["as"]
@@ -448,7 +449,11 @@ def auth_replies() -> dict[str, Any]:
     return _both(run_auth_cases, FLAGS)
 
 
-NAMES = [_as_dict(c)["name"] for c in CASES if "save" not in _as_dict(c)]
+def _names(cases: list[Any]) -> list[str]:
+    return [_as_dict(c)["name"] for c in cases if "save" not in _as_dict(c)]
+
+
+NAMES = _names(CASES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -459,6 +464,79 @@ def test_raftkv_answers_like_etcd_with_auth(name: str, auth_replies: dict[str, A
         assert want in json.dumps(raftkv[name]["body"]), why
         return
     assert raftkv[name] == etcd[name]
+
+
+# --- JWT tokens: signed by the member that authenticates, read by any; a token signed before
+# the latest auth change is refused as old; one past its exp as invalid ---
+
+JWT_TTL = 2
+JWT_CASES: list[Any] = [
+    ("add_root", "none", "/v3/auth/user/add", j(name="root", password=PASSWORDS["root"])),
+    ("grant_root_role", "none", "/v3/auth/user/grant", j(user="root", role="root")),
+    ("add_u", "none", "/v3/auth/user/add", j(name="u", password=PASSWORDS["u"])),
+    ("add_role", "none", "/v3/auth/role/add", j(name="reader")),
+    ("grant_reader", "none", "/v3/auth/role/grant", _perm("reader", "READ", "r/", "r0")),
+    ("u_reader", "none", "/v3/auth/user/grant", j(user="u", role="reader")),
+    ("enable", "none", "/v3/auth/enable", "{}"),
+    {"name": "login_u", "as": "u", "save": "u"},
+    ("u_range", "saved:u", "/v3/kv/range", j(key=b("r/1"))),
+    ("u_range_denied", "saved:u", "/v3/kv/range", j(key=b("x"))),
+    ("u_put_denied", "saved:u", "/v3/kv/put", j(key=b("r/1"), value=b("1"))),
+    {
+        "name": "u_range_on_follower",
+        "as": "saved:u",
+        "path": "/v3/kv/range",
+        "body": j(key=b("r/1")),
+        "to": "follower",
+    },
+    ("change", "root", "/v3/auth/role/grant", _perm("reader", "READ", "q/", "q0")),
+    ("old_token_range", "saved:u", "/v3/kv/range", j(key=b("r/1"))),
+    ("old_token_put", "saved:u", "/v3/kv/put", j(key=b("r/1"), value=b("1"))),
+    ("old_token_user_get", "saved:u", "/v3/auth/user/get", j(name="u")),
+    ("fresh_token_range", "u", "/v3/kv/range", j(key=b("q/1"))),
+    {"name": "login_u_again", "as": "u", "save": "u2"},
+    {
+        "name": "expired_jwt",
+        "as": "saved:u2",
+        "path": "/v3/kv/range",
+        "body": j(key=b("r/1")),
+        "sleep": JWT_TTL + 1.5,
+    },
+    ("garbage_jwt", "bad", "/v3/kv/range", j(key=b("r/1"))),
+]
+
+
+def _jwt_flags(tmp: Path) -> tuple[str, ...]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = tmp / "jwt.key", tmp / "jwt.pub"
+    priv.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    spec = f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256,ttl={JWT_TTL}s"
+    return ("--auth-token", spec, "--bcrypt-cost", "4")
+
+
+@pytest.fixture(scope="module")
+def jwt_replies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    flags = _jwt_flags(tmp_path_factory.mktemp("jwt"))
+    return _both(lambda c: run_auth_cases(c, JWT_CASES), flags)
+
+
+@pytest.mark.parametrize("name", _names(JWT_CASES))
+def test_raftkv_answers_like_etcd_with_jwt(name: str, jwt_replies: dict[str, Any]) -> None:
+    assert _side(jwt_replies, "raftkv")[name] == _side(jwt_replies, "etcd")[name]
 
 
 if __name__ == "__main__":
