@@ -27,6 +27,7 @@ from tests.api import rawhttp
 from tests.api.cases import b, j
 from tests.api.clusters import Cluster
 from tests.api.test_differential import _both, _side, _url_names
+from tests.auth.keys import write_pem_pair
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -507,23 +508,9 @@ JWT_CASES: list[Any] = [
 
 
 def _jwt_flags(tmp: Path) -> tuple[str, ...]:
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    priv, pub = tmp / "jwt.key", tmp / "jwt.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    priv, pub = write_pem_pair(tmp, ec.generate_private_key(ec.SECP256R1()), "jwt")
     spec = f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256,ttl={JWT_TTL}s"
     return ("--auth-token", spec, "--bcrypt-cost", "4")
 

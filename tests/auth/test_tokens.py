@@ -7,7 +7,6 @@ import asyncio
 import re
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from raftkv.auth.tokens import (
@@ -17,6 +16,7 @@ from raftkv.auth.tokens import (
     new_token_provider,
     wait_index,
 )
+from tests.auth.keys import write_pem_pair
 
 
 class Clock:
@@ -87,24 +87,6 @@ async def test_a_simple_token_waits_for_its_entry_to_be_applied_here():
     assert await wait_index(lambda _i: fut, 3, 0.05) is False
 
 
-def _pem_pair(tmp_path, key, name: str) -> tuple[str, str]:
-    priv = tmp_path / f"{name}.key"
-    pub = tmp_path / f"{name}.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return str(priv), str(pub)
-
-
 @pytest.mark.parametrize(
     ("method", "make"),
     [
@@ -113,7 +95,7 @@ def _pem_pair(tmp_path, key, name: str) -> tuple[str, str]:
     ],
 )
 async def test_jwt_sign_verify_and_refusals(tmp_path, method, make):
-    priv, pub = _pem_pair(tmp_path, make(), "k")
+    priv, pub = write_pem_pair(tmp_path, make(), "k")
     spec = f"jwt,pub-key={pub},priv-key={priv},sign-method={method},ttl=5m"
     t = new_token_provider(spec, 300)
     assert isinstance(t, JWTTokens) and t.gen_prefix() == ""
@@ -123,7 +105,7 @@ async def test_jwt_sign_verify_and_refusals(tmp_path, method, make):
     assert await t.info(tok[:-3] + "AAA", 99) is None
     assert await t.info("not.a.jwt", 99) is None
     # another key pair's token is refused; a verify-only member reads but cannot sign
-    priv2, _pub2 = _pem_pair(tmp_path, make(), "k2")
+    priv2, _pub2 = write_pem_pair(tmp_path, make(), "k2")
     other = new_token_provider(f"jwt,priv-key={priv2},sign-method={method}", 300)
     assert await t.info(other.assign("u", 1, "", 0), 1) is None
     verify_only = new_token_provider(f"jwt,pub-key={pub},sign-method={method}", 300)
@@ -133,7 +115,7 @@ async def test_jwt_sign_verify_and_refusals(tmp_path, method, make):
 
 
 async def test_jwt_expires(tmp_path):
-    priv, _pub = _pem_pair(tmp_path, ec.generate_private_key(ec.SECP256R1()), "k")
+    priv, _pub = write_pem_pair(tmp_path, ec.generate_private_key(ec.SECP256R1()), "k")
     t = new_token_provider(f"jwt,priv-key={priv},sign-method=ES256,ttl=1ms", 300)
     tok = t.assign("u", 1, "", 0)
     await asyncio.sleep(1.1)  # (exp has whole-second resolution)
@@ -141,7 +123,7 @@ async def test_jwt_expires(tmp_path):
 
 
 def test_bad_auth_token_options(tmp_path):
-    priv, _pub = _pem_pair(tmp_path, ec.generate_private_key(ec.SECP256R1()), "k")
+    priv, _pub = write_pem_pair(tmp_path, ec.generate_private_key(ec.SECP256R1()), "k")
     for spec in (
         "nope",
         "simple,ttl",
