@@ -156,7 +156,8 @@ ErrAuthNotEnabled = EtcdError("etcdserver: authentication is not enabled", _FP)
 ErrInvalidAuthToken = EtcdError("etcdserver: invalid auth token", GrpcCode.UNAUTHENTICATED)
 ErrInvalidAuthMgmt = EtcdError("etcdserver: invalid auth management", _IA)
 ErrAuthOldRevision = EtcdError("etcdserver: revision of auth store is old", _IA)
-# not in v3rpc's error map: etcd answers it as Unknown with the auth package's own text
+# not in v3rpc's error map: etcd answers these as Unknown with the auth package's own text
 ErrNoPasswordUser = EtcdError(
     "auth: authentication failed, password was given for no password user", GrpcCode.UNKNOWN
 )
+ErrVerifyOnly = EtcdError("auth: token signing attempted with verify-only key", GrpcCode.UNKNOWN)

@@ -42,6 +42,7 @@ __all__ = [
     "hash_password",
     "is_auth_request",
     "password_matches",
+    "valid_bcrypt_cost",
 ]
 
 log = structlog.get_logger("raftkv.auth")

@@ -28,14 +28,18 @@ from typing import Any, Protocol
 
 import structlog
 
+from raftkv.errors import ErrVerifyOnly
+
 __all__ = [
     "DEFAULT_SIMPLE_TTL",
+    "NO_USER",
     "AuthInfo",
     "InvalidAuthOptions",
     "JWTTokens",
     "SimpleTokens",
     "TokenProvider",
     "new_token_provider",
+    "wait_index",
 ]
 
 log = structlog.get_logger("raftkv.auth")
@@ -146,8 +150,8 @@ class JWTTokens:
     def assign(self, username: str, revision: int, prefix: str, index: int) -> str:
         import jwt
 
-        if not self._can_sign:
-            raise InvalidAuthOptions("auth: token signing attempted with verify-only key")
+        if not self._can_sign:  # (a member given only the public key)
+            raise ErrVerifyOnly
         claims = {"username": username, "revision": revision, "exp": int(time.time() + self._ttl)}
         return jwt.encode(claims, self._key, algorithm=self._method)
 

@@ -16,6 +16,7 @@ from raftkv.auth.tokens import (
     new_token_provider,
     wait_index,
 )
+from raftkv.errors import ErrVerifyOnly, EtcdError
 from tests.auth.keys import write_pem_pair
 
 
@@ -110,8 +111,9 @@ async def test_jwt_sign_verify_and_refusals(tmp_path, method, make):
     assert await t.info(other.assign("u", 1, "", 0), 1) is None
     verify_only = new_token_provider(f"jwt,pub-key={pub},sign-method={method}", 300)
     assert (await verify_only.info(tok, 1)).username == "u"
-    with pytest.raises(InvalidAuthOptions):
+    with pytest.raises(EtcdError) as e:
         verify_only.assign("u", 1, "", 0)
+    assert e.value is ErrVerifyOnly
 
 
 async def test_jwt_expires(tmp_path):
