@@ -11,25 +11,35 @@ Checks, each a line of the verdict when it fails:
    sending, error answers) may or may not have happened;
 4. liveness: a leader is back within 30 s of every fault being undone.
 
-The CLI is scripts/chaos.py (see its --help); `run_chaos` is the library entry point.
+With a history_path, the run's record (cluster.runlog: ops, failed requests, the nemesis log,
+leader/term samples, what the checks found) is saved there and rendered into an HTML report
+and a PNG next to it (cluster.report). The CLI is scripts/chaos.py (see its --help);
+`run_chaos` is the library entry point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import itertools
-import json
 import random
+import ssl as ssl_module
+import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 
 from cluster.client import Client, EtcdError
-from cluster.linearizability import Op, check
-from cluster.nemesis import FAULTS, Nemesis
+from cluster.linearizability import CheckResult, Op, check
+from cluster.nemesis import FAULTS, ComposeTarget, LocalTarget, Nemesis
+from cluster.report import write_report
+from cluster.runlog import Failure, LeaderSample, RunLog
 
 __all__ = ["ChaosResult", "Workload", "run_chaos"]
 
@@ -54,8 +64,12 @@ class Workload:
         timeout: float = 3.0,
         rng: random.Random | None = None,
         serializable_reads: bool = False,
+        names: list[str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.ssl = ssl
+        self.names = names or endpoints  # what an op records as the member that served it
         # serializable reads may be stale: only to show that the checks catch that
         self.read_opts = {"serializable": True} if serializable_reads else {}
         self.keys = [f"{KEY_PREFIX}k{i}" for i in range(keys)]
@@ -64,7 +78,7 @@ class Workload:
         self.n_clients = clients_per_member * len(endpoints)
         self.history: list[Op] = []
         self.acks: list[Ack] = []
-        self.errors: Counter[str] = Counter()
+        self.failures: list[Failure] = []
         self._seq = itertools.count()
         self._stop = asyncio.Event()
         self.t0 = time.monotonic()  # history times are seconds since the workload was made
@@ -76,11 +90,13 @@ class Workload:
         self._stop.set()
 
     async def run(self) -> None:
-        clients = [Client(ep, timeout=self.timeout) for ep in self.endpoints]
+        clients = [Client(ep, timeout=self.timeout, ssl=self.ssl) for ep in self.endpoints]
         try:
+            rngs = [random.Random(self.rng.random()) for _ in range(self.n_clients)]
+            n = len(clients)
             await asyncio.gather(
                 *(
-                    self._client(i, clients[i % len(clients)], random.Random(self.rng.random()))
+                    self._client(i, clients[i % n], self.names[i % n], rngs[i])
                     for i in range(self.n_clients)
                 )
             )
@@ -88,7 +104,7 @@ class Workload:
             for c in clients:
                 await c.close()
 
-    async def _client(self, cid: int, client: Client, rng: random.Random) -> None:
+    async def _client(self, cid: int, client: Client, member: str, rng: random.Random) -> None:
         seen: dict[str, bytes | None] = {}
         while not self._stop.is_set():
             key = rng.choice(self.keys)
@@ -102,11 +118,15 @@ class Workload:
                     kv = await client.get(key, **self.read_opts)
                     output = kv.value if kv else None
                     seen[key] = output
-                    self.history.append(Op(key, "get", t0, self.now(), output=output, client=cid))
+                    self.history.append(
+                        Op(key, "get", t0, self.now(), output=output, client=cid, member=member)
+                    )
                 elif kind == "put":
                     resp = await client.put(key, value)
                     t1 = self.now()
-                    self.history.append(Op(key, "put", t0, t1, value=value, client=cid))
+                    self.history.append(
+                        Op(key, "put", t0, t1, value=value, client=cid, member=member)
+                    )
                     self.acks.append(Ack(key, value, resp["header"]["revision"]))
                     seen[key] = value
                 else:
@@ -122,6 +142,7 @@ class Workload:
                             expected=expected,
                             output=ok,
                             client=cid,
+                            member=member,
                         )
                     )
                     if ok:
@@ -130,14 +151,16 @@ class Workload:
                     else:
                         seen.pop(key, None)  # changed under us: read it again before a CAS
             except aiohttp.ClientConnectorError:
-                self.errors["refused"] += 1  # never sent: did not happen
+                # never sent: did not happen
+                self.failures.append(Failure(self.now(), cid, member, kind, "refused"))
                 await asyncio.sleep(0.1)
             except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
                 name = f"http {e.status}" if isinstance(e, EtcdError) else type(e).__name__
-                self.errors[name] += 1
+                timeout = isinstance(e, TimeoutError)
+                self.failures.append(Failure(self.now(), cid, member, kind, name, timeout))
                 if kind != "get":  # may or may not have been applied, then or later
                     self.history.append(
-                        Op(key, kind, t0, None, value=value, expected=expected, client=cid)
+                        Op(key, kind, t0, None, value, expected, client=cid, member=member)
                     )
                     seen.pop(key, None)
                 await asyncio.sleep(0.05)
@@ -155,6 +178,7 @@ class ChaosResult:
     hash: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     linearizability: str = ""
+    report: Path | None = None  # the HTML report, when the run was saved
 
     def verdict(self) -> str:
         faults = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items())) or "no faults"
@@ -167,11 +191,17 @@ class ChaosResult:
         return f"chaos FAIL: {'; '.join(self.problems)} [{head}]"
 
 
-async def _converge(endpoints: list[str], timeout: float) -> tuple[int, dict[str, int], str]:
+def _session(ssl: ssl_module.SSLContext | None) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=ssl or True))
+
+
+async def _converge(
+    endpoints: list[str], timeout: float, ssl: ssl_module.SSLContext | None
+) -> tuple[int, dict[str, int], str]:
     """Wait until every member reports the same revision and applied index; then HashKV."""
     deadline = time.monotonic() + timeout
     last = ""
-    async with aiohttp.ClientSession() as s:
+    async with _session(ssl) as s:
         clients = [Client(ep, timeout=5, session=s) for ep in endpoints]
         while time.monotonic() < deadline:
             try:
@@ -191,11 +221,15 @@ async def _converge(endpoints: list[str], timeout: float) -> tuple[int, dict[str
     return 0, {}, f"members did not converge in {timeout:.0f}s ({last})"
 
 
-async def _check_acks(endpoints: list[str], acks: list[Ack]) -> list[str]:
-    """Read every acknowledged write back at its revision, spread over the members."""
-    problems: list[str] = []
+async def _check_acks(
+    endpoints: list[str], acks: list[Ack], ssl: ssl_module.SSLContext | None
+) -> tuple[list[dict], list[str]]:
+    """Read every acknowledged write back at its revision, spread over the members: the lost
+    writes ({key, value, revision, read}) and the reads that failed."""
+    lost: list[dict[str, Any]] = []
+    failed: list[str] = []
     sem = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+    async with _session(ssl) as s:
         clients = [Client(ep, timeout=10, session=s) for ep in endpoints]
 
         async def one(i: int, ack: Ack) -> None:
@@ -209,33 +243,108 @@ async def _check_acks(endpoints: list[str], acks: list[Ack]) -> list[str]:
                     except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
                         err = e
                 else:
-                    problems.append(f"reading {ack.key}@{ack.revision} failed: {err!r}")
+                    failed.append(f"reading {ack.key}@{ack.revision} failed: {err!r}")
                     return
                 if kv is None or kv.value != ack.value or kv.mod_revision != ack.revision:
-                    got = f"{kv.value!r}@{kv.mod_revision}" if kv else "nothing"
-                    problems.append(
-                        f"acked write {ack.key}={ack.value!r}@{ack.revision} lost: read {got}"
+                    got = f"{kv.value.decode()}@{kv.mod_revision}" if kv else "nothing"
+                    lost.append(
+                        {
+                            "key": ack.key,
+                            "value": ack.value.decode(),
+                            "revision": ack.revision,
+                            "read": got,
+                        }
                     )
 
         await asyncio.gather(*(one(i, a) for i, a in enumerate(acks)))
-    return problems
+    return lost, failed
 
 
 async def _final_reads(workload: Workload) -> None:
     """Read every key through every member once the cluster is quiet: part of the history."""
-    async with aiohttp.ClientSession() as s:
-        for ep in workload.endpoints:
+    async with _session(workload.ssl) as s:
+        for ep, name in zip(workload.endpoints, workload.names, strict=True):
             c = Client(ep, timeout=10, session=s)
             for key in workload.keys:
                 t0 = workload.now()
                 kv = await c.get(key)
                 workload.history.append(
-                    Op(key, "get", t0, workload.now(), output=kv.value if kv else None, client=-1)
+                    Op(
+                        key,
+                        "get",
+                        t0,
+                        workload.now(),
+                        output=kv.value if kv else None,
+                        client=-1,
+                        member=name,
+                    )
                 )
 
 
+async def _observe_leaders(
+    target: LocalTarget | ComposeTarget, workload: Workload, out: list[LeaderSample]
+) -> None:
+    """Sample (leader, term) about twice a second until cancelled."""
+    while True:
+        t = workload.now()
+        with contextlib.suppress(Exception):  # a sample missed during a fault is no news
+            leader, term = await target.observe()
+            out.append(LeaderSample(round(t, 3), leader, term))
+        await asyncio.sleep(max(0.5 - (workload.now() - t), 0.05))
+
+
+async def _report_progress(
+    progress: Callable[[str], None], workload: Workload, nemesis: Nemesis, duration: float
+) -> None:
+    while True:
+        fault = nemesis.current
+        now = f"{fault.kind} {fault.target}" if fault else "none"
+        progress(
+            f"{min(workload.now(), duration):5.1f}/{duration:.0f}s  {len(workload.history)} ops"
+            f"  {len(workload.failures)} failed  fault: {now}"
+        )
+        await asyncio.sleep(0.5)
+
+
+T = TypeVar("T")
+
+
+async def _in_thread(fn: Callable[..., T], *args: object) -> T:
+    """fn(*args) in a daemon thread: a run cancelled by Ctrl-C neither blocks on the checker
+    nor waits for it at exit (the default executor's threads would be joined)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T, exc: BaseException | None) -> None:
+        if fut.done():  # cancelled meanwhile
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def work() -> None:
+        try:
+            result, exc = fn(*args), None
+        except Exception as e:
+            result, exc = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, exc)
+
+    threading.Thread(target=work, name="linearizability", daemon=True).start()
+    return await fut
+
+
+async def _stop(task: asyncio.Task | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def run_chaos(
-    target,
+    target: LocalTarget | ComposeTarget,
     duration: float,
     *,
     faults: tuple[str, ...] = FAULTS,
@@ -243,11 +352,16 @@ async def run_chaos(
     keys: int = 8,
     seed: int | None = None,
     history_path: Path | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
     converge_timeout: float = 60.0,
     serializable_reads: bool = False,
 ) -> ChaosResult:
-    """Drive `target` (nemesis.LocalTarget / ComposeTarget) for `duration` seconds and check."""
+    """Drive `target` (nemesis.LocalTarget / ComposeTarget) for `duration` seconds and check;
+    with history_path, save the run there and write its report next to it. `progress` hears a
+    status line (elapsed, ops, current fault) every half second while the faults run."""
+    if seed is None:  # a seed all the same, so that the report says how to run this again
+        seed = random.randrange(2**32)
     rng = random.Random(seed)
     endpoints = target.endpoints
     workload = Workload(
@@ -256,54 +370,86 @@ async def run_chaos(
         keys,
         rng=random.Random(rng.random()),
         serializable_reads=serializable_reads,
+        names=target.names,
+        ssl=target.ssl,
     )
-    nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log)
+    nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log, clock=workload.now)
+    run = RunLog(
+        meta={
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "duration": duration,
+            "seed": seed,
+            "faults": list(nemesis.faults),
+            "members": dict(zip(target.names, endpoints, strict=True)),
+            "clients": workload.n_clients,
+            "keys": keys,
+            "serializable_reads": serializable_reads,
+        },
+        ops=workload.history,
+        failures=workload.failures,
+        faults=nemesis.faults_log,
+    )
     t_start = time.monotonic()
     # start from a clean key space (an earlier run against the same cluster may have left keys)
-    async with Client(endpoints[0], timeout=10) as c:
+    async with Client(endpoints[0], timeout=10, ssl=target.ssl) as c:
         await c.delete(KEY_PREFIX, KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1))
+    observer = asyncio.ensure_future(_observe_leaders(target, workload, run.leaders))
+    reporter = (
+        asyncio.ensure_future(_report_progress(progress, workload, nemesis, duration))
+        if progress
+        else None
+    )
     work = asyncio.ensure_future(workload.run())
     try:
-        await nemesis.run(until=t_start + duration)
+        try:
+            await nemesis.run(until=t_start + duration)
+        finally:
+            await _stop(reporter)
+            workload.stop()
+            await asyncio.wait_for(work, timeout=30)
+            log("healing")
+            await target.heal_all()
+            nemesis.healed()
+        problems: list[str] = []
+        if await nemesis.wait_leader(timeout=30) is None:
+            problems.append("no leader 30 s after healing")
+        rev, hashes, why = await _converge(endpoints, converge_timeout, target.ssl)
     finally:
-        workload.stop()
-        await asyncio.wait_for(work, timeout=30)
-        log("healing")
-        await target.heal_all()
-    problems: list[str] = []
-    if await nemesis.wait_leader(timeout=30) is None:
-        problems.append("no leader 30 s after healing")
-    rev, hashes, why = await _converge(endpoints, converge_timeout)
+        await _stop(observer)
+    by_name = dict(zip(endpoints, target.names, strict=True))
+    run.checks["agreement"] = {
+        "revision": rev,
+        "hashes": {by_name[e]: h for e, h in hashes.items()},
+    }
     if why:
         problems.append(why)
     elif len(set(hashes.values())) != 1:
         problems.append(f"members disagree on hashkv at revision {rev}: {hashes}")
-    lin = ""
+    lin: CheckResult | None = None
     if not problems:
         log(f"checking {len(workload.acks)} acknowledged writes")
-        problems += _summarize(await _check_acks(endpoints, workload.acks))
+        lost, unreadable = await _check_acks(endpoints, workload.acks, target.ssl)
+        run.checks["lost"] = lost
+        problems += _summarize(
+            [
+                f"acked write {w['key']}={w['value']!r}@{w['revision']} lost: read {w['read']}"
+                for w in lost
+            ]
+            + unreadable
+        )
         try:
             await _final_reads(workload)
         except (TimeoutError, aiohttp.ClientError, EtcdError) as e:
             problems.append(f"final reads failed: {e!r}")
         log(f"checking linearizability of {len(workload.history)} ops")
-        result = await asyncio.get_running_loop().run_in_executor(None, check, workload.history)
-        lin = result.summary()
-        if not result.ok:
-            problems.append(lin)
+        lin = await _in_thread(check, workload.history)
+        log(f"linearizability: {lin.summary()}")
+        if not lin.ok:
+            problems.append(lin.summary())
     slow = [round(s, 1) for s in nemesis.leaderless if s >= 30]
     if slow:
         problems.append(f"{len(slow)} faults left the cluster without a leader for 30 s")
-    if history_path is not None:
-        history_path.write_text(
-            "\n".join(
-                json.dumps(
-                    {k: (v.decode() if isinstance(v, bytes) else v) for k, v in asdict(op).items()}
-                )
-                for op in workload.history
-            )
-        )
-    return ChaosResult(
+    result = ChaosResult(
         ok=not problems,
         problems=problems,
         ops=len(workload.history),
@@ -312,9 +458,15 @@ async def run_chaos(
         faults=dict(nemesis.done),
         revision=rev,
         hash=next(iter(hashes.values()), 0),
-        errors=dict(workload.errors),
-        linearizability=lin,
+        errors=dict(Counter(f.error for f in workload.failures)),
+        linearizability=lin.summary() if lin else "",
     )
+    if history_path is not None:
+        run.checks.update(problems=problems, verdict=result.verdict())
+        run.save(history_path)
+        result.report = write_report(run, history_path, lin)
+        log(f"history {history_path}; report {result.report}")
+    return result
 
 
 def _summarize(problems: list[str], limit: int = 5) -> list[str]:

@@ -1,10 +1,14 @@
 """`python -m cluster`: run and disturb a local cluster from the shell.
 
 The cluster runs detached: `up` starts the members and the fault-proxy helper in their own
-sessions, waits for a leader and healthy members, prints the endpoints and returns (or, with
---follow, streams the members' logs until Ctrl-C, which stops following, not the cluster).
-Everything the other commands need (PIDs, ports, the proxy's control URL) is in the state dir,
-.cluster/ by default (--state-dir or RAFTKV_CLUSTER_DIR). `down` stops every process by PID.
+sessions, waits for a leader and healthy members, prints the endpoints and returns. With
+--follow it stays in the foreground streaming the members' logs, as `docker compose up`
+without -d does. Ctrl-C while `up` is in the foreground (still starting, or following) takes
+down what it started: every process, by PID, and the state dir if this `up` created it (a
+stopped cluster it was starting again keeps its data); `logs -f` is the way to watch a cluster
+that should outlive the terminal. Everything the other commands need (PIDs, ports, the
+proxy's control URL) is in the state dir, .cluster/ by default (--state-dir or
+RAFTKV_CLUSTER_DIR). `down` stops every process by PID.
 
     python -m cluster up [-n 3] [--set heartbeat-interval=50] [--follow]
     python -m cluster status
@@ -13,6 +17,7 @@ Everything the other commands need (PIDs, ports, the proxy's control URL) is in 
     python -m cluster latency m1 m2 200 | drop m1 m2 0.3 | faults
     python -m cluster leader | endpoints | logs [-f] [m1 ...]
     python -m cluster down [--clean]
+    python -m cluster report chaos-runs/20260101-120000/history.jsonl
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from cluster.config import CONFIGS_DIR
+from cluster.config import CLIENT_CERT, CONFIGS_DIR
+from cluster.linearizability import check
 from cluster.local import ClusterError, LocalCluster
+from cluster.runlog import RunLog
 
 __all__ = ["main"]
 
@@ -148,6 +155,11 @@ async def cmd_up(args: argparse.Namespace) -> int:
         return 1
     if old is not None and args.fresh:
         shutil.rmtree(state_dir)
+    # what Ctrl-C takes away: the state dir this `up` creates, or just the data of a new
+    # cluster in a dir that was there (a stopped cluster started again keeps everything)
+    remove = state_dir if not state_dir.exists() else None
+    if old is None and remove is None:
+        remove = state_dir / "data"
     if old is not None and not args.fresh:
         c = old  # start the stopped cluster again: same members, ports and data
         c.ready_timeout = args.timeout
@@ -162,22 +174,37 @@ async def cmd_up(args: argparse.Namespace) -> int:
             detached=True,
             etcd_ports=not args.free_ports,
             ready_timeout=args.timeout,
+            tls=args.tls,
             **_settings(args.set),
         )
     try:
-        await c.start()
-        leader = await c.wait_ready()
-    except (ClusterError, OSError) as e:
-        print(f"cluster did not come up: {e}", file=sys.stderr)
-        await c.stop(grace=0)
-        return 1
-    print(f"cluster up: {len(c.members)} members, leader {leader.name}; state in {c.base_dir}")
-    print(await status_table(c))
-    print("endpoints: " + ",".join(c.endpoints))
-    await c.close_clients()
-    if args.follow:
-        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        try:
+            await c.start()
+            leader = await c.wait_ready()
+        except (ClusterError, OSError) as e:
+            print(f"cluster did not come up: {e}", file=sys.stderr)
+            await c.stop(grace=0)
+            return 1
+        print(f"cluster up: {len(c.members)} members, leader {leader.name}; state in {c.base_dir}")
+        print(await status_table(c))
+        print("endpoints: " + ",".join(c.endpoints), flush=True)
+        certs = c.members[0].spec.certs_dir
+        if certs:
+            print(
+                f"tls: --cacert {certs}/ca/ca.crt --cert {certs}/client.crt "
+                f"--key {certs}/client.key",
+                flush=True,
+            )
+        await c.close_clients()
+        if args.follow:
             await follow_logs(c, [], follow=True)
+    except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels us, then raises it)
+        await c.stop(grace=2)
+        if remove is not None:
+            shutil.rmtree(remove, ignore_errors=True)
+        gone = f"; removed {remove}" if remove is not None else ""
+        print(f"interrupted: stopped every process of the cluster{gone}", file=sys.stderr)
+        raise
     return 0
 
 
@@ -189,6 +216,39 @@ async def cmd_down(args: argparse.Namespace) -> int:
     if args.clean:
         shutil.rmtree(c.base_dir)
         print(f"removed {c.base_dir}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a saved chaos run (scripts/chaos.py) again, checking linearizability anew."""
+    from cluster.report import write_report  # matplotlib: imported for this command only
+
+    path = Path(args.path)
+    if path.is_dir():
+        path = path / "history.jsonl"
+    try:
+        run = RunLog.load(path)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        return 1
+    lin = check(run.ops)
+    print(f"linearizability: {lin.summary()}")
+    out = write_report(run, path, lin)
+    print(f"report {out}; figure {out.with_suffix('.png')}")
+    return 0 if lin.ok and not run.checks.get("problems") else 1
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    """A CA, a certificate per member (valid for its host name) and a client certificate in
+    DIR, for a TLS cluster run elsewhere (docker-compose.tls.yml)."""
+    from raftkv.tls import issue, make_ca
+
+    out = Path(args.dir)
+    ca = make_ca(str(out / "ca"))
+    for name in args.members:
+        issue(*ca, str(out), name, [name, "localhost", "127.0.0.1"])
+    issue(*ca, str(out), CLIENT_CERT, ["localhost", "127.0.0.1"])
+    print(f"CA {out / 'ca' / 'ca.crt'}; certificates for {', '.join(args.members)} and client")
     return 0
 
 
@@ -282,6 +342,9 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-proxy", action="store_true", help="direct peer links (no faults)")
     up.add_argument(
+        "--tls", action="store_true", help="https and mutual TLS on every link (certs made here)"
+    )
+    up.add_argument(
         "--free-ports", action="store_true", help="any free ports, not etcd's 2379/2380 first"
     )
     up.add_argument("--member-cmd", help="member command instead of `python -m raftkv`")
@@ -329,11 +392,20 @@ def parser() -> argparse.ArgumentParser:
     drop.add_argument("b")
     drop.add_argument("share", type=float)
     drop.add_argument("--both", action="store_true")
+    certs = sub.add_parser("certs", help="make a CA and member certificates (compose over TLS)")
+    certs.add_argument("dir")
+    certs.add_argument("members", nargs="*", default=["m1", "m2", "m3"])
+    rep = sub.add_parser("report", help="render a saved chaos run into its HTML report and PNG")
+    rep.add_argument("path", help="a history.jsonl written by scripts/chaos.py (or its dir)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd == "report":
+        return cmd_report(args)
+    if args.cmd == "certs":
+        return cmd_certs(args)
     try:
         return asyncio.run(run(args))
     except (ClusterError, KeyError) as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl as ssl_module
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,10 @@ class Client:
         *,
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self._ssl = ssl
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
@@ -97,7 +100,7 @@ class Client:
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0)
+                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl or True)
             )
             self._own_session = True
         return self._session

@@ -13,6 +13,7 @@ start members, or real etcd, without this runner (tests/server, tests/api).
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +21,16 @@ from pathlib import Path
 import yaml
 
 __all__ = [
+    "CLIENT_CERT",
     "CONFIGS_DIR",
     "MEMBER_CMD",
     "MemberSpec",
+    "client_ssl",
     "config_file_for",
     "free_port",
     "free_ports",
     "load_config",
+    "make_certs",
     "member_argv",
     "member_flags",
     "settings_to_flags",
@@ -46,18 +50,40 @@ class MemberSpec:
     data_dir: str
     log_path: str
     config_file: str
+    certs_dir: str | None = None  # TLS on every link: <certs_dir>/{ca/ca.crt,<name>.crt,.key}
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certs_dir else "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.ip}:{self.client_port}"
+        return f"{self.scheme}://{self.ip}:{self.client_port}"
 
     @property
     def listen_peer_url(self) -> str:
-        return f"http://{self.ip}:{self.peer_port}"
+        return f"{self.scheme}://{self.ip}:{self.peer_port}"
 
     @property
     def advertise_peer_url(self) -> str:
-        return f"http://{self.ip}:{self.proxy_port or self.peer_port}"
+        return f"{self.scheme}://{self.ip}:{self.proxy_port or self.peer_port}"
+
+    def tls_flags(self) -> list[str]:
+        """Mutual TLS with the cluster's CA on the client and the peer links."""
+        if not self.certs_dir:
+            return []
+        d = Path(self.certs_dir)
+        ca, crt, key = d / "ca" / "ca.crt", d / f"{self.name}.crt", d / f"{self.name}.key"
+        return [
+            f"--cert-file={crt}",
+            f"--key-file={key}",
+            f"--trusted-ca-file={ca}",
+            "--client-cert-auth",
+            f"--peer-cert-file={crt}",
+            f"--peer-key-file={key}",
+            f"--peer-trusted-ca-file={ca}",
+            "--peer-client-cert-auth",
+        ]
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -136,6 +162,7 @@ def member_argv(
         ),
         f"--initial-cluster-state={cluster_state}",
         f"--initial-cluster-token={token}",
+        *spec.tls_flags(),
         *settings_to_flags(settings or {}),
     ]
 
@@ -160,3 +187,26 @@ def member_flags(
         f"--initial-advertise-peer-urls={advertise_peer_url}",
         f"--initial-cluster={initial_cluster}",
     ]
+
+
+CLIENT_CERT = "client"  # the certificate the runner's own clients show (its CN: "client")
+
+
+def make_certs(certs_dir: Path, members: list[MemberSpec]) -> None:
+    """A CA and a certificate per member (valid for its IP) plus one for clients, once."""
+    from raftkv.tls import issue, make_ca
+
+    if (certs_dir / "ca" / "ca.crt").exists():
+        return
+    ca = make_ca(str(certs_dir / "ca"))
+    for m in members:
+        issue(*ca, str(certs_dir), m.name, [m.ip, "localhost"])
+    issue(*ca, str(certs_dir), CLIENT_CERT, ["127.0.0.1", "localhost"])
+
+
+def client_ssl(certs_dir: str | Path) -> ssl.SSLContext:
+    """What a client of a TLS cluster uses: the cluster's CA and the client certificate."""
+    d = Path(certs_dir)
+    ctx = ssl.create_default_context(cafile=str(d / "ca" / "ca.crt"))
+    ctx.load_cert_chain(d / f"{CLIENT_CERT}.crt", d / f"{CLIENT_CERT}.key")
+    return ctx

@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl as ssl_module
 import sys
 import time
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ from cluster.client import Client
 from cluster.config import (
     CONFIGS_DIR,
     MemberSpec,
+    client_ssl,
     config_file_for,
     free_port,
+    make_certs,
     member_argv,
 )
 from cluster.process import Proc, spawn
@@ -87,11 +90,14 @@ class LocalCluster:
         etcd_ports: bool = False,
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
+        tls: bool = False,
         **settings: object,
     ) -> None:
         """size members m1..mN; `settings` become member flags (heartbeat_interval=50 ->
         --heartbeat-interval=50). etcd_ports: try 2379/2380 (and 2381 for the proxy) on each
-        member's IP before falling back to free ports (the CLI does, tests don't)."""
+        member's IP before falling back to free ports (the CLI does, tests don't). tls: https
+        and mutual TLS on every link, with a CA and certificates made in base_dir/certs (the
+        fault proxy forwards the encrypted bytes; frame-aware drops then have no effect)."""
         if size < 1:
             raise ValueError("size must be >= 1")
         self.base_dir = Path(base_dir or ".cluster").resolve()
@@ -132,6 +138,7 @@ class LocalCluster:
                         data_dir=str(self.base_dir / "data" / name),
                         log_path=str(self.base_dir / "logs" / f"{name}.log"),
                         config_file=str(config_file_for(name, self.configs_dir)),
+                        certs_dir=str(self.base_dir / "certs") if tls else None,
                     )
                 )
             )
@@ -149,12 +156,19 @@ class LocalCluster:
                 return member
         raise KeyError(f"no member {m!r} (have {', '.join(x.name for x in self.members)})")
 
+    @property
+    def ssl(self) -> ssl_module.SSLContext | None:
+        """What a client of this cluster needs to talk to it (None: plain http)."""
+        certs = self.members[0].spec.certs_dir if self.members else None
+        return client_ssl(certs) if certs else None
+
     def client(self, m: Member | str | int, timeout: float = 10.0) -> Client:
         """A cached client for member m (closed by stop())."""
         member = self.member(m)
         c = self._clients.get((member.name, timeout))
         if c is None:
-            c = self._clients[(member.name, timeout)] = Client(member.endpoint, timeout=timeout)
+            c = Client(member.endpoint, timeout=timeout, ssl=self.ssl)
+            self._clients[(member.name, timeout)] = c
         return c
 
     # ---- state file
@@ -247,6 +261,9 @@ class LocalCluster:
                     "use a fresh base_dir, or LocalCluster.attach(base_dir) to start it again"
                 )
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        certs = self.members[0].spec.certs_dir
+        if certs:
+            make_certs(Path(certs), [m.spec for m in self.members])
         if self.proxy_enabled:
             await self._start_proxy()
         for m in self.members:
@@ -365,9 +382,10 @@ class LocalCluster:
     def by_id(self, member_id: int) -> Member | None:
         return next((m for m in self.members if m.id == member_id), None)
 
-    async def leader(self) -> Member | None:
-        """The member a majority of the cluster follows and which says it leads, else None."""
-        sts = await self.statuses()
+    async def leader(self, sts: dict[str, dict | None] | None = None) -> Member | None:
+        """The member a majority of the cluster follows and which says it leads, else None
+        (judged from `sts`, statuses() just taken, when given)."""
+        sts = sts if sts is not None else await self.statuses()
         votes: dict[int, int] = {}
         for st in sts.values():
             if st and int(st.get("leader", 0)):

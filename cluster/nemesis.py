@@ -1,8 +1,10 @@
 """The faults chaos injects, against a LocalCluster or a docker compose cluster.
 
 A Target names its members (m1, m2, ...) and can kill -9 / restart / pause / resume / isolate
-one and heal everything; `leader()` asks the members. The Nemesis loop picks a fault at random
-(each kind once per round), holds it for a while, undoes it, waits for a leader, and logs it.
+one and heal everything; `leader()` asks the members, `observe()` also says the raft term. The
+Nemesis loop picks a fault at random (each kind once per round), holds it for a while, undoes
+it, waits for a leader, and logs it: as a line, and as a Fault (kind, target, start, end on the
+run's clock) in `Nemesis.faults`; `Nemesis.current` is the fault in force, if any.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import random
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from cluster.client import Client
 from cluster.local import LocalCluster
+from cluster.runlog import Fault
 
 __all__ = ["ALL_FAULTS", "FAULTS", "LINK_FAULTS", "ComposeTarget", "LocalTarget", "Nemesis"]
 
@@ -36,6 +39,7 @@ class LocalTarget:
         self.c = cluster
         self.names = [m.name for m in cluster.members]
         self.endpoints = cluster.endpoints
+        self.ssl = cluster.ssl  # a TLS cluster's client context
 
     def supports(self, fault: str) -> bool:
         proxied = self.c.proxy_control is not None
@@ -44,6 +48,11 @@ class LocalTarget:
     async def leader(self) -> str | None:
         m = await self.c.leader()
         return m.name if m else None
+
+    async def observe(self) -> tuple[str | None, int]:
+        sts = await self.c.statuses()
+        m = await self.c.leader(sts)
+        return (m.name if m else None), _max_term(sts.values())
 
     async def kill(self, name: str) -> None:
         await self.c.kill(name)
@@ -97,6 +106,7 @@ class ComposeTarget:
             raise ValueError("give one compose service per endpoint, in the same order")
         self.names = services
         self.endpoints = endpoints
+        self.ssl = None  # (compose clusters are plain http)
         self.base = ["docker", "compose", "-f", compose_file, "-p", project]
 
         self.network = f"{project}_{network}"
@@ -118,7 +128,7 @@ class ComposeTarget:
     async def _container(self, name: str) -> str:
         return await self._run(*self.base, "ps", "-q", "-a", name)
 
-    async def leader(self) -> str | None:
+    async def _statuses(self) -> list[dict | None]:
         async def status(i: int) -> dict | None:
             async with Client(self.endpoints[i], timeout=2) as c:
                 try:
@@ -130,11 +140,21 @@ class ComposeTarget:
         for i, st in enumerate(sts):
             if st:
                 self._ids[int(st["header"]["member_id"])] = self.names[i]
+        return sts
+
+    def _leader(self, sts: list[dict | None]) -> str | None:
         votes = Counter(int(st.get("leader", 0)) for st in sts if st)
         for lid, n in votes.items():
             if lid and n > len(self.names) // 2 and lid in self._ids:
                 return self._ids[lid]
         return None
+
+    async def leader(self) -> str | None:
+        return self._leader(await self._statuses())
+
+    async def observe(self) -> tuple[str | None, int]:
+        sts = await self._statuses()
+        return self._leader(sts), _max_term(sts)
 
     async def kill(self, name: str) -> None:
         await self._run(*self.base, "kill", "-s", "SIGKILL", name)
@@ -165,6 +185,11 @@ class ComposeTarget:
                     await self._run(*self.base, cmd, name)
 
 
+def _max_term(sts: Iterable[dict | None]) -> int:
+    terms = (int(st.get("raftTerm", st["header"].get("raft_term", 0))) for st in sts if st)
+    return max(terms, default=0)
+
+
 class Nemesis:
     def __init__(
         self,
@@ -174,6 +199,7 @@ class Nemesis:
         log: Callable[[str], None] = lambda s: None,
         interval: tuple[float, float] = (1.0, 2.5),
         hold: tuple[float, float] = (2.0, 4.0),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.t = target
         if skipped := [f for f in faults if not target.supports(f)]:
@@ -186,7 +212,10 @@ class Nemesis:
         self.log = log
         self.interval = interval
         self.hold = hold
+        self.clock = clock  # the times of the Fault records
         self.done: Counter[str] = Counter()
+        self.faults_log: list[Fault] = []
+        self.current: Fault | None = None
         self.leaderless: list[float] = []  # seconds without a leader after a fault was undone
 
     async def wait_leader(self, timeout: float = 30.0) -> str | None:
@@ -227,29 +256,36 @@ class Nemesis:
         self.done[fault] += 1
         if fault == "kill-leader":
             self.log(f"kill -9 {victim} (leader); restart in {hold:.1f}s")
-            await self.t.kill(victim)
-            await asyncio.sleep(hold)
-            await self.t.restart(victim)
+            do, undo = self.t.kill(victim), lambda: self.t.restart(victim)
         elif fault == "pause":
             self.log(f"pause {victim} for {hold:.1f}s")
-            await self.t.pause(victim)
-            await asyncio.sleep(hold)
-            await self.t.resume(victim)
+            do, undo = self.t.pause(victim), lambda: self.t.resume(victim)
         elif fault == "one-way":
             dst = self.rng.choice([n for n in self.t.names if n != victim])
             self.log(f"cut {victim} (leader) -> {dst} one way for {hold:.1f}s")
-            await self.t.cut_one_way(victim, dst)
-            await asyncio.sleep(hold)
-            await self.t.heal_all()
+            do, undo = self.t.cut_one_way(victim, dst), self.t.heal_all
+            victim = f"{victim}->{dst}"
         elif fault in ("lossy", "slow"):
             rule = {"drop": 0.3} if fault == "lossy" else {"latency_ms": 100.0}
             self.log(f"{fault} links ({rule}) for {hold:.1f}s")
-            await self.t.all_links(**rule)
-            await asyncio.sleep(hold)
-            await self.t.heal_all()
+            victim = "all links"
+            do, undo = self.t.all_links(**rule), self.t.heal_all
         else:
             what = "leader " if fault == "isolate-leader" else ""
             self.log(f"isolate {what}{victim} for {hold:.1f}s")
-            await self.t.isolate(victim)
+            do, undo = self.t.isolate(victim), self.t.heal_all
+        self.current = Fault(fault, victim, self.clock())
+        self.faults_log.append(self.current)
+        try:
+            await do
             await asyncio.sleep(hold)
-            await self.t.heal_all()
+            await undo()
+            self.current.end = self.clock()
+        finally:
+            self.current = None  # cut short: end stays None until the caller heals (healed())
+
+    def healed(self) -> None:
+        """The caller's heal_all() ended whatever fault a cancelled run left in force."""
+        for f in self.faults_log:
+            if f.end is None:
+                f.end = self.clock()

@@ -18,16 +18,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Proc", "spawn"]
+__all__ = ["Proc", "kill_spawned", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
 _attached: list[Proc] = []  # non-detached children: SIGKILLed at interpreter exit if still alive
 
 
 @atexit.register
-def _kill_attached() -> None:
+def kill_spawned() -> None:
+    """SIGKILL every non-detached child still alive and reap it: the last resort of a run that
+    was interrupted before it could stop its processes in order (and at interpreter exit)."""
     for proc in _attached:
-        proc.signal(signal.SIGKILL)
+        if proc.signal(signal.SIGKILL) and proc.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=5)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -66,6 +66,16 @@ class Settings(BaseModel):
     auto_compaction_retention: str = "0"
     strict_reconfig_check: bool = True
     experimental_enable_lease_checkpoint: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False
+    auto_tls: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_auto_tls: bool = False
     auth_token: str = "simple"  # simple | jwt,pub-key=..,priv-key=..,sign-method=..,ttl=..
     auth_token_ttl: int = 300  # seconds a simple token lives after its last use
     bcrypt_cost: int = 10
@@ -163,6 +173,19 @@ class Settings(BaseModel):
                 if u in seen and seen[u] != name:
                     raise ValueError(f"--initial-cluster has duplicate url {u}")
                 seen[u] = name
+        for u in self.listen_client_urls:
+            if u.startswith("https:") and not (self.auto_tls or (self.cert_file and self.key_file)):
+                raise ValueError(
+                    f"TLS key/cert (--cert-file, --key-file) must be provided for client url "
+                    f"{u} with HTTPS scheme"
+                )
+        for u in self.listen_peer_urls:
+            has = self.peer_auto_tls or (self.peer_cert_file and self.peer_key_file)
+            if u.startswith("https:") and not has:
+                raise ValueError(
+                    f"TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for "
+                    f"peer url {u} with HTTPS scheme"
+                )
         return self
 
     # --- derived values ------------------------------------------------------------------------
@@ -224,10 +247,9 @@ FLAGS: dict[str, str] = {  # etcd flag name -> Settings field
     name.replace("_", "-"): name for name in Settings.model_fields
 }
 # etcd 3.4 flags raftkv accepts (so etcd's command lines and config files work) but ignores:
-# TLS, auth, discovery, proxy, metrics, v2 and tuning knobs it does not have.
+# auth, discovery, proxy, metrics, v2, CRLs and tuning knobs it does not have.
 _IGNORED_BOOL_FLAGS = {
-    "initial-election-tick-advance", "pre-vote", "enable-v2",
-    "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "enable-pprof",
+    "initial-election-tick-advance", "pre-vote", "enable-v2", "enable-pprof",
     "experimental-initial-corrupt-check",
     "experimental-peer-skip-client-san-verification", "force-new-cluster", "debug",
 }  # fmt: skip
@@ -235,9 +257,8 @@ _IGNORED_VALUE_FLAGS = {
     "backend-batch-interval", "backend-batch-limit", "max-concurrent-streams",
     "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
     "discovery", "discovery-fallback", "discovery-proxy", "discovery-srv", "discovery-srv-name",
-    "cert-file", "key-file", "client-crl-file", "client-cert-allowed-hostname",
-    "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file",
-    "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file", "cipher-suites",
+    "client-crl-file", "client-cert-allowed-hostname", "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname", "peer-crl-file", "cipher-suites",
     "cors", "host-whitelist", "metrics",
     "listen-metrics-urls", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
     "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout",

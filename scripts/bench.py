@@ -4,12 +4,15 @@
     python scripts/bench.py                       # both, 64 clients, 256-byte values, 10 s each
     python scripts/bench.py --only raftkv --seconds 5
     python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd
+    python scripts/bench.py --grpc                # the same workload over etcd's gRPC API
 
 Each system gets its own fresh cluster on free loopback ports (data under a temp dir), started
 one after the other so they never share the CPU. Clients are spread round-robin over the three
 members' client URLs (``--target leader`` sends everything to the leader). Puts write
 ``bench/<client>/<n % 1000>`` with a 256-byte value; ranges are linearizable single-key reads
 of keys the put phase wrote. Prints throughput, p50/p99/max latency, and raftkv/etcd ratios.
+With ``--grpc`` the clients speak gRPC (grpc.aio, one channel per member per client process,
+as clientv3 keeps one connection) to the same client URLs.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class Result:
         return s[min(len(s) - 1, int(p * len(s)))] * 1000
 
 
-async def run_clients(
+async def run_grpc_clients(
     urls: list[str],
     kind: str,
     client_ids: list[int],
@@ -150,7 +153,66 @@ async def run_clients(
     t_measure: float,
     t_end: float,
 ) -> tuple[int, int, list[float]]:
+    """``run_clients`` over gRPC: requests marshalled once per key, replies left unparsed."""
+    import grpc
+    from grpc import aio
+
+    sys.path.insert(0, str(ROOT))
+    from raftkv.api.grpcpb import rpc_pb2
+
+    lat: list[float] = []
+    counts = [0, 0]
+    channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
+    method = "/etcdserverpb.KV/Put" if kind == "put" else "/etcdserverpb.KV/Range"
+    calls = [ch.unary_unary(method) for ch in channels]  # bytes in, bytes out
+
+    def body(key: bytes) -> bytes:
+        if kind == "put":
+            return rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
+        return rpc_pb2.RangeRequest(key=key).SerializeToString()
+
+    async def client(c: int) -> None:
+        call = calls[c % len(calls)]
+        bodies = [body(f"bench/{c}/{n}".encode()) for n in range(1000)]
+        n = 0
+        while True:
+            t0 = time.time()
+            if t0 >= t_end:
+                return
+            try:
+                await call(bodies[n % 1000], timeout=30)
+                ok = True
+            except grpc.RpcError:
+                ok = False
+            t1 = time.time()
+            if t0 >= t_measure:
+                if ok:
+                    counts[0] += 1
+                    lat.append(t1 - t0)
+                else:
+                    counts[1] += 1
+            n += 1
+
+    try:
+        await asyncio.gather(*(client(c) for c in client_ids))
+    finally:
+        for ch in channels:
+            await ch.close()
+    return counts[0], counts[1], lat
+
+
+async def run_clients(
+    urls: list[str],
+    kind: str,
+    client_ids: list[int],
+    value: bytes,
+    t_measure: float,
+    t_end: float,
+    use_grpc: bool = False,
+) -> tuple[int, int, list[float]]:
     """One worker process: ``client_ids`` concurrent closed-loop clients (wall-clock window)."""
+    if use_grpc:
+        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end)
     val_b64 = base64.b64encode(value).decode()
     lat: list[float] = []
     counts = [0, 0]
@@ -209,6 +271,7 @@ def run_phase(
     seconds: float,
     value: bytes,
     warmup: float,
+    use_grpc: bool = False,
 ) -> Result:
     """``clients`` clients spread over ``procs`` processes (one Python client process would
     itself be the bottleneck at a few thousand requests per second)."""
@@ -217,7 +280,8 @@ def run_phase(
     t_measure = time.time() + 1.0 + warmup  # 1 s for the workers to start
     t_end = t_measure + seconds
     jobs = [
-        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end) for p in range(procs)
+        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc)
+        for p in range(procs)
     ]
     with mp.get_context("fork").Pool(procs) as pool:
         parts = pool.map(_worker, jobs)
@@ -247,6 +311,7 @@ async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> d
                     args.seconds,
                     value,
                     args.warmup,
+                    args.grpc,
                 )
                 out[phase] = r
                 if phase == "put":
@@ -289,7 +354,8 @@ async def main_async(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
     print(
         f"3 members each, {args.clients} clients in {args.procs} processes, "
-        f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s)"
+        f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s), "
+        + ("gRPC" if args.grpc else "JSON gateway")
     )
     try:
         # Rounds alternate the systems, so a change in the machine's load hits both alike.
@@ -340,6 +406,7 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--value-size", type=int, default=256)
     p.add_argument("--only", choices=["raftkv", "etcd"])
+    p.add_argument("--grpc", action="store_true", help="clients speak gRPC, not JSON")
     p.add_argument("--target", choices=["all", "leader"], default="all")
     p.add_argument("--etcd", default=os.environ.get("RAFTKV_ETCD_BIN", DEFAULT_ETCD))
     p.add_argument("--extra", default="", help="extra flags for every member")

@@ -47,6 +47,10 @@ class ClientOps(Protocol):
     max_request_bytes: int
     max_txn_ops: int
     auth: PermissionChecks
+    election_timeout: float  # seconds
+
+    @property
+    def leader(self) -> int: ...  # the leader's member id; 0 while none is known
 
     def is_learner(self) -> bool: ...
     def is_healthy(self) -> bool: ...

@@ -29,7 +29,13 @@ from raftkv.pb import rpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BodyReader", "handle_keepalive", "handle_watch", "stream_refusal"]
+__all__ = [
+    "BodyReader",
+    "apply_watch_request",
+    "handle_keepalive",
+    "handle_watch",
+    "stream_refusal",
+]
 
 _STREAM_HEADERS = {
     **CORS,
@@ -187,9 +193,12 @@ def _gone(request: web.Request) -> bool:
 # --- watch -------------------------------------------------------------------------------------
 
 
-async def _apply_watch_request(
+async def apply_watch_request(
     stream: WatchStreamOps, wr: rpc.WatchRequest, server: ClientOps, token: str | None
-) -> None:
+) -> int | None:
+    """Apply one request to the member's watch stream; a create returns the new watch id (-1
+    when refused: by the stream, or by the auth check of its range, ``token`` being the
+    stream's), anything else None."""
     c = wr.create_request
     if c is not None:
         if not c.key:
@@ -197,12 +206,13 @@ async def _apply_watch_request(
         refused = await watch_refusal(server, token, c)
         if refused is not None:
             stream.refuse(refused)
-        else:
-            stream.create(c)
-    elif wr.cancel_request is not None:
+            return -1
+        return stream.create(c)
+    if wr.cancel_request is not None:
         stream.cancel(wr.cancel_request.watch_id)
     elif wr.progress_request is not None:
         stream.request_progress()
+    return None
 
 
 async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamResponse:
@@ -227,13 +237,13 @@ async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamRes
                 wr = decode_message(rpc.WatchRequest, value)
             except (GoJSONError, ConnectionError, asyncio.IncompleteReadError):
                 return  # grpc-gateway stops sending; the watch stream stays open
-            await _apply_watch_request(stream, wr, server, token)
+            await apply_watch_request(stream, wr, server, token)
             ready.set()
 
     reader_task: asyncio.Task | None = None
     try:
         if first is not None:
-            await _apply_watch_request(stream, first, server, token)
+            await apply_watch_request(stream, first, server, token)
             ready.set()
             reader_task = asyncio.ensure_future(read_rest())
         while True:

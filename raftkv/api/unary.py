@@ -3,9 +3,10 @@
 Both client codecs (the JSON gateway in ``app.py``, gRPC) decode a request into its
 ``raftkv.pb.rpc`` dataclass, then call ``call(ops, spec, req, wire_size)``, so the two refuse
 exactly the same requests in the same order, as etcd's gRPC layer does them:
-the receive limit (``max_request_bytes`` + 512 KiB) -> the learner interceptor -> the request's
-own checks (key.go) -> ``request is too large`` over the Raft proposal -> the caller's token
-(``Access``) -> the member. The response gets the shape etcd gives it (``fixup``).
+the receive limit (``max_request_bytes`` + 512 KiB) -> the learner interceptor -> (gRPC only)
+the ``hasleader`` metadata -> the request's own checks (key.go) -> ``request is too large``
+over the Raft proposal -> the caller's token (``Access``) -> the member. The response gets the
+shape etcd gives it (``fixup``).
 ``EtcdError`` propagates to the codec.
 
 The caller's token comes from the codec (the gateway's ``Authorization`` header, gRPC's
@@ -292,17 +293,26 @@ def _refused_to_learner(ops: ClientOps, spec: Unary, req: Any) -> bool:
 
 
 async def call(
-    ops: ClientOps, spec: Unary, req: Any, wire_size: int, *, token: str | None = None
+    ops: ClientOps,
+    spec: Unary,
+    req: Any,
+    wire_size: int,
+    require_leader: bool = False,
+    *,
+    token: str | None = None,
 ) -> Any:
     """Check ``req`` as etcd does, run it on the member, and return etcd's response.
 
     ``wire_size`` is the size of the request as it arrived (JSON bytes or protobuf bytes):
-    below half a limit no exact protobuf size need be computed. ``token``: the caller's auth
-    token, if the request came with one.
+    below half a limit no exact protobuf size need be computed. ``require_leader``: the gRPC
+    call carried the ``hasleader`` metadata (refused while the member knows no leader).
+    ``token``: the caller's auth token, if the request came with one.
     """
     validate.check_grpc_size(req, ops.max_request_bytes, wire_size)
     if _refused_to_learner(ops, spec, req):
         raise errors.ErrNotSupportedForLearner
+    if require_leader and not ops.has_leader():
+        raise errors.ErrNoLeader
     if spec.check is not None:
         spec.check(req, ops)
     if (

@@ -50,20 +50,25 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from crc32c import crc32c
 
 from . import check as _check
 from . import defrag as _defrag
-from .cursor import Cursor, tree_get, tree_iter
+from .breathe import Breather
+from .cursor import Cursor, tree_get, tree_iter, tree_leaves
 from .db import DB, CommitAbandoned, State
 from .errors import BackendError
 from .node import TOMBSTONE
-from .page import PAGE_SIZE
+from .page import PAGE_SIZE, ValueRef
 from .pager import DEFAULT_CACHE_NODES
 
 __all__ = ["Backend", "ReadSnapshot"]
+
+T = TypeVar("T")
+
+_SCAN_CHUNK = 1000
 
 
 class Backend:
@@ -165,10 +170,21 @@ class Backend:
                 max_workers=1, thread_name_prefix="backend-commit"
             )
         try:
-            self._executor.submit(self._run, fz)
+            self._executor.submit(self._run, fz, True)
         except RuntimeError:  # the interpreter is shutting down: no new threads
             self._run(fz)
         return fz.future
+
+    def start_commit(self) -> bool:
+        """``commit_async()`` that never waits: hand the batch to the commit thread unless a
+        commit is still in flight (then the batch keeps growing and False is returned; the
+        caller tries again later, e.g. at the next applied entry). For the event loop's
+        batch-limit commit. A finished commit is reaped first (its error is raised here)."""
+        self._check_usable()
+        self._reap(wait=False)
+        if self._frozen is not None or not self._pending:
+            return False
+        return self.commit_async() is not None
 
     def wait_commit(self) -> None:
         """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
@@ -181,6 +197,26 @@ class Backend:
         if fut is not None:
             await _wait_future(fut)
             self._reap(wait=False)
+
+    def commit_soon(self) -> None:
+        """Start committing the batch in the commit thread, unless a commit is in flight (the
+        next call, or the periodic commit, then takes the batch): never waits on the writer."""
+        fz = self._frozen
+        if fz is not None and not fz.future.done():
+            return
+        self.commit_async()
+
+    async def commit_marked(self, mark: Callable[[], T]) -> T:
+        """Commit everything written so far (in the commit thread) and return ``mark()``,
+        called at the moment the batch is frozen: what it reads of the writer's state is
+        exactly what this commit holds, as nothing is written between the two."""
+        await self._settled()
+        marked = mark()
+        fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
+        if fut is not None:
+            await _wait_future(fut)
+            self._reap(wait=False)
+        return marked
 
     async def commit_if_due_in_thread(self) -> bool:
         """``commit_if_due()`` for an event loop (see ``commit_in_thread``)."""
@@ -236,16 +272,18 @@ class Backend:
         self._last_commit = self.clock()
         return fz
 
-    def _run(self, fz: _Frozen) -> None:
-        """Commit a frozen batch (in the commit thread, or on the writer for ``commit()``)."""
+    def _run(self, fz: _Frozen, in_thread: bool = False) -> None:
+        """Commit a frozen batch (in the commit thread, letting the event loop's thread in
+        while it builds pages: see ``breathe``; or on the writer for ``commit()``)."""
         t0 = time.perf_counter()
+        breather = Breather() if in_thread else None
         try:
             changes = {}
             for name, d in fz.buf.items():
                 if d:
                     keys = fz.keys(name)
                     changes[name] = (keys, [d[k] for k in keys])
-            self._db.commit(changes, fz.new_buckets)
+            self._db.commit(changes, fz.new_buckets, breather)
         except BaseException as e:
             fz.future.set_exception(e)
             return
@@ -353,6 +391,25 @@ class Backend:
                 items = _overlay(items, bkeys, d, reverse)
         return _collect(st.pager, items, limit)
 
+    def scan(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """Every item of ``bucket`` from ``start`` on, in key order, as (keys, values) lists of
+        a few hundred items each: the bulk read that rebuilds an index at start. Writer
+        thread; no write or commit may come between the first and the last chunk."""
+        self._bucket(bucket)
+        fz = self._frozen
+        if self._buf[bucket] or (fz is not None and fz.buf.get(bucket)):
+            # buffered writes to merge in: the general path
+            while True:
+                items = self.range(bucket, start, limit=_SCAN_CHUNK)
+                if items:
+                    keys, values = zip(*items, strict=True)
+                    yield list(keys), list(values)
+                if len(items) < _SCAN_CHUNK:
+                    return
+                start = items[-1][0] + b"\x00"
+        with self.read_snapshot() as snap:
+            yield from snap.leaves(bucket, start)
+
     # --- snapshots, copies, maintenance -------------------------------------------------------
 
     def read_snapshot(self) -> ReadSnapshot:
@@ -443,6 +500,16 @@ class ReadSnapshot:
         value = st.pager.value
         for k, v in tree_iter(st.pager, st.roots.get(bucket, 0), b"", None):
             yield k, value(v)
+
+    def leaves(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list]]:
+        """(keys, values) of each leaf of ``bucket`` from the first key >= ``start``, in key
+        order (out-of-line values read in)."""
+        st = self._state()
+        value = st.pager.value
+        for keys, values in tree_leaves(st.pager, st.roots.get(bucket, 0), start):
+            if ValueRef in map(type, values):
+                values = [value(v) for v in values]
+            yield keys, values
 
     def cursor(self, bucket: bytes) -> Cursor:
         """A cursor over ``bucket`` (first/last/seek/next/prev), valid while this is open."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from .node import Branch, Leaf, child_index
 from .pager import Pager
 
-__all__ = ["Cursor", "tree_get", "tree_iter"]
+__all__ = ["Cursor", "tree_get", "tree_iter", "tree_leaves"]
 
 
 def tree_get(pager: Pager, root: int, key: bytes):
@@ -33,6 +33,29 @@ def tree_iter(
     if reverse:
         return _iter_rev(pager, pager.node(root), start, end)
     return _iter_fwd(pager, pager.node(root), start, end)
+
+
+def tree_leaves(pager: Pager, root: int, start: bytes) -> Iterator[tuple[list[bytes], list]]:
+    """(keys, stored values) of each leaf in key order, from the first key >= ``start``: the
+    bulk form of ``tree_iter`` (no per-item generator; nodes read are not cached)."""
+    if not root:
+        return
+    stack = [root]
+    first = True
+    while stack:
+        n = pager.peek(stack.pop())
+        if not n.is_leaf:
+            children = n.children
+            i = child_index(n.keys, start) if first else 0
+            stack.extend(reversed(children[i:]))
+            continue
+        keys, values = n.keys, n.values
+        if first:
+            first = False
+            i = bisect_left(keys, start)
+            keys, values = keys[i:], values[i:]
+        if keys:
+            yield keys, values
 
 
 def _iter_fwd(pager: Pager, n: Leaf | Branch, start: bytes, end: bytes | None):

@@ -17,6 +17,7 @@ import threading
 from typing import BinaryIO
 
 from . import page
+from .breathe import Breather
 from .cursor import tree_iter
 from .errors import BackendCorruptError, BackendError
 from .freelist import Freelist
@@ -167,12 +168,16 @@ class DB:
     # --- writing ------------------------------------------------------------------------------
 
     def commit(
-        self, changes: dict[bytes, tuple[list[bytes], list]], new_buckets: set[bytes]
+        self,
+        changes: dict[bytes, tuple[list[bytes], list]],
+        new_buckets: set[bytes],
+        breather: Breather | None = None,
     ) -> None:
-        """Apply sorted per-bucket changes (value or TOMBSTONE) and create buckets; durable."""
+        """Apply sorted per-bucket changes (value or TOMBSTONE) and create buckets; durable.
+        ``breather``: run in a worker thread, let the event loop's thread in (see breathe)."""
         st = self.state
         self._release()  # readers that closed since the last commit no longer hold pages
-        tx = WriteTx(st.pager, self.freelist, st.meta, self.freelist_npages)
+        tx = WriteTx(st.pager, self.freelist, st.meta, self.freelist_npages, breather)
         roots = st.roots
         updates: dict[bytes, int] = {}
         for name in new_buckets:

@@ -88,6 +88,7 @@ VALUE_REF_FLAG = 0x01  # leaf element flag: the value is out of line
 HEADER = struct.Struct("<QQHHIII")  # pgid, txid, flags, reserved, count, overflow, checksum
 _HEAD28 = struct.Struct("<QQHHII")  # the header without its checksum
 _CRC = struct.Struct("<I")
+_COUNT = struct.Struct("<I")  # at offset 20 of the header
 HEADER_SIZE = HEADER.size
 META_BODY = struct.Struct("<IIIIQQQQ")
 BRANCH_ELEM = struct.Struct("<QI")
@@ -144,7 +145,7 @@ def verify(buf: bytes, pgid: int) -> str | None:
     """What is wrong with the run ``buf`` read at ``pgid`` (None when it is sound)."""
     if len(buf) < PAGE_SIZE:
         return f"short read ({len(buf)} bytes)"
-    got_id, _txid, flags, _count, overflow, stored = parse_header(buf)
+    got_id, _txid, flags, _rsvd, _count, overflow, stored = HEADER.unpack_from(buf, 0)
     if len(buf) != (overflow + 1) * PAGE_SIZE:
         return f"run of {overflow + 1} pages but {len(buf)} bytes read"
     mv = memoryview(buf)
@@ -218,7 +219,7 @@ def encode_freelist(pgid: int, txid: int, ids: list[int], npages: int = 1) -> by
 
 
 def decode_freelist(buf: bytes) -> list[int]:
-    count = parse_header(buf)[3]
+    count = _COUNT.unpack_from(buf, 20)[0]
     arr = array("Q")
     arr.frombytes(buf[HEADER_SIZE : HEADER_SIZE + 8 * count])
     if _BIG_ENDIAN:
@@ -244,7 +245,7 @@ def encode_branch(pgid: int, txid: int, keys: list[bytes], children: list[int]) 
 
 
 def decode_branch(buf: bytes) -> tuple[list[bytes], list[int]]:
-    count = parse_header(buf)[3]
+    count = _COUNT.unpack_from(buf, 20)[0]
     flat = _array("QI", count).unpack_from(buf, HEADER_SIZE)
     pos = HEADER_SIZE + 12 * count
     keys = []
@@ -304,7 +305,7 @@ def encode_leaf(pgid: int, txid: int, keys: list[bytes], values: list) -> bytes:
 
 
 def decode_leaf(buf: bytes) -> tuple[list[bytes], list]:
-    count = parse_header(buf)[3]
+    count = _COUNT.unpack_from(buf, 20)[0]
     flat = _array("III", count).unpack_from(buf, HEADER_SIZE)
     pos = HEADER_SIZE + 12 * count
     keys: list[bytes] = []

@@ -10,6 +10,7 @@ reader threads; a lock guards it.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections import OrderedDict
 
@@ -21,6 +22,9 @@ from .page import PAGE_SIZE, ValueRef
 __all__ = ["DEFAULT_CACHE_NODES", "Pager"]
 
 DEFAULT_CACHE_NODES = 8192
+# header fields read on every page (see ``page``): flags u16 at 16, overflow u32 at 24
+_FLAGS = struct.Struct("<H")
+_OVERFLOW = struct.Struct("<I")
 
 
 class Pager:
@@ -42,7 +46,7 @@ class Pager:
         try:
             buf = os.pread(self.fd, PAGE_SIZE, pgid * PAGE_SIZE)
             if len(buf) == PAGE_SIZE:
-                overflow = page.parse_header(buf)[4]
+                overflow = _OVERFLOW.unpack_from(buf, 24)[0]
                 if overflow:
                     if overflow > 1 << 20:
                         raise BackendCorruptError(self.path, pgid, f"absurd overflow {overflow}")
@@ -66,8 +70,19 @@ class Pager:
             except KeyError:
                 pass
             return n
+        n = self._decode(pgid)
+        self.cache_put(pgid, n)
+        return n
+
+    def peek(self, pgid: int) -> Leaf | Branch:
+        """``node(pgid)`` for a bulk scan: a cached node is used, a missing one is read but
+        not cached (a scan of the whole file would only evict the hot nodes)."""
+        n = self._cache.get(pgid)
+        return n if n is not None else self._decode(pgid)
+
+    def _decode(self, pgid: int) -> Leaf | Branch:
         buf = self.read_run(pgid)
-        flags = page.parse_header(buf)[2]
+        flags = _FLAGS.unpack_from(buf, 16)[0]
         if flags == page.LEAF:
             n = Leaf(*page.decode_leaf(buf))
         elif flags == page.BRANCH:
@@ -76,7 +91,6 @@ class Pager:
             raise BackendCorruptError(
                 self.path, pgid, f"expected a tree node, found flags {flags:#x}"
             )
-        self.cache_put(pgid, n)
         return n
 
     def cache_put(self, pgid: int, n: Leaf | Branch) -> None:

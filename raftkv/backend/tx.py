@@ -22,6 +22,7 @@ from bisect import bisect_left
 
 from ..failpoint import failpoint, register
 from . import page
+from .breathe import Breather
 from .freelist import Freelist
 from .node import MIN_FILL, TOMBSTONE, Branch, Leaf, child_index, merge_leaf, split_points
 from .page import BUCKET_VALUE, HEADER_SIZE, INLINE_MAX, PAGE_SIZE, Meta, ValueRef
@@ -38,11 +39,20 @@ FAILPOINTS = (
 register(*FAILPOINTS)
 
 _ELEM = 12
+_APPEND_SLICE = 512  # changes merged into a leaf between two breaths of a commit thread
 
 
 class WriteTx:
-    def __init__(self, pager: Pager, freelist: Freelist, meta: Meta, freelist_npages: int) -> None:
+    def __init__(
+        self,
+        pager: Pager,
+        freelist: Freelist,
+        meta: Meta,
+        freelist_npages: int,
+        breather: Breather | None = None,
+    ) -> None:
         self.pager = pager
+        self.breather = breather  # set when run by a worker thread beside an event loop
         self.freelist = freelist
         self.meta = meta.copy()
         self.meta.txid += 1
@@ -69,6 +79,8 @@ class WriteTx:
         self.freelist.free_pages(self.txid, pgid, npages)
 
     def write_node(self, n: Leaf | Branch) -> int:
+        if self.breather is not None:
+            self.breather.tick()
         npages = (n.size() + PAGE_SIZE - 1) // PAGE_SIZE
         pgid = self.allocate(npages)
         if n.is_leaf:
@@ -81,6 +93,8 @@ class WriteTx:
         return pgid
 
     def write_value(self, value: bytes) -> ValueRef:
+        if self.breather is not None:
+            self.breather.tick()
         ref = ValueRef(0, len(value))
         ref.pgid = pgid = self.allocate(ref.npages)
         self.pages[pgid] = page.encode_overflow(pgid, self.txid, value)
@@ -126,18 +140,47 @@ class WriteTx:
 
     def _apply_node(self, n: Leaf | Branch, ck: list[bytes], cv: list, rightmost: bool) -> list:
         if n.is_leaf:
-            appending = not n.keys or ck[0] > n.keys[-1]
-            keys, values, dropped = merge_leaf(n.keys, n.values, ck, cv)
-            for ref in dropped:
-                self.free(ref.pgid, ref.npages)
-            if not keys:
-                return []
-            sizes = [_ELEM + len(k) + len(v) for k, v in zip(keys, values, strict=True)]
-            cuts = split_points(sizes, rightmost and appending)
-            if not cuts:
-                return [Leaf(keys, values)]
-            bounds = [0, *cuts, len(keys)]
-            return [Leaf(keys[a:b], values[a:b]) for a, b in itertools.pairwise(bounds)]
+            if len(ck) > _APPEND_SLICE and rightmost and (not n.keys or ck[0] > n.keys[-1]):
+                return self._append_in_slices(n, ck, cv)
+            return self._apply_leaf(n, ck, cv, rightmost)
+        return self._apply_branch(n, ck, cv, rightmost)
+
+    def _append_in_slices(self, n: Leaf, ck: list[bytes], cv: list) -> list[Leaf]:
+        """``_apply_leaf`` of a big append at the right edge (a batch of new revisions), a
+        slice of changes at a time, so that a commit thread lets the loop in between slices.
+        Leaves are packed full from the left, so carrying the last, partial leaf into the next
+        slice cuts them exactly where one pass over all the changes would."""
+        out: list[Leaf] = []
+        last = n
+        step = _APPEND_SLICE
+        for i in range(0, len(ck), step):
+            leaves = self._apply_leaf(last, ck[i : i + step], cv[i : i + step], True)
+            if self.breather is not None:
+                self.breather.tick()
+            if not leaves:
+                last = Leaf([], [])
+                continue
+            out.extend(leaves[:-1])
+            last = leaves[-1]
+        if last.keys:
+            out.append(last)
+        return out
+
+    def _apply_leaf(self, n: Leaf, ck: list[bytes], cv: list, rightmost: bool) -> list[Leaf]:
+        appending = not n.keys or ck[0] > n.keys[-1]
+        keys, values, dropped = merge_leaf(n.keys, n.values, ck, cv)
+        for ref in dropped:
+            self.free(ref.pgid, ref.npages)
+        if not keys:
+            return []
+        sizes = [_ELEM + len(k) + len(v) for k, v in zip(keys, values, strict=True)]
+        cuts = split_points(sizes, rightmost and appending)
+        if not cuts:
+            return [Leaf(keys, values)]
+        bounds = [0, *cuts, len(keys)]
+        return [Leaf(keys[a:b], values[a:b]) for a, b in itertools.pairwise(bounds)]
+
+    def _apply_branch(self, n: Branch, ck: list[bytes], cv: list, rightmost: bool) -> list:
         keys = n.keys
         children = n.children
         nkeys = len(keys)

@@ -26,7 +26,7 @@ from raftkv.cli.ctl_admin import (
     cmd_member,
     cmd_move_leader,
 )
-from raftkv.cli.ctl_client import Client, CtlError
+from raftkv.cli.ctl_client import Client, CtlError, tls_context
 from raftkv.cli.ctl_print import (
     fields_del,
     fields_get,
@@ -274,6 +274,11 @@ def _globals(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--dial-timeout", default=d("2s"))
     p.add_argument("--user", default=d(""))
     p.add_argument("--password", default=d(""))
+    # etcdctl's TLS flags (ETCDCTL_CACERT, ... as in etcdctl)
+    p.add_argument("--cacert", default=d(os.environ.get("ETCDCTL_CACERT", "")))
+    p.add_argument("--cert", default=d(os.environ.get("ETCDCTL_CERT", "")))
+    p.add_argument("--key", default=d(os.environ.get("ETCDCTL_KEY", "")))
+    p.add_argument("--insecure-skip-tls-verify", action="store_true", default=d(False))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -439,7 +444,11 @@ def _bind_args(a: argparse.Namespace, stdin: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    client = Client(a.endpoints.split(","), timeout=_seconds(a.command_timeout))
+    client = Client(
+        a.endpoints.split(","),
+        timeout=_seconds(a.command_timeout),
+        tls=tls_context(a.cacert, a.cert, a.key, a.insecure_skip_tls_verify),
+    )
     try:
         _bind_args(a, None if a.cmd == "txn" else sys.stdin)
         if a.user:

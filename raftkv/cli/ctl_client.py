@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,17 +29,34 @@ class CtlError(Exception):
         self.code = code
 
 
-def _norm_endpoint(e: str) -> str:
+def _norm_endpoint(e: str, tls: bool) -> str:
     e = e.strip()
     if "://" not in e:
-        e = "http://" + e
+        e = ("https://" if tls else "http://") + e
     return e.rstrip("/")
 
 
+def tls_context(cacert: str, cert: str, key: str, insecure: bool) -> ssl.SSLContext | None:
+    """etcdctl's --cacert/--cert/--key/--insecure-skip-tls-verify as a client context (None:
+    plain http, unless an endpoint says https)."""
+    if not (cacert or cert or insecure):
+        return None
+    ctx = ssl.create_default_context(cafile=cacert or None)
+    if cert:
+        ctx.load_cert_chain(cert, key or None)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Client:
-    def __init__(self, endpoints: list[str], timeout: float = 5.0) -> None:
-        self.endpoints = [_norm_endpoint(e) for e in endpoints if e.strip()]
+    def __init__(
+        self, endpoints: list[str], timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.endpoints = [_norm_endpoint(e, tls is not None) for e in endpoints if e.strip()]
         self.timeout = timeout
+        self._tls = tls
         self._good = 0  # index of the endpoint that last answered
         self.token: str | None = None  # sent as ``Authorization`` once logged in (--user)
 
@@ -58,7 +76,7 @@ class Client:
         for ep in [endpoint] if endpoint else self._order():
             req = urllib.request.Request(ep + path, data=data, headers=self._headers())
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                with urllib.request.urlopen(req, timeout=self.timeout, context=self._tls) as r:
                     out = json.loads(r.read() or b"{}")
                 if endpoint is None:
                     self._good = self.endpoints.index(ep)
@@ -85,7 +103,13 @@ class Client:
         last: Exception | None = None
         for ep in self._order():
             u = urlsplit(ep)
-            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=None)
+            conn: http.client.HTTPConnection = (
+                http.client.HTTPSConnection(
+                    u.hostname, u.port or 443, timeout=None, context=self._tls
+                )
+                if u.scheme == "https"
+                else http.client.HTTPConnection(u.hostname, u.port or 80, timeout=None)
+            )
             try:
                 conn.request("POST", path, body=body, headers=self._headers())
                 resp = conn.getresponse()

@@ -1,8 +1,16 @@
-"""The in-memory index: user key -> KeyIndex, sorted by key (etcd's mvcc/index.go treeIndex).
+"""The in-memory index: user key -> its revisions, sorted by key (etcd's mvcc/index.go treeIndex).
 
 A ``SortedDict`` gives O(1) point lookups (its dict) and ordered range scans (its key list).
 Ranges follow etcd: ``end is None`` is a single key, ``end == b""`` means every key >= key,
 otherwise the half-open interval [key, end).
+
+A key's entry is a ``KeyIndex``, or, for a key with exactly one revision in one live generation
+(what most keys hold after a restart or a compaction), the tuple ``(modified, created,
+version)`` that ``KeyIndex.get`` would return for it: a tuple of ints is a third of the memory
+of a KeyIndex and its Generation, costs one allocation to rebuild, and the garbage collector
+stops tracking it. The first change to such a key turns its entry into the KeyIndex it stands
+for (``KeyIndex.restored``); compaction turns a KeyIndex left with one revision back into a
+tuple. Nothing outside this module sees the tuples: ``key_index()`` hands out KeyIndex only.
 """
 
 from __future__ import annotations
@@ -12,9 +20,14 @@ from collections.abc import Iterator
 from sortedcontainers import SortedDict
 
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
-from raftkv.mvcc.revision import main_of
+from raftkv.mvcc.revision import SUB_BITS
 
-__all__ = ["TreeIndex"]
+__all__ = ["Entry", "TreeIndex"]
+
+#: One key's index entry: a KeyIndex, or (modified, created, version) of its only revision.
+Entry = KeyIndex | tuple[int, int, int]
+
+_restored = KeyIndex.restored
 
 
 class TreeIndex:
@@ -23,33 +36,54 @@ class TreeIndex:
     def __init__(self) -> None:
         self._tree: SortedDict = SortedDict()
 
+    @classmethod
+    def restored(cls, entries: dict[bytes, Entry]) -> TreeIndex:
+        """An index holding ``entries`` (taken over, not copied: the caller drops it)."""
+        index = cls()
+        index._tree = SortedDict(entries)
+        return index
+
     def __len__(self) -> int:
         return len(self._tree)
 
     def get(self, key: bytes, at: int) -> tuple[int, int, int] | None:
         """(modified, created, version) of key at main revision ``at``, or None."""
-        ki = self._tree.get(key)
-        if ki is None:
+        e = self._tree.get(key)
+        if e is None:
             return None
+        if type(e) is tuple:
+            return e if e[0] >> SUB_BITS <= at else None
         try:
-            return ki.get(at)
+            return e.get(at)
         except RevisionNotFoundError:
             return None
 
     def key_index(self, key: bytes) -> KeyIndex | None:
-        return self._tree.get(key)
+        e = self._tree.get(key)
+        if type(e) is tuple:
+            e = self._tree[key] = _restored(key, e[1], e[0], e[2])
+        return e
+
+    def has_revision(self, key: bytes, rev: int) -> bool:
+        """The key's index still holds revision ``rev`` (compaction has not dropped it)."""
+        e = self._tree.get(key)
+        if e is None:
+            return False
+        if type(e) is tuple:
+            return e[0] == rev
+        return any(g and g[0] <= rev <= g[-1] and rev in g for g in e)
 
     def put(self, key: bytes, rev: int) -> None:
-        ki = self._tree.get(key)
-        if ki is None:
-            ki = KeyIndex(key)
-            ki.put(rev)
-            self._tree[key] = ki
+        e = self._tree.get(key)
+        if e is None:
+            self._tree[key] = (rev, rev, 1)  # a new key: KeyIndex(key).put(rev), compactly
         else:
-            ki.put(rev)
+            if type(e) is tuple:
+                e = self._tree[key] = _restored(key, e[1], e[0], e[2])
+            e.put(rev)
 
     def tombstone(self, key: bytes, rev: int) -> None:
-        ki = self._tree.get(key)
+        ki = self.key_index(key)
         if ki is None:
             raise RevisionNotFoundError
         ki.tombstone(rev)
@@ -57,7 +91,7 @@ class TreeIndex:
     def insert(self, ki: KeyIndex) -> None:
         self._tree[ki.key] = ki
 
-    def _visit(self, key: bytes, end: bytes) -> Iterator[KeyIndex]:
+    def _visit(self, key: bytes, end: bytes) -> Iterator[tuple[bytes, Entry]]:
         tree = self._tree
         if end:
             if key >= end:
@@ -65,7 +99,8 @@ class TreeIndex:
             keys = tree.irange(key, end, (True, False))
         else:
             keys = tree.irange(key)
-        return map(tree.__getitem__, keys)
+        get = tree.__getitem__
+        return ((k, get(k)) for k in keys)
 
     def revisions(self, key: bytes, end: bytes | None, at: int) -> list[tuple[bytes, int]]:
         """(key, modified revision) of every key in the range that exists at ``at``."""
@@ -74,9 +109,13 @@ class TreeIndex:
             return [] if got is None else [(key, got[0])]
         out = []
         append = out.append
-        for ki in self._visit(key, end):
+        for k, e in self._visit(key, end):
+            if type(e) is tuple:
+                if e[0] >> SUB_BITS <= at:
+                    append((k, e[0]))
+                continue
             try:  # noqa: SIM105 (hot loop: try is cheaper than contextlib.suppress)
-                append((ki.key, ki.get(at)[0]))
+                append((k, e.get(at)[0]))
             except RevisionNotFoundError:
                 pass
         return out
@@ -85,9 +124,12 @@ class TreeIndex:
         if end is None:
             return 0 if self.get(key, at) is None else 1
         n = 0
-        for ki in self._visit(key, end):
+        for _, e in self._visit(key, end):
+            if type(e) is tuple:
+                n += e[0] >> SUB_BITS <= at
+                continue
             try:
-                ki.get(at)
+                e.get(at)
                 n += 1
             except RevisionNotFoundError:
                 pass
@@ -95,20 +137,7 @@ class TreeIndex:
 
     def compact(self, at: int, available: set[int] | None = None) -> None:
         """Compact every key at main revision ``at``; keys left empty leave the index."""
-        tree = self._tree
-        empty = []
-        for ki in tree.values():
-            gens = ki.generations
-            # nothing to drop: one live generation whose first revision is the only one <= at
-            if len(gens) == 1 and len(gens[0].revs) == 1:
-                if available is not None and main_of(gens[0].revs[0]) <= at:
-                    available.add(gens[0].revs[0])
-                continue
-            ki.compact(at, available)
-            if ki.is_empty():
-                empty.append(ki.key)
-        for k in empty:
-            del tree[k]
+        self._compact_keys(list(self._tree), at, available)
 
     def compact_some(self, at: int, after: bytes | None, limit: int) -> bytes | None:
         """Compact up to ``limit`` keys after key ``after`` (None: from the first); returns
@@ -123,26 +152,47 @@ class TreeIndex:
                 break
         if not done:
             return None
-        for k in done:
-            ki = tree[k]
-            if len(ki) == 1 and len(ki[0]) == 1:
-                continue  # one live revision: nothing to drop
-            ki.compact(at)
-            if ki.is_empty():
-                del tree[k]
+        self._compact_keys(done, at, None)
         return done[-1]
+
+    def _compact_keys(self, keys: list[bytes], at: int, available: set[int] | None) -> None:
+        tree = self._tree
+        for k in keys:
+            e = tree[k]
+            if type(e) is tuple:  # one live revision: nothing to drop
+                if available is not None and e[0] >> SUB_BITS <= at:
+                    available.add(e[0])
+                continue
+            if len(e) == 1 and len(e[0]) == 1:
+                g = e[0]
+                if available is not None and g[0] >> SUB_BITS <= at:
+                    available.add(g[0])
+                tree[k] = (g[0], g.created, g.ver)
+                continue
+            e.compact(at, available)
+            if e.is_empty():
+                del tree[k]
+            elif len(e) == 1 and len(e[0]) == 1:
+                g = e[0]
+                tree[k] = (g[0], g.created, g.ver)
 
     def keep(self, at: int) -> set[int]:
         """The revisions a compaction at ``at`` would keep (etcd's Keep, for HashKV)."""
         available: set[int] = set()
-        for ki in self._tree.values():
-            ki.keep(at, available)
+        for e in self._tree.values():
+            if type(e) is tuple:
+                if e[0] >> SUB_BITS <= at:
+                    available.add(e[0])
+            else:
+                e.keep(at, available)
         return available
 
-    def items(self) -> Iterator[KeyIndex]:
-        return iter(self._tree.values())
+    def key_indexes(self) -> Iterator[KeyIndex]:
+        """Every key's KeyIndex in key order (tuple entries expanded into fresh copies)."""
+        for k, e in self._tree.items():
+            yield _restored(k, e[1], e[0], e[2]) if type(e) is tuple else e
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TreeIndex) or len(self) != len(other):
             return False
-        return all(other._tree.get(k) == ki for k, ki in self._tree.items())
+        return all(a == b for a, b in zip(self.key_indexes(), other.key_indexes(), strict=True))

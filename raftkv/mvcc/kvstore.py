@@ -11,10 +11,11 @@ Backend layout (buckets):
 Revisions: a fresh store is at revision 1 (etcd's first write is revision 2); the compacted
 revision is -1 until the first compaction.
 
-Compaction (etcd's two steps): ``compact(rev)`` checks and records the scheduled revision,
-commits it, and compacts the in-memory index at once; ``compact_step()`` deletes the compacted
-revisions from the backend in batches (the server drives it off the hot path) and records the
-finished revision when done. A restart with scheduled > finished resumes the compaction.
+Compaction (etcd's two steps): ``compact(rev)`` checks and records the scheduled revision (in
+the write batch, committed with the rest of it); ``compact_step()`` compacts the in-memory
+index, then deletes the compacted revisions from the backend, in batches (the server drives it
+off the hot path), and records the finished revision when done. A restart with scheduled >
+finished resumes the compaction.
 
 Not thread-safe: the server drives it from its event loop (apply, reads, watch sync).
 Responses and the KeyValues in them are shared with watchers and must not be mutated.
@@ -23,16 +24,17 @@ Responses and the KeyValues in them are shared with watchers and must not be mut
 from __future__ import annotations
 
 import contextlib
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
-from sortedcontainers import SortedDict
 
 from raftkv import errors
+from raftkv.backend.errors import BackendError
 from raftkv.mvcc import requests
-from raftkv.mvcc.index import TreeIndex
+from raftkv.mvcc.index import Entry, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
 from raftkv.mvcc.revision import (
@@ -186,16 +188,20 @@ class KVStore:
     # --- compaction --------------------------------------------------------------------------
 
     def compact(self, revision: int) -> CompactionResponse:
-        """Compact at revision: checked, recorded and committed now; the index and backend
-        work follows in ``compact_step()`` calls (ranges at revisions >= the compacted one
-        read the same either way, and older ones are refused from now on)."""
+        """Compact at revision: checked and recorded now (no commit of its own: nothing here
+        waits on the disk); the index and backend work follows in ``compact_step()`` calls
+        (ranges at revisions >= the compacted one read the same either way, and older ones are
+        refused from now on)."""
         if revision <= self.compact_revision:
             raise errors.ErrCompacted
         if revision > self.current_revision:
             raise errors.ErrFutureRev
         self.compact_revision = revision
+        # etcd forces a commit here, on the caller's thread. Not needed: the scheduled
+        # revision is in the batch of the consistent index of the entry that asked (a crash
+        # before that batch commits replays the entry), and every backend delete of the
+        # compaction goes in that batch or a later one, so none is ever durable before it.
         self._b.put(META_BUCKET, SCHEDULED_COMPACT_KEY, rev_to_bytes(revision))
-        self._b.commit()  # etcd: ensure the desired compaction is persisted
         self._schedule_compaction(revision)
         return CompactionResponse(header=ResponseHeader(revision=self.current_revision))
 
@@ -230,9 +236,7 @@ class KVStore:
         index = self._index
         for k, v in items:
             key = decode_kv(v).key
-            ki = index.key_index(key)
-            r = pack(*bytes_to_rev(k))
-            if ki is None or not _has_rev(ki, r):
+            if not index.has_revision(key, pack(*bytes_to_rev(k))):
                 self._b.delete(KEY_BUCKET, k)
         if len(items) < batch:
             self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
@@ -328,43 +332,8 @@ class KVStore:
         scheduled_b = b.get(META_BUCKET, SCHEDULED_COMPACT_KEY)
         scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
 
-        keys: dict[bytes, KeyIndex] = {}
-        key_to_lease: dict[bytes, int] = {}
-        current = 1
-        start = rev_to_bytes(1)
-        unpack_rev = REV_STRUCT.unpack_from
-        restored = KeyIndex.restored
-        while True:
-            items = b.range(KEY_BUCKET, start, None, limit=RESTORE_CHUNK_KEYS)
-            for k, v in items:
-                # the stored KeyValue: [key, create_revision, mod_revision, version, value, lease]
-                f = _unpackb(v)
-                key = f[0]
-                main, _, sub = unpack_rev(k)
-                current = main
-                r = (main << SUB_BITS) | sub
-                tomb = len(k) != REV_BYTES_LEN
-                ki = keys.get(key)
-                if ki is not None:
-                    if tomb:
-                        with contextlib.suppress(RevisionNotFoundError):
-                            ki.tombstone(r)
-                    else:
-                        ki.put(r)
-                elif not tomb:
-                    created = r if f[1] == main and not sub else pack(f[1])
-                    keys[key] = restored(key, created, r, f[3])
-                if tomb or not f[5]:
-                    key_to_lease.pop(key, None)
-                else:
-                    key_to_lease[key] = f[5]
-            if len(items) < RESTORE_CHUNK_KEYS:
-                break
-            start = items[-1][0] + b"\x00"
-        # (every key index restored here holds at least one revision)
-        index = TreeIndex()
-        index._tree = SortedDict(keys)
-        self._index = index
+        keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        self._index = TreeIndex.restored(keys)
         self.current_revision = max(current, self.compact_revision)
         for key, lid in key_to_lease.items():
             if self._lessor.lookup(lid):
@@ -375,9 +344,79 @@ class KVStore:
             self._schedule_compaction(scheduled)
 
 
-def _has_rev(ki: KeyIndex, r: int) -> bool:
-    for g in ki.generations:
-        revs = g.revs
-        if revs and revs[0] <= r <= revs[-1] and r in revs:
-            return True
-    return False
+def _rebuild(
+    chunks: Iterator[tuple[list[bytes], list[bytes]]],
+) -> tuple[dict[bytes, Entry], dict[bytes, int], int]:
+    """The index entries, the key -> lease map and the last main revision of the key bucket
+    read in revision order (etcd's restore).
+
+    The hot loop of a start with millions of keys, so per chunk (a backend leaf) the values
+    are decoded by one streaming unpacker and the revision keys by one struct iterator when
+    none is a tombstone; a key seen once costs one tuple (see ``index``), and only keys with
+    history get a KeyIndex (``_restore_record``, which also takes every tombstone)."""
+    keys: dict[bytes, Entry] = {}
+    key_to_lease: dict[bytes, int] = {}
+    current = 1
+    unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=0)
+    setdefault = keys.setdefault
+    for bkeys, values in chunks:
+        n = len(bkeys)
+        unpacker.feed(b"".join(values))
+        # the stored KeyValues: (key, create_revision, mod_revision, version, value, lease)
+        kvs = list(unpacker)
+        if len(kvs) != n:
+            raise BackendError(f"key bucket: {n} records decoded as {len(kvs)}")
+        joined = b"".join(bkeys)
+        if len(joined) != n * REV_BYTES_LEN:  # tombstones among them: record by record
+            for k, f in zip(bkeys, kvs, strict=True):
+                main, _, sub = _unpack_rev(k)
+                _restore_record(keys, key_to_lease, f, main, sub, len(k) != REV_BYTES_LEN)
+            current = main
+            continue
+        for f, (main, sub) in zip(kvs, _iter_revs(joined), strict=True):
+            # the common case of _restore_record, inline: a key's first revision
+            r = (main << 32) | sub
+            entry = (r, r if f[1] == main and not sub else f[1] << 32, f[3])
+            if setdefault(f[0], entry) is not entry:
+                _restore_record(keys, key_to_lease, f, main, sub, False)
+            elif f[5]:
+                key_to_lease[f[0]] = f[5]
+        current = main
+    return keys, key_to_lease, current
+
+
+def _restore_record(
+    keys: dict[bytes, Entry],
+    key_to_lease: dict[bytes, int],
+    f: tuple,
+    main: int,
+    sub: int,
+    tomb: bool,
+) -> None:
+    """Add one record of the key bucket (read in revision order) to ``keys``."""
+    key, created, _, ver, _, lease = f
+    r = pack(main, sub)
+    e = keys.get(key)
+    if e is None:
+        if not tomb:  # (else a tombstone of a key whose revisions were compacted away)
+            # the created revision shares r's int when it is r
+            keys[key] = (r, r if created == main and not sub else pack(created), ver)
+            if lease:
+                key_to_lease[key] = lease
+        return
+    if type(e) is tuple:
+        e = keys[key] = KeyIndex.restored(key, e[1], e[0], e[2])
+    if tomb:
+        with contextlib.suppress(RevisionNotFoundError):
+            e.tombstone(r)
+    else:
+        e.put(r)
+    if tomb or not lease:
+        key_to_lease.pop(key, None)
+    else:
+        key_to_lease[key] = lease
+
+
+_unpack_rev = REV_STRUCT.unpack_from
+_iter_revs = struct.Struct(">QxQ").iter_unpack  # revision keys without a tombstone mark
+assert SUB_BITS == 32  # (inlined in _rebuild)

@@ -6,8 +6,9 @@ below the consistent index found at start is skipped. Conf-change entries are al
 the Raft core again (its configuration is rebuilt from the snapshot + log on every start), but
 change the member table only above the consistent index (``ConfChangeApplier``).
 
-The backend commits only between entries (never inside one): every ``BATCH_LIMIT`` writes here,
-or every ``batch_interval`` from the housekeeping task. Every proposal's waiter gets its
+The backend commits only between entries (never inside one): every ``BATCH_LIMIT`` writes here
+(frozen on the loop, written in the backend's commit thread), or every ``batch_interval`` from
+the housekeeping task. Every proposal's waiter gets its
 entry's result: the response, or the ``EtcdError`` the apply ended with.
 
 The quota is checked again when a put, txn or lease grant is applied (etcd's quotaApplierV3):
@@ -128,7 +129,7 @@ class Applier:
                     elif waiting:
                         wait.trigger(req.ID, result)
                 if backend.pending >= BATCH_LIMIT:
-                    backend.commit()
+                    backend.commit_soon()  # (in the commit thread: the loop goes on)
             if e.index > self.applied_index:  # entries applied early come again: skip back
                 self.applied_index = e.index
                 self.applied_term = e.term

@@ -60,6 +60,7 @@ class ClientLimits:
     max_txn_ops: int
     quota_bytes: int
     request_timeout: float
+    election_timeout: float
 
 
 class WatchStreams:
@@ -109,6 +110,7 @@ class EtcdServer:
         self.cluster_id = cluster_id
         self.max_request_bytes = limits.max_request_bytes
         self.max_txn_ops = limits.max_txn_ops
+        self.election_timeout = limits.election_timeout
         self._limits = limits
         self._cluster = cluster
         self._node = node
@@ -393,8 +395,11 @@ class EtcdServer:
     def new_watch_stream(self, on_ready: Callable[[], None]) -> ServerWatchStream:
         return self._watch_streams.wrap(self._kv.new_watch_stream(on_ready))
 
+    def has_leader(self) -> bool:
+        return self._node.lead != NONE
+
     def is_healthy(self) -> bool:
-        return self._node.lead != NONE and not self._alarms.active
+        return self.has_leader() and not self._alarms.active
 
     def metrics_exposition(self) -> bytes:
         return self._metrics.exposition()

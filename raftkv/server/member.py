@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -33,7 +34,8 @@ from raftkv.server.etcdserver import EtcdServer
 from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.storage import StartupError, open_member_storage
 from raftkv.server.wiring import build_member
-from raftkv.transport.http import read_response, source_addr, split_url
+from raftkv.tls import TLSListener, for_url, member_tls
+from raftkv.transport.http import Dialer, read_response, source_addr, split_url
 from raftkv.version import ETCD_CLUSTER_VERSION, ETCD_VERSION
 from raftkv.wal import WAL
 
@@ -48,7 +50,8 @@ class Listener(Protocol):
     async def cleanup(self) -> None: ...
 
 
-ServeClients = Callable[[EtcdServer, list[str]], Awaitable[Listener]]
+# (the facade, --listen-client-urls, the TLS context for its https URLs)
+ServeClients = Callable[[EtcdServer, list[str], ssl.SSLContext | None], Awaitable[Listener]]
 
 
 def _peer_app(member: wiring.Member) -> web.Application:
@@ -78,18 +81,16 @@ def _peer_app(member: wiring.Member) -> web.Application:
     return app
 
 
-async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
+async def _fetch_remote_cluster(cfg: Settings, tls: ssl.SSLContext | None) -> RaftCluster:
     """Ask the other members for the cluster id and member table (joining an existing
     cluster: a member added with ``member add`` finds its id there, by its peer URLs)."""
-    local = source_addr(cfg.listen_peer_urls[0])
+    dialer = Dialer(source_addr(cfg.listen_peer_urls[0]), tls)
     for name, urls in cfg.initial_cluster_map().items():
         if name == cfg.name:
             continue
         for url in urls:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*split_url(url), local_addr=local), 2.0
-                )
+                reader, writer = await dialer.open(url, 2.0)
             except (OSError, TimeoutError):
                 continue
             try:
@@ -121,14 +122,37 @@ async def _fetch_remote_cluster(cfg: Settings) -> RaftCluster:
     )
 
 
-async def _serve_peers(app: web.Application, urls: list[str]) -> web.AppRunner:
+class _PeerListener:
+    """The peer listener: aiohttp on the plain URLs, TLSListeners (refusals logged) on the
+    https ones."""
+
+    def __init__(self, runner: web.AppRunner, tls_listeners: list[TLSListener]) -> None:
+        self._runner = runner
+        self._tls = tls_listeners
+
+    async def cleanup(self) -> None:
+        for t in self._tls:
+            await t.close()
+        await self._runner.cleanup()
+
+
+async def _serve_peers(
+    app: web.Application, urls: list[str], tls: ssl.SSLContext | None
+) -> _PeerListener:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
+    assert runner.server is not None
+    tls_listeners = []
     for url in urls:
         host, port = split_url(url)
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-        await site.start()
-    return runner
+        ctx = for_url(url, tls)
+        if ctx is None:
+            await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+        else:
+            t = TLSListener(runner.server, ctx)
+            await t.listen(host, port)
+            tls_listeners.append(t)
+    return _PeerListener(runner, tls_listeners)
 
 
 def _tune_gc() -> None:
@@ -159,15 +183,16 @@ async def run_member(cfg: Settings, serve_clients: ServeClients) -> int:
 
     remote = None
     if cfg.initial_cluster_state == "existing" and not WAL.exists(cfg.wal_path):
-        remote = await _fetch_remote_cluster(cfg)
+        remote = await _fetch_remote_cluster(cfg, member_tls(cfg).peer_client)
     ms = open_member_storage(cfg, remote)
-    member = build_member(cfg, ms, fatal)
+    tls = member_tls(cfg)
+    member = build_member(cfg, ms, fatal, peer_ssl=tls.peer_client)
     _tune_gc()
     runners: list[Listener] = []
     try:
         member.start()
-        runners.append(await _serve_peers(_peer_app(member), cfg.listen_peer_urls))
-        runners.append(await serve_clients(member.server, cfg.listen_client_urls))
+        runners.append(await _serve_peers(_peer_app(member), cfg.listen_peer_urls, tls.peer_server))
+        runners.append(await serve_clients(member.server, cfg.listen_client_urls, tls.client))
         log.info(
             "serving",
             name=cfg.name,

@@ -98,6 +98,8 @@ class RaftNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
+        # one writer of the WAL at a time: the Ready loop's saves, snapshot markers (Snapshots)
+        self._wal_lock = asyncio.Lock()
         self._applied = rn.applied  # highest index handed to the applier
         self.stats = [0, 0, 0, 0]  # Readys, entries persisted, entries applied, fsyncs
         self.lead = NONE
@@ -298,7 +300,8 @@ class RaftNode:
             if rd.messages:
                 self._send_all(rd.messages)
             if rd.snapshot is not None:
-                await asyncio.to_thread(self._save_snapshot, rd.snapshot)
+                async with self._wal_lock:
+                    await asyncio.to_thread(self._save_snapshot, rd.snapshot)
                 storage.apply_snapshot(rd.snapshot)
                 h.apply_snapshot(rd.snapshot)
                 self._applied = max(self._applied, rd.snapshot.metadata.index)
@@ -319,19 +322,20 @@ class RaftNode:
                     )
             if rd.hard_state is not None or rd.entries:
                 failpoint("raft.before_save")
-                if rd.must_sync:
-                    stats[3] += 1
-                    t0 = time.monotonic()
-                    self._saving = True
-                    try:
-                        await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
-                    finally:
-                        self._saving = False
-                    took = time.monotonic() - t0
-                    if took > SLOW_FSYNC:
-                        log.warning("slow_fdatasync", took_ms=round(took * 1000))
-                else:
-                    wal.save(rd.hard_state, rd.entries, False)
+                async with self._wal_lock:  # (uncontended: taken without a pause)
+                    if rd.must_sync:
+                        stats[3] += 1
+                        t0 = time.monotonic()
+                        self._saving = True
+                        try:
+                            await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                        finally:
+                            self._saving = False
+                        took = time.monotonic() - t0
+                        if took > SLOW_FSYNC:
+                            log.warning("slow_fdatasync", took_ms=round(took * 1000))
+                    else:
+                        wal.save(rd.hard_state, rd.entries, False)
                 failpoint("raft.after_save")
             if rd.hard_state is not None:
                 storage.set_hard_state(rd.hard_state)
@@ -373,6 +377,19 @@ class RaftNode:
             msgs = [m for m in msgs if m.type != MessageType.SNAP]
         if msgs:
             self._send(msgs)
+
+    async def mark_snapshot(self, snap: Snapshot, release_to: int) -> None:
+        """A snapshot taken at ``snap``'s index: its marker into the WAL (fsynced, in a
+        thread, never while the Ready loop writes) and the segments wholly before
+        ``release_to`` released."""
+
+        def mark() -> None:
+            m = snap.metadata
+            self.wal.save_snapshot(WalSnapshot(m.index, m.term))
+            self.wal.release_to(release_to)
+
+        async with self._wal_lock:
+            await asyncio.to_thread(mark)
 
     def _save_snapshot(self, snap: Snapshot) -> None:
         m = snap.metadata

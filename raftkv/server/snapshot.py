@@ -2,14 +2,17 @@
 follower, receiving one, and swapping it in (docs/ARCHITECTURE.md, "Snapshots"; etcd's
 snapshot.go, and the snapshot parts of server.go).
 
-Taking: commit the backend, record a Raft snapshot at the applied index (term, ConfState) in
-MemoryStorage and on disk (snap file + WAL marker), compact MemoryStorage keeping
-``catchup_entries`` for slow followers, and release WAL segments before the snapshot.
+Taking (off the loop's critical path, one at a time): commit the backend in its thread,
+record a Raft snapshot at the applied index (term, ConfState) in MemoryStorage and on disk
+(snap file + WAL marker, in threads; the marker never while the Ready loop writes the WAL),
+release WAL segments before the snapshot, and compact MemoryStorage keeping
+``catchup_entries`` for slow followers.
 
 Sending: when the core wants to send a SNAP, the leader sends its *current* db (committed
 first) labelled with its applied index and term (etcd's createMergedSnapshotMessage): the
-follower then holds exactly the state the label names. The copy is written to a temp file at
-once (the backend keeps changing) and streamed to the peer; the outcome is reported to Raft.
+follower then holds at least the state the label names. The commit, and the copy to a temp
+file (from a pinned read state: the backend keeps changing), are made off the event loop; the
+copy is streamed to the peer and the outcome reported to Raft.
 
 Receiving: the db bytes are stored as ``snap/<index>.snap.db`` (temp + fsync + rename) before
 the SNAP message is stepped into Raft; when Raft hands the snapshot back in a Ready, it is
@@ -33,6 +36,7 @@ import structlog
 from raftkv.backend import Backend
 from raftkv.raft import (
     CompactedError,
+    ConfState,
     MemoryStorage,
     Message,
     Snapshot,
@@ -42,7 +46,7 @@ from raftkv.raft import (
 from raftkv.server.applier import Applier
 from raftkv.server.tasks import spawn
 from raftkv.snap import Snapshotter
-from raftkv.wal import WAL, WalSnapshot
+from raftkv.wal import WAL
 
 __all__ = ["Snapshots"]
 
@@ -56,6 +60,8 @@ class SnapshotNode(Protocol):
 
     storage: MemoryStorage
     wal: WAL
+
+    async def mark_snapshot(self, snap: Snapshot, release_to: int) -> None: ...
 
     @property
     def raft_applied(self) -> int: ...
@@ -86,42 +92,61 @@ class Snapshots:
         self.snapshot_count = snapshot_count
         self.catchup_entries = catchup_entries
         self.snap_index = snap_index  # index of the newest snapshot taken or installed
+        self._taking = False  # a snapshot is being taken (one at a time)
+        self._take_task: asyncio.Task[None] | None = None
         self._sending: set[int] = set()
 
     # --- taking -------------------------------------------------------------------------------
 
     def maybe_trigger(self) -> None:
         applied = self._applier.applied_index
-        if applied - self.snap_index <= self.snapshot_count:
+        if self._taking or applied - self.snap_index <= self.snapshot_count:
             return
         if applied > self._node.storage.last_index():
             return  # applied early, ahead of MemoryStorage: after a later Ready
-        self.take(applied)
+        self._taking = True
+        self._take_task = spawn(self._take_logged(applied, self._applier.conf_state))
 
-    def take(self, index: int) -> None:
+    async def _take_logged(self, index: int, conf_state: ConfState) -> None:
+        try:
+            await self.take(index, conf_state)
+        except Exception as e:  # the next trigger tries again; a full disk stops the member
+            log.error("snapshot_failed", index=index, error=repr(e))
+
+    async def stop(self) -> None:
+        """Let a snapshot being taken finish (its WAL marker may be half way in a thread)."""
+        if self._take_task is not None:
+            await asyncio.gather(self._take_task, return_exceptions=True)
+
+    async def take(self, index: int, conf_state: ConfState) -> None:
+        """Take a snapshot at ``index`` (applied; ``conf_state`` as of it). The disk work runs
+        off the loop: the backend commits in its thread first (so that the db holds every entry
+        up to ``index`` before the WAL before it is released), the snap file and the WAL marker
+        are written in threads."""
         node = self._node
         t0 = time.monotonic()
-        self._backend.commit()
-        storage = node.storage
         try:
-            snap = storage.create_snapshot(index, self._applier.conf_state, b"")
-        except SnapshotOutOfDateError:
-            return
-        m = snap.metadata
-        self._snapshotter.save_snap(snap)
-        node.wal.save_snapshot(WalSnapshot(m.index, m.term))
-        self.snap_index = index
-        # never past what Raft has handed out itself (entries applied early are still to come
-        # out of a Ready, from MemoryStorage)
-        compact = min(index, node.raft_applied) - self.catchup_entries
-        if compact > storage.first_index():
-            with contextlib.suppress(CompactedError):
-                storage.compact(compact)
-        node.wal.release_to(index)
+            await self._backend.commit_in_thread()
+            storage = node.storage
+            try:
+                snap = storage.create_snapshot(index, conf_state, b"")
+            except SnapshotOutOfDateError:
+                return  # a newer snapshot was installed meanwhile
+            await asyncio.to_thread(self._snapshotter.save_snap, snap)
+            await node.mark_snapshot(snap, index)
+            self.snap_index = max(self.snap_index, index)
+            # never past what Raft has handed out itself (entries applied early are still to
+            # come out of a Ready, from MemoryStorage)
+            compact = min(index, node.raft_applied) - self.catchup_entries
+            if compact > storage.first_index():
+                with contextlib.suppress(CompactedError):
+                    storage.compact(compact)
+        finally:
+            self._taking = False
         log.info(
             "saved_snapshot",
             index=index,
-            term=m.term,
+            term=snap.metadata.term,
             compacted_to=max(storage.first_index() - 1, 0),
             took_ms=round((time.monotonic() - t0) * 1000),
         )
@@ -129,30 +154,42 @@ class Snapshots:
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, m: Message) -> None:
-        node = self._node
+        """The core wants to send a snapshot to ``m.to``: make and stream it off the loop."""
         if m.to in self._sending:
-            node.report_snapshot(m.to, False)
+            self._node.report_snapshot(m.to, False)
             return
+        self._sending.add(m.to)
+        spawn(self._send(m))
+
+    async def _copy(self, m: Message) -> tuple[Message, str]:
+        """The db as the snapshot to send, and the message labelled with what it holds: the
+        label is read as the batch is frozen, so the committed state copied (in a thread, from
+        a pinned read state) holds at least everything the label names (a later commit may add
+        more: the follower skips those entries by its consistent index)."""
         applier = self._applier
-        self._backend.commit()
+
+        def label() -> SnapshotMetadata:
+            return SnapshotMetadata(applier.conf_state, applier.applied_index, applier.applied_term)
+
+        meta = await self._backend.commit_marked(label)
         fd, path = tempfile.mkstemp(prefix=".send-", suffix=".db", dir=self._snapshotter.dirpath)
         try:
             with os.fdopen(fd, "wb") as f:
-                self._backend.write_to(f)
-        except Exception as e:
-            log.error("snapshot_copy_failed", error=repr(e))
+                await asyncio.to_thread(self._backend.write_to, f)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(path)
-            node.report_snapshot(m.to, False)
-            return
-        snap = Snapshot(
-            SnapshotMetadata(applier.conf_state, applier.applied_index, applier.applied_term)
-        )
-        merged = Message(m.type, m.to, m.from_, term=m.term, snapshot=snap)
-        self._sending.add(m.to)
-        spawn(self._send(merged, path))
+            raise
+        return Message(m.type, m.to, m.from_, term=m.term, snapshot=Snapshot(meta)), path
 
-    async def _send(self, m: Message, path: str) -> None:
+    async def _send(self, m: Message) -> None:
+        try:
+            m, path = await self._copy(m)
+        except Exception as e:
+            log.error("snapshot_copy_failed", error=repr(e))
+            self._sending.discard(m.to)
+            self._node.report_snapshot(m.to, False)
+            return
         size = os.path.getsize(path)
         t0 = time.monotonic()
         log.info(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -149,7 +150,13 @@ class PeerHooks:
 class Member:
     """One member's parts, built and joined; ``server`` is the client facade."""
 
-    def __init__(self, cfg: Settings, ms: MemberStorage, fatal: Callable[[BaseException], None]):
+    def __init__(
+        self,
+        cfg: Settings,
+        ms: MemberStorage,
+        fatal: Callable[[BaseException], None],
+        peer_ssl: ssl.SSLContext | None = None,
+    ):
         self.cfg = cfg
         self.member_id = ms.member_id
         self.cluster_id = ms.cluster_id
@@ -181,6 +188,7 @@ class Member:
             self.cluster_id,
             listen_peer_url=cfg.listen_peer_urls[0],
             request_timeout=request_timeout,
+            client_ssl=peer_ssl,
         )
         for m in cluster.members.values():
             if m.id != self.member_id and m.peer_urls:
@@ -332,6 +340,7 @@ class Member:
                 max_txn_ops=cfg.max_txn_ops,
                 quota_bytes=cfg.quota_bytes,
                 request_timeout=request_timeout,
+                election_timeout=election_timeout,
             ),
             cluster=cluster,
             node=node,
@@ -404,6 +413,7 @@ class Member:
         await self.compaction.stop()
         await self.housekeeping.stop()
         await self.read_index.stop()
+        await self.snapshots.stop()
         await self.node.stop()
         await self.transport.stop()
         self.wait.fail_all(errors.ErrStopped)
@@ -438,6 +448,12 @@ class Member:
             self._fatal(e)
 
 
-def build_member(cfg: Settings, ms: MemberStorage, fatal: Callable[[BaseException], None]):
-    """The member for ``cfg`` over storage opened by ``storage.open_member_storage``."""
-    return Member(cfg, ms, fatal)
+def build_member(
+    cfg: Settings,
+    ms: MemberStorage,
+    fatal: Callable[[BaseException], None],
+    peer_ssl: ssl.SSLContext | None = None,
+) -> Member:
+    """The member for ``cfg`` over storage opened by ``storage.open_member_storage``;
+    ``peer_ssl`` is how it dials https peers."""
+    return Member(cfg, ms, fatal, peer_ssl)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl as ssl_module
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 __all__ = [
+    "Dialer",
     "HttpError",
     "open_post",
     "post",
@@ -56,6 +59,33 @@ def source_addr(listen_peer_url: str | None) -> tuple[str, int] | None:
     return (str(ip), 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialer:
+    """How a member dials its peers: from its own peer IP (the cluster's fault proxy tells
+    members apart by source address), over TLS for ``https`` URLs."""
+
+    local_addr: tuple[str, int] | None = None
+    ssl: ssl_module.SSLContext | None = None
+
+    async def open(
+        self, url: str, timeout: float
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, port = split_url(url)
+        tls = self.ssl if urlsplit(url).scheme == "https" else None
+        if urlsplit(url).scheme == "https" and tls is None:
+            tls = ssl_module.create_default_context()
+        return await asyncio.wait_for(
+            asyncio.open_connection(
+                host,
+                port,
+                local_addr=self.local_addr,
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
+            ),
+            timeout,
+        )
+
+
 def _head(method: str, host: str, port: int, path: str, headers: Mapping[str, str]) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -66,14 +96,12 @@ async def open_post(
     url: str,
     path: str,
     headers: Mapping[str, str],
-    local_addr: tuple[str, int] | None,
+    dialer: Dialer,
     timeout: float,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect and send the head of a chunked POST; the caller writes the chunks."""
     host, port = split_url(url)
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, local_addr=local_addr), timeout
-    )
+    reader, writer = await dialer.open(url, timeout)
     h = dict(headers)
     h["Transfer-Encoding"] = "chunked"
     h["Content-Type"] = "application/octet-stream"
@@ -132,14 +160,14 @@ async def post(
     path: str,
     headers: Mapping[str, str],
     body: bytes | AsyncIterator[bytes],
-    local_addr: tuple[str, int] | None,
+    dialer: Dialer,
     timeout: float,
 ) -> bytes:
     """One POST with a (possibly streamed) body; returns the body of a 2xx answer.
 
     ``timeout`` bounds every step: the connect, each write (a peer that stops reading, paused
     or behind a silent path, never lets ``drain`` return) and the wait for the answer."""
-    reader, writer = await open_post(url, path, headers, local_addr, timeout)
+    reader, writer = await open_post(url, path, headers, dialer, timeout)
     try:
         if isinstance(body, bytes):
             if body:

@@ -37,7 +37,7 @@ import structlog
 
 from raftkv.raft.messages import Message, MessageType
 from raftkv.transport.framing import encode_frames
-from raftkv.transport.http import open_post, read_body, read_head
+from raftkv.transport.http import Dialer, open_post, read_body, read_head
 
 __all__ = ["LINK_HEARTBEAT", "PeerStream"]
 
@@ -74,14 +74,14 @@ class PeerStream:
         peer_id: int,
         urls: list[str],
         headers: dict[str, str],
-        local_addr: tuple[str, int] | None,
+        dialer: Dialer,
         report_unreachable: Callable[[int], None],
     ) -> None:
         self.local_id = local_id
         self.peer_id = peer_id
         self.urls = list(urls)
         self._headers = {**headers, H_KEEPALIVE: "1"}
-        self._local_addr = local_addr
+        self._dialer = dialer
         self._report_unreachable = report_unreachable
         self._pending: list[Message] = []
         self._wake = asyncio.Event()
@@ -160,7 +160,7 @@ class PeerStream:
             self.last_attempt = time.monotonic()
             try:
                 reader, writer = await open_post(
-                    url, "/raft/stream", self._headers, self._local_addr, CONNECT_TIMEOUT
+                    url, "/raft/stream", self._headers, self._dialer, CONNECT_TIMEOUT
                 )
             except (TimeoutError, OSError) as e:
                 failures += 1

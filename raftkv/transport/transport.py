@@ -21,6 +21,7 @@ answer 503 (the sender retries, as after any refusal).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from raftkv.raft.messages import Message, MessageType, decode_message, encode_message
 from raftkv.transport.framing import FrameDecoder, FrameError, encode_frame
-from raftkv.transport.http import post, source_addr
+from raftkv.transport.http import Dialer, post, source_addr
 from raftkv.transport.peer import (
     H_KEEPALIVE,
     HEARTBEAT_INTERVAL,
@@ -89,11 +90,12 @@ class Transport:
         cluster_id: int,
         listen_peer_url: str | None = None,
         request_timeout: float = 5.0,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self._inbox: PeerInbox | None = None
-        self.local_addr = source_addr(listen_peer_url)
+        self.dialer = Dialer(source_addr(listen_peer_url), client_ssl)
         self.request_timeout = request_timeout
         self.peers: dict[int, PeerStream] = {}
         self._inbound: dict[int, asyncio.Task] = {}  # peer id -> its current inbound stream
@@ -118,7 +120,7 @@ class Transport:
             peer_id,
             urls,
             self.headers_to(peer_id),
-            self.local_addr,
+            self.dialer,
             self._report_unreachable,
         )
         p.on_removed = self._told_removed
@@ -191,7 +193,7 @@ class Transport:
         urls = self.peer_urls(peer_id)
         if not urls:
             raise NoPeerURL(f"no URL for peer {peer_id:x}")
-        return await post(urls[0], path, self.headers_to(peer_id), body, self.local_addr, timeout)
+        return await post(urls[0], path, self.headers_to(peer_id), body, self.dialer, timeout)
 
     async def send_snapshot(self, m: Message, body: AsyncIterator[bytes]) -> None:
         """POST the SNAP message and the db bytes to ``m.to``; raises on any failure."""
@@ -212,7 +214,7 @@ class Transport:
                     "/raft/snapshot",
                     self.headers_to(m.to),
                     chunks(),
-                    self.local_addr,
+                    self.dialer,
                     timeout=max(self.request_timeout, 30.0),
                 )
                 return

@@ -105,6 +105,7 @@ class FakeServer:
     cluster_id = CLUSTER_ID
     max_request_bytes = 1536 * 1024
     max_txn_ops = 128
+    election_timeout = 1.0
 
     def __init__(self) -> None:
         self.rev = 1
@@ -316,6 +317,9 @@ class FakeServer:
 
     def is_learner(self) -> bool:
         return False
+
+    def has_leader(self) -> bool:
+        return self.healthy
 
     def metrics_exposition(self) -> bytes:
         return b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_up_status_faults_down(cli, tmp_path):
     assert "m2 | fake member m2 up" in logs
 
     state = tmp_path / "state" / "cluster.json"
-    pids = [m["proc"]["pid"] for m in __import__("json").loads(state.read_text())["members"]]
+    pids = [m["proc"]["pid"] for m in json.loads(state.read_text())["members"]]
     down = cli("down")
     assert "stopped: m1, m2, m3, proxy" in down.stdout
     for pid in pids:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -141,3 +143,32 @@ def test_the_image_installs_the_project_with_pip():
     for needed in ("pyproject.toml", "README.md", "raftkv", "cluster", "configs"):
         assert needed not in ignored
     assert ".git" in ignored and ".venv" in ignored
+
+
+def test_the_tls_variant_runs_each_member_with_its_own_certificates(tmp_path):
+    """docker-compose.tls.yml: every command is a valid raftkv command line over the member's
+    config file (https URLs with certificates), each mounted file is one `cluster certs` makes,
+    and the healthcheck speaks https."""
+    from raftkv.config import load_settings
+
+    tls = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())
+    assert sorted(tls["services"]) == ["m1", "m2", "m3"]
+    made = tmp_path / "certs"
+    r = subprocess.run(
+        [sys.executable, "-m", "cluster", "certs", str(made)], cwd=ROOT, capture_output=True
+    )
+    assert r.returncode == 0, r.stderr
+    for name, svc in tls["services"].items():
+        argv = svc["command"]
+        assert argv[:5] == ["python", "-m", "raftkv", "--config-file", "/etc/raftkv/config.yaml"]
+        cfg = load_settings(
+            ["--config-file", str(CONFIGS / f"{name}.yaml"), *argv[5:]], env={}
+        )  # the config file's own name, with the flags over it
+        assert cfg.name == name and cfg.client_cert_auth and cfg.peer_client_cert_auth
+        assert cfg.advertise_client_urls == [f"https://{name}:2379"]
+        assert all(u.startswith("https://") for u in cfg.initial_cluster_map()[name])
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        for path in (cfg.cert_file, cfg.key_file, cfg.peer_cert_file, cfg.trusted_ca_file):
+            source = next(src for dst, src in mounts.items() if path.startswith(dst))
+            assert (made / Path(source).relative_to("./certs")).exists(), source
+        assert "https://localhost:2379/health" in " ".join(svc["healthcheck"]["test"])

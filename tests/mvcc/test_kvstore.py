@@ -335,7 +335,7 @@ def test_unfinished_compaction_is_resumed_on_reopen(env):
     s = env.store
     for i in range(10):
         s.put(put(b"a", b"%d" % i))
-    s.compact(8)  # scheduled and committed; no compact_step
+    s.compact(8)  # scheduled (committed by the close); no compact_step
     s = env.reopen()
     assert s.compact_revision == 8 and s.compaction_pending
     while s.compact_step():
@@ -343,6 +343,28 @@ def test_unfinished_compaction_is_resumed_on_reopen(env):
     assert len(env.backend.range(b"key", b"", None)) == 4  # revisions 8..11
     s = env.reopen()
     assert s.compact_revision == 8 and not s.compaction_pending
+
+
+def test_compact_leaves_its_commit_to_the_batch_it_was_written_in(env):
+    from raftkv.server.cindex import ConsistentIndex
+
+    s = env.store
+    for i in range(10):
+        s.put(put(b"a", b"%d" % i))
+    ci = ConsistentIndex(env.backend)
+    ci.set(7)
+    env.backend.commit()
+    ci.set(8)
+    s.compact(8)  # the entry at index 8 asked for it
+    assert env.backend.pending > 0  # no commit on the caller's thread
+    with env.backend.read_snapshot() as snap:
+        assert snap.get(b"meta", b"scheduledCompactRev") is None
+    env.backend.commit()  # the batch: consistent index 8 and the scheduled revision at once
+    with env.backend.read_snapshot() as snap:
+        assert snap.get(b"meta", b"consistent_index") == (8).to_bytes(8, "big")
+        assert snap.get(b"meta", b"scheduledCompactRev") is not None
+    s = env.reopen()
+    assert s.compact_revision == 8 and s.compaction_pending
 
 
 def test_current_revision_survives_compaction_of_every_key(env):

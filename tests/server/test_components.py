@@ -416,10 +416,15 @@ class FakeSnapNode:
         self.raft_applied = 0
         self.wal = None
 
+        self.marked: list[tuple[int, int]] = []
+
     def report_snapshot(self, peer_id: int, ok: bool) -> None:
         self.reports.append((peer_id, ok))
 
     def step(self, m) -> None: ...
+
+    async def mark_snapshot(self, snap, release_to: int) -> None:
+        self.marked.append((snap.metadata.index, release_to))
 
 
 async def test_snapshots_install_swaps_the_db_in_place_and_restores_the_applier(store, tmp_path):
@@ -460,3 +465,76 @@ async def test_snapshots_install_swaps_the_db_in_place_and_restores_the_applier(
     assert installed == [1]
     assert (a.applied_index, a.applied_term, a.conf_state, applied[-1]) == (40, 3, conf, 40)
     assert snaps.snap_index == 40 and store.backend.generation == 1
+
+
+async def test_snapshots_send_copies_a_db_holding_at_least_what_its_label_names(store, tmp_path):
+    from raftkv.raft import Message, MessageType
+    from raftkv.snap import Snapshotter
+
+    a = _applier(store, [], [], [])
+    a.apply_entries([_entry(i, put=rpc.PutRequest(key=b"k%d" % i, value=b"v")) for i in (1, 2)])
+    sent: list[tuple[Message, bytes]] = []
+
+    async def send_snapshot(m: Message, body) -> None:
+        sent.append((m, b"".join([c async for c in body])))
+
+    node = FakeSnapNode()
+    snaps = Snapshots(
+        node=node,
+        backend=store.backend,
+        snapshotter=Snapshotter(str(tmp_path / "snap")),
+        applier=a,
+        send_snapshot=send_snapshot,
+        on_installed=lambda: None,
+        snapshot_count=100,
+        catchup_entries=10,
+    )
+    snaps.send(Message(MessageType.SNAP, PEER, ME, term=3))
+    snaps.send(Message(MessageType.SNAP, PEER, ME, term=3))  # one at a time per peer
+    for _ in range(200):
+        if node.reports[-1:] == [(PEER, True)]:
+            break
+        await asyncio.sleep(0.01)
+    assert node.reports == [(PEER, False), (PEER, True)]
+    ((m, db),) = sent
+    assert (m.to, m.snapshot.metadata.index) == (PEER, 2)
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(db)
+    other = Store(str(copy))
+    try:
+        assert other.kv.range(rpc.RangeRequest(key=b"k", range_end=b"l")).count == 2
+        assert other.cindex.value >= m.snapshot.metadata.index
+    finally:
+        other.backend.close()
+    assert not [p for p in os.listdir(tmp_path / "snap") if p.startswith(".send-")]
+
+
+async def test_snapshots_are_taken_off_the_ready_loop_after_the_backend_commits(store, tmp_path):
+    from raftkv.snap import Snapshotter
+
+    a = _applier(store, [], [], [])
+    ents = [_entry(i, put=rpc.PutRequest(key=b"k%d" % i, value=b"v")) for i in range(1, 31)]
+    a.apply_entries(ents)
+    node = FakeSnapNode()
+    node.storage.append(ents)
+    node.raft_applied = 30
+    snapshotter = Snapshotter(str(tmp_path / "snap"))
+    snaps = Snapshots(
+        node=node,
+        backend=store.backend,
+        snapshotter=snapshotter,
+        applier=a,
+        send_snapshot=None,  # type: ignore[arg-type]
+        on_installed=lambda: None,
+        snapshot_count=20,
+        catchup_entries=5,
+    )
+    assert store.backend.pending > 0
+    snaps.maybe_trigger()
+    snaps.maybe_trigger()  # one at a time
+    await snaps.stop()
+    assert node.marked == [(30, 30)]
+    assert snaps.snap_index == 30
+    assert store.backend.pending == 0  # the db held every entry before the WAL was released
+    assert node.storage.first_index() == 26  # the catch-up entries are kept
+    assert any(n.endswith(".snap") for n in os.listdir(tmp_path / "snap"))

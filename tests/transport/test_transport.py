@@ -271,7 +271,7 @@ async def test_link_heartbeats_keep_an_idle_stream_up_and_are_not_delivered(monk
 
 
 async def test_a_post_to_a_peer_that_stops_reading_fails_in_bounded_time():
-    from raftkv.transport.http import post
+    from raftkv.transport.http import Dialer, post
 
     held = []
 
@@ -289,7 +289,7 @@ async def test_a_post_to_a_peer_that_stops_reading_fails_in_bounded_time():
     try:
         t0 = asyncio.get_running_loop().time()
         try:
-            await post(f"http://127.0.0.1:{port}", "/raft/snapshot", {}, body(), None, 0.5)
+            await post(f"http://127.0.0.1:{port}", "/raft/snapshot", {}, body(), Dialer(), 0.5)
         except TimeoutError:
             pass
         else:
