@@ -1,7 +1,7 @@
-"""raftkvctl's user / role / auth commands and ``--user`` against etcdctl's: the same command
-sequence runs three times, each on its own fresh one-member cluster: etcdctl (gRPC) against
-etcd 3.4, raftkvctl (the JSON gateway) against etcd 3.4, and raftkvctl against raftkv. Each
-command's stdout, stderr and exit code must be the same all three times."""
+"""The user / role / auth commands and ``--user``, four ways: the same command sequence runs on
+four fresh one-member clusters: etcdctl (gRPC) against etcd 3.4 (the reference), raftkvctl
+(the JSON gateway) against etcd 3.4 and against raftkv, and etcdctl against raftkv's gRPC
+API. Each command's stdout, stderr and exit code must be the reference's."""
 
 from __future__ import annotations
 
@@ -115,10 +115,11 @@ def outputs() -> dict[str, list[tuple[int, str, str]]]:
     if why is not None:
         pytest.skip(why)
     ctl = [sys.executable, "-m", "raftkv.cli.ctl"]
-    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
         starts = [
             ex.submit(start_etcd, bins[0], 1, FLAGS),
             ex.submit(start_etcd, bins[0], 1, FLAGS),
+            ex.submit(start_raftkv, 1, FLAGS),
             ex.submit(start_raftkv, 1, FLAGS),
         ]
         try:
@@ -127,6 +128,7 @@ def outputs() -> dict[str, list[tuple[int, str, str]]]:
                 "etcdctl@etcd": ex.submit(_sequence, [bins[1]], clusters[0].url),
                 "raftkvctl@etcd": ex.submit(_sequence, ctl, clusters[1].url),
                 "raftkvctl@raftkv": ex.submit(_sequence, ctl, clusters[2].url),
+                "etcdctl@raftkv": ex.submit(_sequence, [bins[1]], clusters[3].url),
             }
             return {k: f.result() for k, f in runs.items()}
         finally:
@@ -138,5 +140,5 @@ def outputs() -> dict[str, list[tuple[int, str, str]]]:
 @pytest.mark.parametrize("i", range(len(SEQUENCE)), ids=[" ".join(a) for a, _ in SEQUENCE])
 def test_auth_commands_match_etcdctl(outputs, i: int) -> None:
     want = outputs["etcdctl@etcd"][i]
-    assert outputs["raftkvctl@etcd"][i] == want
-    assert outputs["raftkvctl@raftkv"][i] == want
+    for run in ("raftkvctl@etcd", "raftkvctl@raftkv", "etcdctl@raftkv"):
+        assert outputs[run][i] == want, run
