@@ -20,6 +20,8 @@ Behaviour a client sees, as etcd 3.4's v3rpc shows it:
   as etcd's sendFragments does;
 - auth: the ``token`` (or ``authorization``) metadata is the caller's token, for every unary
   call, each watch create of a stream and Snapshot, as in the JSON gateway (``unary.call``);
+  without a token, a verified client certificate's common name is the user (etcd's
+  AuthInfoFromTLS; the gateway ignores it, as etcd's does);
 - LeaseKeepAlive: one answer per request (TTL 0 for an unknown lease); Snapshot: the member's
   chunks then the sha256;
 - limits: a request message over etcd's receive limit (max_request_bytes + 512 KiB) is refused
@@ -164,6 +166,18 @@ def _token(context: Call) -> str | None:
     return got if got is not None else md.get("authorization")
 
 
+def _cert_user(context: Call) -> str | None:
+    """The common name of the client's verified certificate (etcd's AuthInfoFromTLS)."""
+    cert = context.peer_cert()
+    if cert is None:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
 async def _abort(context: Call, e: EtcdError) -> None:
     await context.abort(e.code, e.message)
 
@@ -248,7 +262,13 @@ class GrpcApi:
             req, size = sized
             try:
                 return await call(
-                    ops, spec, req, size, _require_leader(context), token=_token(context)
+                    ops,
+                    spec,
+                    req,
+                    size,
+                    _require_leader(context),
+                    token=_token(context),
+                    cert_user=_cert_user(context),
                 )
             except EtcdError as e:
                 err = e
@@ -289,7 +309,7 @@ class GrpcApi:
         if await self._refuse_stream(context):
             return
         try:
-            await admin_refusal(self.ops, _token(context))
+            await admin_refusal(self.ops, _token(context), _cert_user(context))
             async for resp in self.ops.snapshot(req):
                 await context.write(resp)
             return
@@ -348,6 +368,7 @@ class _WatchSession:
         self.ready = asyncio.Event()
         self.stream = ops.new_watch_stream(self.ready.set)
         self.token = _token(context)  # the stream's, for every create on it
+        self.cert_user = _cert_user(context)
         self.fragmented: set[int] = set()  # watch ids created with fragment
         self.write_lock = asyncio.Lock()
         # etcd's watch server: maxRequestBytes = --max-request-bytes + grpcOverheadBytes
@@ -386,7 +407,7 @@ class _WatchSession:
             req = await self.context.read()
             if req is EOF:
                 return
-            wid = await apply_watch_request(self.stream, req, self.ops, self.token)
+            wid = await apply_watch_request(self.stream, req, self.ops, self.token, self.cert_user)
             if wid is not None and wid >= 0 and req.create_request.fragment:
                 self.fragmented.add(wid)
             await self._flush()  # the answer goes out before the next request is read

@@ -194,16 +194,20 @@ def _gone(request: web.Request) -> bool:
 
 
 async def apply_watch_request(
-    stream: WatchStreamOps, wr: rpc.WatchRequest, server: ClientOps, token: str | None
+    stream: WatchStreamOps,
+    wr: rpc.WatchRequest,
+    server: ClientOps,
+    token: str | None,
+    cert_user: str | None = None,
 ) -> int | None:
     """Apply one request to the member's watch stream; a create returns the new watch id (-1
-    when refused: by the stream, or by the auth check of its range, ``token`` being the
-    stream's), anything else None."""
+    when refused: by the stream, or by the auth check of its range, ``token`` and
+    ``cert_user`` being the stream's), anything else None."""
     c = wr.create_request
     if c is not None:
         if not c.key:
             c.key = b"\x00"  # etcd: "\x00 is the smallest key"
-        refused = await watch_refusal(server, token, c)
+        refused = await watch_refusal(server, token, c, cert_user)
         if refused is not None:
             stream.refuse(refused)
             return -1

@@ -41,6 +41,7 @@ __all__ = [
     "Unary",
     "admin_refusal",
     "call",
+    "caller_of",
     "keep_alive_once",
     "watch_refusal",
 ]
@@ -300,13 +301,15 @@ async def call(
     require_leader: bool = False,
     *,
     token: str | None = None,
+    cert_user: str | None = None,
 ) -> Any:
     """Check ``req`` as etcd does, run it on the member, and return etcd's response.
 
     ``wire_size`` is the size of the request as it arrived (JSON bytes or protobuf bytes):
     below half a limit no exact protobuf size need be computed. ``require_leader``: the gRPC
     call carried the ``hasleader`` metadata (refused while the member knows no leader).
-    ``token``: the caller's auth token, if the request came with one.
+    ``token``: the caller's auth token, if the request came with one; ``cert_user``: the
+    common name of its verified client certificate (gRPC).
     """
     validate.check_grpc_size(req, ops.max_request_bytes, wire_size)
     if _refused_to_learner(ops, spec, req):
@@ -324,7 +327,7 @@ async def call(
     if spec.access is Access.NONE or (token is None and not ops.auth.enabled):
         resp = await spec.run(ops, req)  # (auth off, no token: nobody to check)
     else:
-        resp = await _run_as_caller(ops, spec, req, token)
+        resp = await _run_as_caller(ops, spec, req, token, cert_user)
     if spec.fixup is not None:
         spec.fixup(resp)
     return resp
@@ -340,11 +343,21 @@ _AUTH_PACKAGE_TEXT = {
 }
 
 
-async def admin_refusal(ops: ClientOps, token: str | None) -> None:
+async def caller_of(ops: ClientOps, token: str | None, cert_user: str | None) -> AuthInfo | None:
+    """etcd's AuthInfoFromCtx: the user of ``token``; without one, the common name of a
+    verified client certificate (gRPC only: etcd ignores it through the gateway); else None.
+    Raises "invalid auth token"."""
+    ai = await ops.auth_info(token)
+    if ai is None and cert_user:
+        ai = AuthInfo(cert_user, ops.auth.revision)
+    return ai
+
+
+async def admin_refusal(ops: ClientOps, token: str | None, cert_user: str | None = None) -> None:
     """Root only, for the maintenance calls (hash, hash-kv, defragment, snapshot): raises
     the refusal as etcd's authMaintenanceServer words it."""
     try:
-        ai = await ops.auth_info(token)
+        ai = await caller_of(ops, token, cert_user)
         ops.auth.is_admin_permitted(ai if ai is not None else NO_USER)
     except EtcdError as e:
         text = _AUTH_PACKAGE_TEXT.get(e.message)
@@ -353,11 +366,13 @@ async def admin_refusal(ops: ClientOps, token: str | None) -> None:
         raise EtcdError(text, errors.GrpcCode.UNKNOWN) from None
 
 
-async def _run_as_caller(ops: ClientOps, spec: Unary, req: Any, token: str | None) -> Any:
+async def _run_as_caller(
+    ops: ClientOps, spec: Unary, req: Any, token: str | None, cert_user: str | None
+) -> Any:
     if spec.access is Access.MAINTENANCE:  # (served here, never proposed)
-        await admin_refusal(ops, token)
+        await admin_refusal(ops, token, cert_user)
         return await spec.run(ops, req)
-    ai = await ops.auth_info(token)
+    ai = await caller_of(ops, token, cert_user)
     auth = ops.auth
     who = ai if ai is not None else NO_USER
     read = spec.read_check is not None and (spec.method != "txn" or is_txn_readonly(req))
@@ -384,12 +399,14 @@ _GO_CODE_NAMES = {
 }
 
 
-async def watch_refusal(ops: ClientOps, token: str | None, c: rpc.WatchCreateRequest) -> str | None:
+async def watch_refusal(
+    ops: ClientOps, token: str | None, c: rpc.WatchCreateRequest, cert_user: str | None = None
+) -> str | None:
     """The cancel reason etcd refuses a watch create with (read permission on its range), or
     None when it may be created. etcd words it as gRPC's error text of the refusal, and any
     refusal but these three as "permission denied"."""
     try:
-        ai = await ops.auth_info(token)
+        ai = await caller_of(ops, token, cert_user)
         ops.auth.is_range_permitted(ai if ai is not None else NO_USER, c.key, c.range_end)
     except EtcdError as e:
         known = next((k for k in _GO_CODE_NAMES if k.message == e.message), None)
