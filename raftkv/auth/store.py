@@ -124,6 +124,7 @@ class AuthStore:
         self.enabled = False
         self.revision = 0
         self._perms: dict[str, UserPerms] = {}
+        self._roles_of: dict[str, frozenset[str]] = {}
         self.load()
 
     # --- state ----------------------------------------------------------------------------------
@@ -154,13 +155,16 @@ class AuthStore:
         self._refresh_perms()
 
     def _refresh_perms(self) -> None:
-        # every change rebuilds the whole cache, as etcd's refreshRangePermCache does
+        # every change rebuilds the whole cache, as etcd's refreshRangePermCache does; the
+        # checks then read no user from the backend
         roles = {r.name.decode(): r for r in self._roles()}
+        users = self._users()
+        self._roles_of = {u.name.decode(): frozenset(u.roles) for u in users}
         self._perms = {
             u.name.decode(): merge(
                 p for name in u.roles if name in roles for p in roles[name].keyPermission
             )
-            for u in self._users()
+            for u in users
         }
 
     def user(self, name: str) -> User | None:
@@ -185,8 +189,7 @@ class AuthStore:
         self._be.put(ROLES_BUCKET, r.name, encode(r))
 
     def has_role(self, user: str, role: str) -> bool:
-        u = self.user(user)
-        return u is not None and role in u.roles
+        return role in self._roles_of.get(user, ())
 
     # --- before proposing (the member's API side) ----------------------------------------------
 
@@ -223,10 +226,10 @@ class AuthStore:
             raise errors.ErrUserEmpty
         if ai.revision < self.revision:
             raise errors.ErrAuthOldRevision
-        u = self.user(ai.username)
-        if u is None:
+        roles = self._roles_of.get(ai.username)
+        if roles is None:
             raise errors.ErrPermissionDenied
-        if ROOT in u.roles:
+        if ROOT in roles:
             return
         perms = self._perms.get(ai.username)
         if perms is None or not perms.permits(key, range_end, kind):
@@ -249,10 +252,10 @@ class AuthStore:
             return  # the member itself
         if not ai.username:
             raise errors.ErrUserEmpty
-        u = self.user(ai.username)
-        if u is None:
+        roles = self._roles_of.get(ai.username)
+        if roles is None:
             raise errors.ErrUserNotFound
-        if ROOT not in u.roles:
+        if ROOT not in roles:
             raise errors.ErrPermissionDenied
 
     def check_txn(self, ai: AuthInfo | None, t: rpc.TxnRequest) -> None:

@@ -265,8 +265,11 @@ async def wait_index(
     wait: Callable[[int], asyncio.Future[None]], index: int, timeout: float
 ) -> bool:
     """Whether this member applied ``index`` within ``timeout`` (a simple token's check)."""
+    fut = wait(index)
+    if fut.done():  # the common case: the token's entry was applied long ago
+        return True
     try:
-        await asyncio.wait_for(wait(index), timeout)
+        await asyncio.wait_for(fut, timeout)
     except TimeoutError:
         return False
     return True
