@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +176,37 @@ async def login(url: str) -> str:
         return str((await r.json())["token"])
 
 
+async def closed_loop(
+    client_ids: list[int],
+    request: Callable[[int, int], Awaitable[bool]],
+    t_measure: float,
+    t_end: float,
+) -> tuple[int, int, list[float]]:
+    """Each client sends ``request(client, n)`` (True when answered OK) back to back until
+    ``t_end``; what started after ``t_measure`` is counted."""
+    lat: list[float] = []
+    counts = [0, 0]
+
+    async def client(c: int) -> None:
+        n = 0
+        while True:
+            t0 = time.time()
+            if t0 >= t_end:
+                return
+            ok = await request(c, n)
+            t1 = time.time()
+            if t0 >= t_measure:
+                if ok:
+                    counts[0] += 1
+                    lat.append(t1 - t0)
+                else:
+                    counts[1] += 1
+            n += 1
+
+    await asyncio.gather(*(client(c) for c in client_ids))
+    return counts[0], counts[1], lat
+
+
 async def run_grpc_clients(
     urls: list[str],
     kind: str,
@@ -182,7 +214,7 @@ async def run_grpc_clients(
     value: bytes,
     t_measure: float,
     t_end: float,
-    token: str | None,
+    token: str | None = None,
 ) -> tuple[int, int, list[float]]:
     """``run_clients`` over gRPC: requests marshalled once per key, replies left unparsed."""
     import grpc
@@ -191,8 +223,6 @@ async def run_grpc_clients(
     sys.path.insert(0, str(ROOT))
     from raftkv.api.grpcpb import rpc_pb2
 
-    lat: list[float] = []
-    counts = [0, 0]
     channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
     method = "/etcdserverpb.KV/Put" if kind == "put" else "/etcdserverpb.KV/Range"
     calls = [ch.unary_unary(method) for ch in channels]  # bytes in, bytes out
@@ -203,34 +233,32 @@ async def run_grpc_clients(
             return rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
         return rpc_pb2.RangeRequest(key=key).SerializeToString()
 
-    async def client(c: int) -> None:
-        call = calls[c % len(calls)]
-        bodies = [body(f"bench/{c}/{n}".encode()) for n in range(1000)]
-        n = 0
-        while True:
-            t0 = time.time()
-            if t0 >= t_end:
-                return
-            try:
-                await call(bodies[n % 1000], timeout=30, metadata=metadata)
-                ok = True
-            except grpc.RpcError:
-                ok = False
-            t1 = time.time()
-            if t0 >= t_measure:
-                if ok:
-                    counts[0] += 1
-                    lat.append(t1 - t0)
-                else:
-                    counts[1] += 1
-            n += 1
+    bodies = {c: [body(f"bench/{c}/{n}".encode()) for n in range(1000)] for c in client_ids}
+
+    async def request(c: int, n: int) -> bool:
+        try:
+            await calls[c % len(calls)](bodies[c][n % 1000], timeout=30, metadata=metadata)
+            return True
+        except grpc.RpcError:
+            return False
 
     try:
-        await asyncio.gather(*(client(c) for c in client_ids))
+        return await closed_loop(client_ids, request, t_measure, t_end)
     finally:
         for ch in channels:
             await ch.close()
-    return counts[0], counts[1], lat
+
+
+async def post_ok(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict | None = None
+) -> bool:
+    """POST ``body``; whether the answer was a 200 (a refused connection counts as not)."""
+    try:
+        async with session.post(url, data=body, headers=headers) as r:
+            await r.read()
+            return r.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
 
 
 async def run_clients(
@@ -249,43 +277,20 @@ async def run_clients(
         return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end, token)
     headers = {"Authorization": token} if token is not None else None
     val_b64 = base64.b64encode(value).decode()
-    lat: list[float] = []
-    counts = [0, 0]
     conn = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30))
 
-    async def client(c: int) -> None:
+    async def request(c: int, n: int) -> bool:
         url = urls[c % len(urls)] + ("/v3/kv/put" if kind == "put" else "/v3/kv/range")
-        n = 0
-        while True:
-            key = base64.b64encode(f"bench/{c}/{n % 1000}".encode()).decode()
-            if kind == "put":
-                body = f'{{"key":"{key}","value":"{val_b64}"}}'
-            else:
-                body = f'{{"key":"{key}"}}'
-            t0 = time.time()
-            if t0 >= t_end:
-                return
-            try:
-                async with session.post(url, data=body.encode(), headers=headers) as r:
-                    await r.read()
-                    ok = r.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            t1 = time.time()
-            if t0 >= t_measure:
-                if ok:
-                    counts[0] += 1
-                    lat.append(t1 - t0)
-                else:
-                    counts[1] += 1
-            n += 1
+        key = base64.b64encode(f"bench/{c}/{n % 1000}".encode()).decode()
+        value = f',"value":"{val_b64}"' if kind == "put" else ""
+        body = f'{{"key":"{key}"{value}}}'
+        return await post_ok(session, url, body.encode(), headers)
 
     try:
-        await asyncio.gather(*(client(c) for c in client_ids))
+        return await closed_loop(client_ids, request, t_measure, t_end)
     finally:
         await session.close()
-    return counts[0], counts[1], lat
 
 
 def _worker(args: tuple) -> tuple[int, int, list[float]]:

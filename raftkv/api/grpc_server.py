@@ -212,20 +212,19 @@ class GrpcApi:
             encoder(rpc.SnapshotResponse),
             server_streaming=True,
         )
-        out["/etcdserverpb.Lease/LeaseKeepAlive"] = Method(
-            self._keepalive,
-            decoder(rpc.LeaseKeepAliveRequest),
-            encoder(rpc.LeaseKeepAliveResponse),
-            client_streaming=True,
-            server_streaming=True,
-        )
-        out["/etcdserverpb.Watch/Watch"] = Method(
-            self._watch,
-            decoder(rpc.WatchRequest),
-            encoder(rpc.WatchResponse),
-            client_streaming=True,
-            server_streaming=True,
-        )
+        bidi = (
+            ("Lease/LeaseKeepAlive", self._keepalive, rpc.LeaseKeepAliveRequest,
+             rpc.LeaseKeepAliveResponse),
+            ("Watch/Watch", self._watch, rpc.WatchRequest, rpc.WatchResponse),
+        )  # fmt: skip
+        for path, handler, req_cls, resp_cls in bidi:
+            out[f"/etcdserverpb.{path}"] = Method(
+                handler,
+                decoder(req_cls),
+                encoder(resp_cls),
+                client_streaming=True,
+                server_streaming=True,
+            )
         out.update(_HEALTH)
         if self._monitor is None:
             self._monitor = asyncio.ensure_future(self._monitor_leader())

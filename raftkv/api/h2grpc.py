@@ -6,13 +6,14 @@ with an empty handler, over three times raftkv's whole JSON request path; etcd's
 costs a fraction of that. This server handles exactly what gRPC over cleartext HTTP/2 needs:
 
 - connection: SETTINGS (acknowledged; the peer's INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE
-  honoured), PING (answered, never counted: etcd's grpc-go allows client pings every 5 s, and
-  this server never sends GOAWAY too_many_pings), WINDOW_UPDATE, GOAWAY, RST_STREAM (cancels
-  the call's task), PRIORITY (ignored), padding, CONTINUATION;
-- flow control: what is received is granted back at once in large increments (the member
-  bounds a request by its size limit); what is sent waits for the peer's connection and
-  stream windows, and for the transport's write buffer (a slow reader holds back the writer:
-  watch back-pressure);
+  honoured), PING (answered; policed as etcd's grpc-go server does: pings every 5 s during a
+  call are fine, faster ones end in GOAWAY too_many_pings), WINDOW_UPDATE, GOAWAY, RST_STREAM
+  (cancels the call's task), PRIORITY (ignored), padding, CONTINUATION;
+- flow control: a stream's receive window holds one request of the largest size allowed, and a
+  streaming call's window is granted back as the handler reads its requests (a client cannot
+  queue more than that unread); the connection's window is granted back in large increments.
+  What is sent waits for the peer's connection and stream windows and for the transport's
+  write buffer (a slow reader holds back the writer: watch back-pressure);
 - headers: HPACK decoding (the ``hpack`` package, with the peer's dynamic table); responses
   are encoded without the dynamic table, from constant blocks;
 - calls: the four gRPC kinds, each a task; an error before any message is a trailers-only
@@ -46,8 +47,13 @@ _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 # settings
 _S_INITIAL_WINDOW, _S_MAX_FRAME = 0x4, 0x5
 _MAX_WINDOW = 2**31 - 1
-_REFILL = 1 << 30  # grant received bytes back once this many are owed
-_PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _CANCEL = 0x1, 0x3, 0x8
+_REFILL = 1 << 30  # the connection's window: granted back once this many bytes are owed
+_PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _ENHANCE_YOUR_CALM = 0x1, 0x3, 0xB
+# grpc-go's keepalive enforcement with etcd's settings (--grpc-keepalive-min-time 5s)
+_PING_MIN_TIME = 5.0
+_PING_IDLE_MIN_TIME = 2 * 3600.0  # no call open: grpc-go's defaultPingTimeout
+_MAX_PING_STRIKES = 2
+_ONE_BYTE_INDEXED = bytes(range(0x80, 0xFF))  # HPACK indexed header fields 1..126
 
 _frame_head = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
 
@@ -77,9 +83,7 @@ def _hpack_str(value: bytes) -> bytes:
 # ":status: 200" is static entry 8; content-type (31) as a literal with its indexed name
 _RESPONSE_HEADERS = b"\x88" + b"\x0f\x10" + _hpack_str(b"application/grpc")
 _OK_TRAILERS = _literal(b"grpc-status", b"0")
-_SERVER_PREFACE = _frame(
-    _SETTINGS, 0, 0, struct.pack(">HI", _S_INITIAL_WINDOW, _MAX_WINDOW)
-) + _frame(_WINDOW, 0, 0, struct.pack(">I", _MAX_WINDOW - 65535))
+_OPEN_CONNECTION_WINDOW = _frame(_WINDOW, 0, 0, struct.pack(">I", _MAX_WINDOW - 65535))
 _SETTINGS_ACK = _frame(_SETTINGS, _ACK, 0)
 
 
@@ -133,7 +137,6 @@ class Call:
         "headers_sent",
         "metadata",
         "method",
-        "recv_unacked",
         "remote_done",
         "send_window",
         "sid",
@@ -150,7 +153,6 @@ class Call:
         self.headers_sent = False
         self.remote_done = False
         self.send_window = conn.peer_initial_window
-        self.recv_unacked = 0
         self._need_window: asyncio.Event | None = None
         self.task: asyncio.Task | None = None
 
@@ -172,7 +174,11 @@ class Call:
         item = await self._incoming.get()
         if isinstance(item, GrpcAbort):
             raise item
-        return item
+        if item is EOF:
+            return EOF
+        msg, size = item
+        self._conn.credit(self.sid, size)  # consumed: the client may send as much again
+        return msg
 
     async def write(self, msg: Any) -> None:
         data = self.method.serialize(msg)
@@ -209,7 +215,7 @@ class Call:
     def deliver(self, raw: bytes) -> None:
         assert self._incoming is not None
         try:
-            self._incoming.put_nowait(self.method.deserialize(raw))
+            self._incoming.put_nowait((self.method.deserialize(raw), 5 + len(raw)))
         except Exception as e:
             self._incoming.put_nowait(_unmarshal_error(e))
 
@@ -249,12 +255,20 @@ class H2Protocol(asyncio.Protocol):
         self._window_waiters: set[Call] = set()
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
+        self._header_cache: dict[bytes, tuple[str, str, list[tuple[str, str]]]] = {}
+        self._last_ping = float("-inf")
+        self._ping_strikes = 0
+        self._sent_since_ping = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        transport.write(_SERVER_PREFACE)
+        # a stream's window holds one whole request: a unary call never waits for a grant,
+        # and a streaming call's unread requests stay within it (granted back as read)
+        window = min(_MAX_WINDOW, self.max_message + 5 + 65536)
+        settings = _frame(_SETTINGS, 0, 0, struct.pack(">HI", _S_INITIAL_WINDOW, window))
+        transport.write(settings + _OPEN_CONNECTION_WINDOW)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for call in list(self._calls.values()):
@@ -330,6 +344,7 @@ class H2Protocol(asyncio.Protocol):
         elif ftype == _PING:
             if not flags & _ACK:
                 self._write(_frame(_PING, _ACK, 0, payload))
+                self._police_ping()
         elif ftype == _RST:
             call = self._calls.pop(sid, None)
             if call is not None and call.task is not None:
@@ -340,6 +355,27 @@ class H2Protocol(asyncio.Protocol):
                 self._flush()
                 self.transport.close()
         # PRIORITY, PUSH_PROMISE (never sent by clients) and unknown types are ignored
+
+    def _police_ping(self) -> None:
+        """grpc-go's keepalive enforcement as etcd 3.4 configures it (MinTime 5 s, no pings
+        without a call): a ping sooner than that after the previous one is a strike, unless the
+        server has sent headers or data since; the third strike is GOAWAY too_many_pings."""
+        now = self._loop.time()
+        last, self._last_ping = self._last_ping, now
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+            self._ping_strikes = 0
+            return
+        min_gap = _PING_MIN_TIME if self._calls else _PING_IDLE_MIN_TIME
+        if now - last < min_gap:
+            self._ping_strikes += 1
+        if self._ping_strikes > _MAX_PING_STRIKES:
+            log.info("grpc_too_many_pings")
+            goaway = struct.pack(">II", self._last_sid, _ENHANCE_YOUR_CALM) + b"too_many_pings"
+            self._write(_frame(_GOAWAY, 0, 0, goaway))
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
 
     def _settings(self, payload: bytes) -> None:
         for i in range(0, len(payload) - 5, 6):
@@ -368,28 +404,16 @@ class H2Protocol(asyncio.Protocol):
                 call.window_opened()
 
     def _headers(self, sid: int, flags: int, block: bytes) -> None:
-        try:
-            headers = self._decoder.decode(block)
-        except hpack.HPACKError as e:
-            raise _ConnectionError(0x9, f"hpack: {e}") from e  # COMPRESSION_ERROR
         call = self._calls.get(sid)
         if call is not None:  # trailers from the client: the end of its requests
+            self._decode_headers(block)  # (keeps the peer's dynamic table in step)
             if flags & _END_STREAM:
                 self._remote_end(call)
             return
         if sid <= self._last_sid or not sid & 1:
             raise _ConnectionError(_PROTOCOL_ERROR, "bad stream id")
         self._last_sid = sid
-        path = ""
-        encoding = ""
-        metadata = []
-        for name, value in headers:
-            if name == ":path":
-                path = value
-            elif name == "grpc-encoding":
-                encoding = value
-            elif name[0] != ":":
-                metadata.append((name, value))
+        path, encoding, metadata = self._decode_headers(block)
         method = self.methods.get(path)
         if method is None:
             self._reject(sid, GrpcCode.UNIMPLEMENTED, self._unknown(path))
@@ -405,6 +429,37 @@ class H2Protocol(asyncio.Protocol):
         if flags & _END_STREAM:
             self._remote_end(call)
 
+    def _decode_headers(self, block: bytes) -> tuple[str, str, list[tuple[str, str]]]:
+        """(:path, grpc-encoding, metadata) of a request's header block. A client repeating a
+        call sends a block of indexed fields only (their table entries added by earlier
+        blocks), which changes nothing in the table: its meaning is cached until a block that
+        may change the table arrives."""
+        indexed_only = not block.translate(None, _ONE_BYTE_INDEXED)
+        if indexed_only:
+            got = self._header_cache.get(block)
+            if got is not None:
+                return got
+        else:
+            self._header_cache.clear()
+        try:
+            headers = self._decoder.decode(block)
+        except hpack.HPACKError as e:
+            raise _ConnectionError(0x9, f"hpack: {e}") from e  # COMPRESSION_ERROR
+        path = ""
+        encoding = ""
+        metadata = []
+        for name, value in headers:
+            if name == ":path":
+                path = value
+            elif name == "grpc-encoding":
+                encoding = value
+            elif name[0] != ":":
+                metadata.append((name, value))
+        got = (path, encoding, metadata)
+        if indexed_only and len(self._header_cache) < 64:
+            self._header_cache[block] = got
+        return got
+
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         size = len(payload)
         if flags & _PADDED:
@@ -416,10 +471,8 @@ class H2Protocol(asyncio.Protocol):
         call = self._calls.get(sid)
         if call is None:
             return  # a call already finished or reset
-        call.recv_unacked += size
-        if call.recv_unacked >= _REFILL:
-            self._write(_frame(_WINDOW, 0, sid, struct.pack(">I", call.recv_unacked)))
-            call.recv_unacked = 0
+        if size > len(payload) and call.method.client_streaming:
+            self.credit(sid, size - len(payload))  # padding is never read
         try:
             msgs = call.data(payload, self.max_message)
         except GrpcAbort as e:
@@ -476,6 +529,11 @@ class H2Protocol(asyncio.Protocol):
             log.error("grpc_handler_failed", exc_info=e)
             self._end_call(call, GrpcAbort(GrpcCode.UNKNOWN, str(e) or type(e).__name__))
 
+    def credit(self, sid: int, n: int) -> None:
+        """Give ``n`` bytes of stream ``sid``'s receive window back to the client."""
+        if n and sid in self._calls:
+            self._write(_frame(_WINDOW, 0, sid, struct.pack(">I", n)))
+
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.sid, None)
         self._window_waiters.discard(call)
@@ -520,6 +578,7 @@ class H2Protocol(asyncio.Protocol):
         self._calls.pop(sid, None)
 
     def _headers_frame(self, sid: int, block: bytes, flags: int) -> bytes:
+        self._sent_since_ping = True
         limit = self.peer_max_frame
         if len(block) <= limit:
             return _frame(_HEADERS, flags | _END_HEADERS, sid, block)
@@ -558,6 +617,7 @@ class H2Protocol(asyncio.Protocol):
                 await self._wait_window(call)
                 continue
             self._spend(call, n)
+            self._sent_since_ping = True
             self._write(_frame(_DATA, 0, call.sid, bytes(view[:n])))
             view = view[n:]
         if self._paused:

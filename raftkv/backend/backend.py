@@ -175,17 +175,6 @@ class Backend:
             self._run(fz)
         return fz.future
 
-    def start_commit(self) -> bool:
-        """``commit_async()`` that never waits: hand the batch to the commit thread unless a
-        commit is still in flight (then the batch keeps growing and False is returned; the
-        caller tries again later, e.g. at the next applied entry). For the event loop's
-        batch-limit commit. A finished commit is reaped first (its error is raised here)."""
-        self._check_usable()
-        self._reap(wait=False)
-        if self._frozen is not None or not self._pending:
-            return False
-        return self.commit_async() is not None
-
     def wait_commit(self) -> None:
         """Wait for the commit in flight, if any, and reap it (its error is raised here)."""
         self._reap()
@@ -198,13 +187,16 @@ class Backend:
             await _wait_future(fut)
             self._reap(wait=False)
 
-    def commit_soon(self) -> None:
-        """Start committing the batch in the commit thread, unless a commit is in flight (the
-        next call, or the periodic commit, then takes the batch): never waits on the writer."""
-        fz = self._frozen
-        if fz is not None and not fz.future.done():
-            return
-        self.commit_async()
+    def commit_soon(self) -> bool:
+        """``commit_async()`` that never waits, for the event loop's batch-limit commit: hand
+        the batch to the commit thread unless a commit is still in flight (then the batch
+        keeps growing and False is returned; the next call, or the periodic commit, takes it).
+        A finished commit is reaped first (its error is raised here)."""
+        self._check_usable()
+        self._reap(wait=False)
+        if self._frozen is not None or not self._pending:
+            return False
+        return self.commit_async() is not None
 
     async def commit_marked(self, mark: Callable[[], T]) -> T:
         """Commit everything written so far (in the commit thread) and return ``mark()``,
@@ -338,12 +330,11 @@ class Backend:
         d = self._buf[bucket]
         s = self._sorted[bucket]
         if len(s) != len(d):
-            new = list(islice(d, len(s), None))
-            new.sort()
+            new = sorted(islice(reversed(d), len(d) - len(s)))  # (the tail, not a walk to it)
             if not s or new[0] > s[-1]:
                 s.extend(new)
             else:
-                s = self._sorted[bucket] = sorted(s + new)
+                s = self._sorted[bucket] = _merged(s, new)
         return s
 
     # --- reads (the writer's view: committed tree + buffer) -----------------------------------
@@ -621,9 +612,20 @@ class _Frozen:
         s = self.sorted[bucket]
         d = self.buf[bucket]
         if len(s) != len(d):
-            new = sorted(islice(d, len(s), None))
-            s = self.sorted[bucket] = s + new if not s or new[0] > s[-1] else sorted(s + new)
+            new = sorted(islice(reversed(d), len(d) - len(s)))
+            s = self.sorted[bucket] = _merged(s, new)
         return s
+
+
+def _merged(s: list[bytes], new: list[bytes]) -> list[bytes]:
+    """The sorted keys ``s`` and ``new`` (none of them in ``s``) in one new sorted list. New
+    keys usually fall in one gap of ``s`` (appends, or a compaction deleting old revisions in
+    order): only the stretch of ``s`` they span is sorted again, not all of it."""
+    if not s or new[0] > s[-1]:
+        return s + new
+    lo = bisect_left(s, new[0])
+    hi = bisect_left(s, new[-1], lo)
+    return s[:lo] + (new if lo == hi else sorted(s[lo:hi] + new)) + s[hi:]
 
 
 async def _wait_future(fut: concurrent.futures.Future) -> None:

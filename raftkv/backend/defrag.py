@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from ..failpoint import failpoint, register
 from . import page
-from .cursor import tree_iter
+from .breathe import Breather
+from .cursor import tree_leaves
 from .db import DB, fsync_dir
 from .errors import BackendError
 from .page import BUCKET_VALUE, HEADER_SIZE, INLINE_MAX, PAGE_SIZE, Meta, ValueRef
@@ -26,15 +27,18 @@ _FLUSH_BYTES = 4 << 20
 
 
 class _BulkWriter:
-    def __init__(self, fd: int, txid: int) -> None:
+    def __init__(self, fd: int, txid: int, breather: Breather | None) -> None:
         self.fd = fd
         self.txid = txid
+        self.breather = breather
         self.next = 2
         self._bufs: list[bytes] = []
         self._buf_start = 2
         self._buf_bytes = 0
 
     def emit(self, buf: bytes) -> None:
+        if self.breather is not None:
+            self.breather.tick()
         self._bufs.append(buf)
         self._buf_bytes += len(buf)
         self.next += len(buf) // PAGE_SIZE
@@ -95,17 +99,20 @@ class _BulkWriter:
         return pgid
 
 
-def write_compact(db: DB, path: str) -> Meta:
-    """Write the committed state of ``db`` compactly to a new file at ``path`` (fsynced)."""
+def write_compact(db: DB, path: str, breather: Breather | None = None) -> Meta:
+    """Write the committed state of ``db`` compactly to a new file at ``path`` (fsynced).
+    ``breather``: run in a worker thread, let the event loop's thread in (see breathe)."""
     st = db.pin()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         txid = st.meta.txid + 1
-        w = _BulkWriter(fd, txid)
+        w = _BulkWriter(fd, txid, breather)
         value = st.pager.value
         roots = {}
         for name in sorted(st.roots):
-            items = ((k, value(v)) for k, v in tree_iter(st.pager, st.roots[name], b"", None))
+            # (a whole-file scan: the nodes read are not cached, see Pager.peek)
+            leaves = tree_leaves(st.pager, st.roots[name], b"")
+            items = ((k, value(v)) for keys, vs in leaves for k, v in zip(keys, vs, strict=True))
             roots[name] = w.build_tree(items)
         root = w.build_tree((n, BUCKET_VALUE.pack(r, 0)) for n, r in sorted(roots.items()))
         freelist = w.next

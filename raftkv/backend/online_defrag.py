@@ -3,9 +3,9 @@
 ``Backend.defragment()`` rewrites the file with no writer running. A member must keep applying
 while it defragments, so the work is split in two:
 
-- ``compact_copy(backend)`` (any thread): writes the last *committed* state compactly to
-  ``<path>.defrag`` from a pinned read state (pages it reaches are never reused meanwhile) and
-  returns the txid it copied;
+- ``compact_copy(backend)`` (a worker thread; it lets the loop's thread in, see ``breathe``):
+  writes the last *committed* state compactly to ``<path>.defrag`` from a pinned read state
+  (pages it reaches are never reused meanwhile) and returns the txid it copied;
 - ``swap_in(backend, txid)`` (the writer thread): if no commit happened since that txid, renames
   the copy over the file and reopens it (milliseconds); writes buffered since then stay in the
   Backend's buffer and are committed onto the new file. If a commit did happen, the copy is
@@ -22,6 +22,7 @@ import contextlib
 import os
 
 from .backend import Backend
+from .breathe import Breather
 from .defrag import install, write_compact
 from .errors import BackendError
 
@@ -35,7 +36,7 @@ def _tmp(backend: Backend) -> str:
 def compact_copy(backend: Backend) -> int:
     """Write the committed state compactly beside the file; the txid copied."""
     try:
-        meta = write_compact(backend._db, _tmp(backend))
+        meta = write_compact(backend._db, _tmp(backend), Breather())
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(_tmp(backend))

@@ -21,7 +21,7 @@ The server's view (all synchronous, driven from its event loop)::
 Errors are ``raftkv.errors`` instances (ErrCompacted, ErrFutureRev, ErrKeyNotFound, ...).
 """
 
-from raftkv.mvcc.kvstore import KVStore
+from raftkv.mvcc.kvstore import KVStore, PreparedIndex, prepare_index
 from raftkv.mvcc.requests import mk_gte_range
 from raftkv.mvcc.validate import (
     check_delete_request,
@@ -34,6 +34,7 @@ from raftkv.mvcc.watchable_store import WatchStream
 
 __all__ = [
     "KVStore",
+    "PreparedIndex",
     "WatchStream",
     "check_delete_request",
     "check_put_request",
@@ -41,4 +42,5 @@ __all__ = [
     "check_txn_request",
     "is_txn_readonly",
     "mk_gte_range",
+    "prepare_index",
 ]

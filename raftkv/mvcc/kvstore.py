@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from raftkv import errors
+from raftkv.backend import Backend
+from raftkv.backend.breathe import Breather
 from raftkv.backend.errors import BackendError
 from raftkv.mvcc import requests
 from raftkv.mvcc.index import Entry, TreeIndex
@@ -65,10 +68,9 @@ from raftkv.pb.rpc import (
 )
 
 if TYPE_CHECKING:
-    from raftkv.backend import Backend
     from raftkv.lease.lessor import Lessor
 
-__all__ = ["KVStore"]
+__all__ = ["KVStore", "PreparedIndex", "prepare_index"]
 
 _unpackb = msgpack.unpackb
 
@@ -76,8 +78,10 @@ META_BUCKET = b"meta"
 CONSISTENT_INDEX_KEY = b"consistent_index"
 SCHEDULED_COMPACT_KEY = b"scheduledCompactRev"
 FINISHED_COMPACT_KEY = b"finishedCompactRev"
-RESTORE_CHUNK_KEYS = 10_000
 _SCAN_CHUNK = 1000
+STEP_BUDGET = 0.001  # seconds of work per compact_step (on the event loop)
+_INDEX_SLICE = 64  # index keys compacted between two looks at the clock
+_KEY_SLICE = 32  # backend records looked at between two looks at the clock
 
 
 class KVStore:
@@ -215,35 +219,47 @@ class KVStore:
         """A compaction's index or backend work is not finished yet (see compact_step)."""
         return self._compaction is not None
 
-    def compact_step(self, batch: int = 1000) -> bool:
-        """Do the next batch of compaction work: compact ``10 * batch`` keys of the index, then
-        delete the compacted revisions from the backend ``batch`` records at a time, then
-        record the finished revision. True while more remain."""
+    def compact_step(self, batch: int = 1000, budget: float = STEP_BUDGET) -> bool:
+        """Do the next piece of compaction work: compact up to ``10 * batch`` keys of the
+        index, or else delete the compacted revisions of up to ``batch`` backend records, or
+        else record the finished revision. Stops early once ``budget`` seconds of work are
+        done (it runs on the event loop: a step must not stall it). True while more remain."""
         job = self._compaction
         if job is None:
             return False
+        deadline = time.perf_counter() + budget
         revision, phase, cursor = job
         if phase == "index":
             # a key of the index costs ~0.5 us, a backend record several: 10x the keys
-            last = self._index.compact_some(revision, cursor, batch * 10)
-            if last is None:
-                job[1], job[2] = "key", rev_to_bytes(0)
-            else:
-                job[2] = last
-            return True
+            todo = batch * 10
+            while True:
+                n = min(todo, _INDEX_SLICE)
+                last = self._index.compact_some(revision, cursor, n)
+                if last is None:
+                    job[1], job[2] = "key", rev_to_bytes(0)
+                    return True
+                job[2] = cursor = last
+                todo -= n
+                if todo <= 0 or time.perf_counter() >= deadline:
+                    return True
         end = rev_to_bytes(revision + 1)
-        items = self._b.range(KEY_BUCKET, cursor, end, limit=batch)
         index = self._index
-        for k, v in items:
-            key = decode_kv(v).key
-            if not index.has_revision(key, pack(*bytes_to_rev(k))):
-                self._b.delete(KEY_BUCKET, k)
-        if len(items) < batch:
-            self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
-            self._compaction = None
-            return False
-        job[2] = items[-1][0] + b"\x00"
-        return True
+        todo = batch
+        while True:
+            n = min(todo, _KEY_SLICE)
+            items = self._b.range(KEY_BUCKET, cursor, end, limit=n)
+            for k, v in items:
+                main, _, sub = _unpack_rev(k)
+                if not index.has_revision(_unpackb(v)[0], (main << SUB_BITS) | sub):
+                    self._b.delete(KEY_BUCKET, k)
+            if len(items) < n:
+                self._b.put(META_BUCKET, FINISHED_COMPACT_KEY, rev_to_bytes(revision))
+                self._compaction = None
+                return False
+            job[2] = cursor = items[-1][0] + b"\x00"
+            todo -= n
+            if todo <= 0 or time.perf_counter() >= deadline:
+                return True
 
     # --- hashes ------------------------------------------------------------------------------
 
@@ -309,20 +325,33 @@ class KVStore:
 
     # --- restore -----------------------------------------------------------------------------
 
-    def restore(self, backend: Backend | None = None, now: float | None = None) -> None:
-        """Rebuild everything from the backend (after a snapshot's db file was swapped in)."""
+    def restore(
+        self,
+        backend: Backend | None = None,
+        now: float | None = None,
+        prepared: PreparedIndex | None = None,
+    ) -> None:
+        """Rebuild everything from the backend (after a snapshot's db file was swapped in).
+        ``prepared``: the index already read from that file (``prepare_index``), so that only
+        the lease table and the meta bucket are read here."""
         if backend is not None:
             self._b = backend
+        if prepared is not None:
+            with self._b.read_snapshot() as snap:
+                if snap.txid != prepared.txid:
+                    raise ValueError(
+                        f"index prepared at txid {prepared.txid}, backend at txid {snap.txid}"
+                    )
         self._lessor.recover(backend, now)
         seen_rev = self.current_revision
         self._index = TreeIndex()
         self.current_revision = 1
         self.compact_revision = -1
         self._compaction = None
-        self._restore()
+        self._restore(prepared)
         self._hub.restore(seen_rev)
 
-    def _restore(self) -> None:
+    def _restore(self, prepared: PreparedIndex | None = None) -> None:
         b = self._b
         b.create_bucket(KEY_BUCKET)
         b.create_bucket(META_BUCKET)
@@ -332,7 +361,10 @@ class KVStore:
         scheduled_b = b.get(META_BUCKET, SCHEDULED_COMPACT_KEY)
         scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
 
-        keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        if prepared is None:
+            keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+        else:
+            keys, key_to_lease, current = prepared.keys, prepared.key_to_lease, prepared.current
         self._index = TreeIndex.restored(keys)
         self.current_revision = max(current, self.compact_revision)
         for key, lid in key_to_lease.items():
@@ -342,6 +374,43 @@ class KVStore:
             # a compaction was scheduled but not finished: resume it
             self.compact_revision = scheduled
             self._schedule_compaction(scheduled)
+
+
+class PreparedIndex:
+    """The key bucket of a page file read into index entries ahead of its install (see
+    ``prepare_index``); taken over by the ``KVStore.restore`` it is handed to."""
+
+    __slots__ = ("current", "key_to_lease", "keys", "txid")
+
+    def __init__(
+        self, txid: int, keys: dict[bytes, Entry], key_to_lease: dict[bytes, int], current: int
+    ) -> None:
+        self.txid = txid  # the file's committed txid: restore() checks it is the same state
+        self.keys = keys
+        self.key_to_lease = key_to_lease
+        self.current = current
+
+
+def prepare_index(path: str) -> PreparedIndex:
+    """Read the index entries of the page file at ``path`` (a snapshot's db image received
+    from the leader), in a worker thread while the store goes on serving its own file: the
+    rebuild, seconds for millions of keys, then stays off the event loop, which this thread
+    lets in as it goes (``backend.breathe``). Nothing may write to the file meanwhile."""
+    b = Backend.open(path)
+    try:
+        with b.read_snapshot() as snap:
+            breather = Breather()
+            chunks = snap.leaves(KEY_BUCKET, rev_to_bytes(1))
+            keys, key_to_lease, current = _rebuild(_breathing(chunks, breather))
+            return PreparedIndex(snap.txid, keys, key_to_lease, current)
+    finally:
+        b.close()
+
+
+def _breathing(chunks: Iterator[tuple], breather: Breather) -> Iterator[tuple]:
+    for chunk in chunks:
+        yield chunk
+        breather.tick()
 
 
 def _rebuild(

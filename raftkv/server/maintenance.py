@@ -79,7 +79,7 @@ class Maintenance:
             t0 = time.monotonic()
             before = backend.size
             for attempt in range(1, DEFRAG_ATTEMPTS + 1):
-                backend.commit()
+                await backend.commit_in_thread()
                 generation = backend.generation
                 backend.hold_commits = True
                 try:
@@ -107,7 +107,7 @@ class Maintenance:
     # --- snapshot -----------------------------------------------------------------------------
 
     async def snapshot(self) -> AsyncIterator[rpc.SnapshotResponse]:
-        self._backend.commit()
+        await self._backend.commit_in_thread()
         fd, path = tempfile.mkstemp(prefix=".client-", suffix=".db", dir=self._temp_dir)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -18,7 +18,9 @@ Receiving: the db bytes are stored as ``snap/<index>.snap.db`` (temp + fsync + r
 the SNAP message is stepped into Raft; when Raft hands the snapshot back in a Ready, it is
 saved, and the db is swapped in: the backend replaces its file with the image (the same
 ``Backend`` object, so every holder sees the new state), then ``on_installed`` rebuilds what
-lives beside it (the consistent index, MVCC, leases, alarms, the member table, the peers).
+lives beside it (the consistent index, MVCC, leases, alarms, the member table, the peers);
+the image's MVCC index was read in a thread as it was received (``prepare_index``), so the
+install itself takes the loop for the renames and the small tables only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Protocol
 import structlog
 
 from raftkv.backend import Backend
+from raftkv.mvcc.kvstore import PreparedIndex, prepare_index
 from raftkv.raft import (
     CompactedError,
     ConfState,
@@ -78,7 +81,7 @@ class Snapshots:
         snapshotter: Snapshotter,
         applier: Applier,
         send_snapshot: Callable[[Message, AsyncIterator[bytes]], Awaitable[None]],
-        on_installed: Callable[[], None],
+        on_installed: Callable[[PreparedIndex | None], None],
         snapshot_count: int,
         catchup_entries: int,
         snap_index: int = 0,
@@ -94,6 +97,7 @@ class Snapshots:
         self.snap_index = snap_index  # index of the newest snapshot taken or installed
         self._taking = False  # a snapshot is being taken (one at a time)
         self._take_task: asyncio.Task[None] | None = None
+        self._prepared: dict[int, PreparedIndex] = {}  # received images' MVCC index, by index
         self._sending: set[int] = set()
 
     # --- taking -------------------------------------------------------------------------------
@@ -232,6 +236,12 @@ class Snapshots:
         finally:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+        try:  # the image's MVCC index, read off the loop now rather than at install
+            self._prepared[index] = await asyncio.to_thread(
+                prepare_index, snapshotter.db_path(index)
+            )
+        except Exception as e:  # the install reads it then
+            log.warning("snapshot_index_not_prepared", index=index, error=repr(e))
         self._node.step(m)
 
     # --- installing (from the Ready loop, after the snapshot was persisted) -------------------
@@ -245,8 +255,10 @@ class Snapshots:
         image = snapshotter.db_path(index)
         if not os.path.exists(image):
             raise RuntimeError(f"snapshot db image for index {index} is missing ({image})")
+        prepared = self._prepared.pop(index, None)
+        self._prepared.clear()  # (images of older snapshots will not be installed)
         self._backend.replace_file(lambda: snapshotter.install_db(index))
-        self._on_installed()
+        self._on_installed(prepared)
         self._applier.restore(index, snap.metadata.term, snap.metadata.conf_state)
         self.snap_index = index
         log.info(

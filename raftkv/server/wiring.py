@@ -40,6 +40,7 @@ from raftkv.config import Settings
 from raftkv.lease import Lessor
 from raftkv.lease.lessor import DEFAULT_CHECKPOINT_INTERVAL
 from raftkv.mvcc import KVStore
+from raftkv.mvcc.kvstore import PreparedIndex
 from raftkv.pb import rpc
 from raftkv.raft import Config, Entry, Message, RawNode, ReadState, Snapshot, SoftState, StateType
 from raftkv.server.alarms import Alarms
@@ -425,10 +426,11 @@ class Member:
 
     # --- the backend's file was replaced, a commit failed ------------------------------------
 
-    def _reload_beside_backend(self) -> None:
-        """A snapshot's db replaced the backend's file: rebuild everything read from it."""
+    def _reload_beside_backend(self, prepared: PreparedIndex | None) -> None:
+        """A snapshot's db replaced the backend's file: rebuild everything read from it
+        (``prepared``: its MVCC index, already read)."""
         self.cindex.reload()
-        self.kv.restore(None, time.monotonic())
+        self.kv.restore(None, time.monotonic(), prepared=prepared)
         self.alarms.load()
         self.auth.load()
         self.cluster.load(self.backend)

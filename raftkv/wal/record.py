@@ -36,7 +36,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from zlib import crc32
+
+from zlib_ng.zlib_ng import crc32  # (zlib-ng: the same CRC-32 as zlib, faster)
 
 __all__ = [
     "FRAME",

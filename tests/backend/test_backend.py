@@ -319,3 +319,44 @@ def test_hash_is_crc32c_of_bucket_names_keys_and_values_in_order(tmp_path):
         stream = b"aa" + b"x" + b"1" + b"y" + b"2" + b"zz" + b"k" + b"v"
         assert be.hash() == crc32c.crc32c(stream)
         assert be.hash() != zlib.crc32(stream)
+
+
+def _scanned(be: Backend, bucket: bytes, start: bytes = b"") -> list[tuple[bytes, bytes]]:
+    out = []
+    for keys, values in be.scan(bucket, start):
+        assert len(keys) == len(values) and keys
+        out.extend(zip(keys, values, strict=True))
+    return out
+
+
+def test_scan_reads_whole_leaves_in_key_order_with_large_values_read_in(tmp_path):
+    with Backend.open(str(tmp_path / "db"), batch_limit=10**9) as be:
+        be.create_bucket(b"b")
+        model = {b"k%05d" % i: (b"x" * 3000 if i % 50 == 0 else b"v%d" % i) for i in range(5000)}
+        for k, v in model.items():
+            be.put(b"b", k, v)
+        be.commit()
+        assert _scanned(be, b"b") == sorted(model.items())
+        assert _scanned(be, b"b", b"k02500") == sorted(model.items())[2500:]
+        assert _scanned(be, b"b", b"k02500\x00") == sorted(model.items())[2501:]
+        assert _scanned(be, b"b", b"l") == []
+        be.create_bucket(b"empty")
+        assert _scanned(be, b"empty") == []
+
+
+def test_scan_merges_buffered_and_in_flight_writes(tmp_path):
+    with Backend.open(str(tmp_path / "db"), batch_limit=10**9) as be:
+        be.create_bucket(b"b")
+        model = {b"k%05d" % i: b"v%d" % i for i in range(3000)}
+        for k, v in model.items():
+            be.put(b"b", k, v)
+        be.commit()
+        be.delete(b"b", b"k00007")
+        be.put(b"b", b"k00008", b"new")
+        fut = be.commit_async()  # in flight (or done: reads merge it either way)
+        be.put(b"b", b"k99999", b"buffered")
+        del model[b"k00007"]
+        model[b"k00008"] = b"new"
+        model[b"k99999"] = b"buffered"
+        assert _scanned(be, b"b") == sorted(model.items())
+        fut.result(30)

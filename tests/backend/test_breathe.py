@@ -52,7 +52,7 @@ def test_breather_releases_the_gil_only_after_its_interval(monkeypatch):
     b = breathe.Breather(every=0.0)
     b.tick()
     b.tick()
-    assert sleeps == [0, 0]
+    assert sleeps == [breathe.PAUSE, breathe.PAUSE]
 
 
 def test_a_commit_in_the_commit_thread_breathes_and_one_on_the_writer_does_not(

@@ -70,3 +70,17 @@ def test_page_written_at_the_wrong_place_is_detected():
 def test_garbage_meta_is_rejected_with_a_reason():
     assert isinstance(page.decode_meta(b"\xff" * PAGE_SIZE, 0), str)
     assert isinstance(page.decode_meta(bytes(PAGE_SIZE), 1), str)
+
+
+def test_the_page_checksum_is_zlibs_crc32_of_the_header_and_body():
+    """The on-disk format (see ``page``): CRC-32 (zlib's) of bytes [0, 28) then [32, end),
+    whichever library computes it."""
+    import struct
+    import zlib
+
+    from raftkv.backend import page
+
+    buf = page.encode_leaf(7, 3, [b"a", b"bb"], [b"1", b"x" * 100])
+    (stored,) = struct.unpack_from("<I", buf, 28)
+    assert stored == zlib.crc32(buf[32:], zlib.crc32(buf[:28]))
+    assert page.verify(buf, 7) is None

@@ -391,33 +391,33 @@ PipelinedBackendVsDict.TestCase.settings = settings(
 TestPipelinedBackendVsDict = PipelinedBackendVsDict.TestCase
 
 
-def test_start_commit_hands_the_batch_over_without_waiting_for_the_commit_in_flight(tmp_path):
+def test_commit_soon_hands_the_batch_over_without_waiting_for_the_commit_in_flight(tmp_path):
     be = Backend.open(str(tmp_path / "db"), batch_limit=10**9)
     be.create_bucket(b"key")
-    assert be.start_commit() is True  # the bucket creation
+    assert be.commit_soon() is True  # the bucket creation
     be.wait_commit()
-    assert be.start_commit() is False  # nothing pending
+    assert be.commit_soon() is False  # nothing pending
     be.put(b"key", b"a", b"1")
     gate = Gate()
-    assert be.start_commit() is True
+    assert be.commit_soon() is True
     gate.wait_reached()
     be.put(b"key", b"b", b"2")
-    assert be.start_commit() is False  # the first is held at the gate: no wait, no freeze
+    assert be.commit_soon() is False  # the first is held at the gate: no wait, no freeze
     assert be.pending == 1 and be.get(b"key", b"a") == b"1"
     gate.open()
     be.wait_commit()
-    assert be.start_commit() is True  # the second batch, now that the first is reaped
+    assert be.commit_soon() is True  # the second batch, now that the first is reaped
     be.wait_commit()
     with be.read_snapshot() as snap:
         assert dict(snap.items(b"key")) == {b"a": b"1", b"b": b"2"}
     failpoint.arm("backend.before_meta_write", "raise")
     be.put(b"key", b"c", b"3")
-    assert be.start_commit() is True
+    assert be.commit_soon() is True
     with pytest.raises(failpoint.FailpointTriggered):  # reaped by a later call; batch goes back
-        while not be.start_commit():  # (False while the failing commit is still in flight)
+        while not be.commit_soon():  # (False while the failing commit is still in flight)
             time.sleep(0.001)
     failpoint.disarm("backend.before_meta_write")
-    assert be.pending == 1 and be.start_commit() is True
+    assert be.pending == 1 and be.commit_soon() is True
     be.close()
     with Backend.open(str(tmp_path / "db")) as b:
         assert dict(b.range(b"key", b"")) == {b"a": b"1", b"b": b"2", b"c": b"3"}

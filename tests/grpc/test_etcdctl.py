@@ -2,7 +2,7 @@
 
 One script of etcdctl commands (put/get incl. ``-w json``, ``--prefix``, ``--rev``, del, txn,
 watch one-shot, ``--prefix``, ``--rev`` and interactive, the lease commands, member list/add/
-remove, endpoint status/health, compaction, defrag, alarm list, snapshot save, move-leader,
+remove, endpoint status/health, compaction, defrag, alarm list, snapshot save, lock, move-leader,
 refusals such as a revoked lease, a compacted revision and a too large request) runs against
 both clusters; every command's exit code, stdout and stderr must be identical once ids, terms,
 URLs, sizes and times are masked. Both clusters serve gRPC and JSON on the same client URL (the
@@ -12,7 +12,6 @@ snapshot restore`` accepts.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import re
 import select
@@ -25,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
+from tests.api.clusters import Cluster, etcd_binaries
+from tests.grpc.sides import Steps, assert_same, on_both
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,12 +68,12 @@ def _table_mask(text: str) -> str:
 
 
 class Ctl:
-    def __init__(self, etcdctl: str, c: Cluster) -> None:
+    def __init__(self, etcdctl: str, c: Cluster, log: Steps) -> None:
         self.etcdctl = etcdctl
         self.c = c
         self.leader = c.leader_url()
         self.env = {**os.environ, "ETCDCTL_API": "3"}
-        self.log: list[tuple[str, Any]] = []
+        self.log = log
 
     def argv(self, args: list[str], endpoints: str | None) -> list[str]:
         return [self.etcdctl, f"--endpoints={endpoints or self.leader}", *args]
@@ -116,21 +116,26 @@ class Ctl:
             env=self.env,
         )
         assert p.stdin is not None and p.stdout is not None
-        p.stdin.write(stdin.encode())
-        p.stdin.flush()
-        fd = p.stdout.fileno()
-        deadline = time.monotonic() + (10 if until else 1.5)
-        raw = b""
-        while time.monotonic() < deadline and not (until and until.encode() in raw):
-            if select.select([fd], [], [], 0.05)[0]:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                raw += chunk
-        time.sleep(0.3)  # anything that would follow wrongly
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)  # before stdin closes (interactive watch would report the EOF)
-        rest, err_b = p.communicate(timeout=10)
+        try:
+            p.stdin.write(stdin.encode())
+            p.stdin.flush()
+            fd = p.stdout.fileno()
+            deadline = time.monotonic() + (10 if until else 1.5)
+            raw = b""
+            while time.monotonic() < deadline and not (until and until.encode() in raw):
+                if select.select([fd], [], [], 0.05)[0]:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+            time.sleep(0.3)  # anything that would follow wrongly
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)  # before stdin closes (interactive watch would report the EOF)
+            rest, err_b = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
         got = (raw + rest).decode()
         err = err_b.decode()
         self.log.append((label, (_mask(got, self.c, self.leader), _mask(err, self.c, self.leader))))
@@ -209,6 +214,10 @@ def script(ctl: Ctl, tmp: Path) -> None:
     p = ctl.run("snapshot-save", "snapshot", "save", str(tmp / c.kind / "snap.db"))
     out = p.stdout.replace(str(tmp / c.kind), "<tmp>")
     ctl.log[-1] = ("snapshot-save", (p.returncode, out))
+    ctl.run("get-from-key-sorted", "get", "--from-key", "", "--sort-by=MODIFY", "--order=DESCEND",
+            "--keys-only")  # fmt: skip
+    ctl.run("lock", "lock", "l1", "echo", "hello")  # a lease, a txn and a watch underneath
+    ctl.run("del-prefix-prev-kv", "del", "--prefix", "", "--prev-kv")
     # move-leader: from the leader to another member (etcdctl finds the leader itself)
     st = subprocess.run(
         ctl.argv(["endpoint", "status", "-w", "fields"], ctl.leader),
@@ -233,48 +242,19 @@ def script(ctl: Ctl, tmp: Path) -> None:
     ctl.run("member-remove-again", "member", "remove", new_id)
 
 
-def _side(kind: str, etcdctl: str, etcd: str, tmp: Path) -> Any:
-    if kind == "raftkv":
-        why = raftkv_available()
-        if why is not None:
-            return why
-        c = start_raftkv()
-    else:
-        c = start_etcd(etcd)
-    ctl = Ctl(etcdctl, c)
-    try:
-        script(ctl, tmp)
-    except Exception as e:  # the steps so far, then what broke: the comparison shows where
-        ctl.log.append(("script-failed", repr(e)))
-    finally:
-        c.stop()
-    return ctl.log, c.kind
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     bins = etcd_binaries()
     if bins is None:
         pytest.skip("scripts/install-etcd.sh could not provide etcd")
     tmp = tmp_path_factory.mktemp("etcdctl")
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(_side, k, bins[1], bins[0], tmp) for k in ("etcd", "raftkv")}
-        got = {k: f.result() for k, f in futs.items()}
-    for v in got.values():
-        if isinstance(v, str):
-            pytest.skip(v)
+    got: dict[str, Any] = on_both(lambda c, steps: script(Ctl(bins[1], c, steps), tmp))
     got["tmp"] = tmp
     return got
 
 
 def test_etcdctl_sees_raftkv_as_etcd(runs: dict[str, Any]) -> None:
-    etcd, raftkv = dict(runs["etcd"][0]), dict(runs["raftkv"][0])
-    diffs = {
-        k: (etcd.get(k), raftkv.get(k)) for k in {**etcd, **raftkv} if etcd.get(k) != raftkv.get(k)
-    }
-    assert not diffs, "\n".join(
-        f"{k}:\n  etcd:   {e!r}\n  raftkv: {r!r}" for k, (e, r) in diffs.items()
-    )
+    assert_same(runs)
 
 
 def test_etcdctl_snapshot_is_restorable(runs: dict[str, Any]) -> None:

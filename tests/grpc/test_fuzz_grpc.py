@@ -5,10 +5,10 @@ says); replies compared one by one (status code and message of an error, or the 
 protobuf's JSON mapping, normalised as the gateway fuzzer does).
 
 Each op's gateway body is parsed into the generated request class (a body protobuf's JSON
-parser refuses is recorded as such, on both sides alike). The unary calls carry the whole
-sequence; a watch or keep-alive op contributes the writes it makes while open (the gateway
-fuzzer covers the streams' answers, tests/grpc/test_streams.py their gRPC side), so revisions
-still line up.
+parser refuses is recorded as such, on both sides alike). A watch op opens a Watch stream,
+sends its requests, takes every response until the stream has been quiet for a moment, makes
+the op's writes, takes the responses again, and hangs up; a keep-alive op sends its requests
+on one LeaseKeepAlive stream, one answer each.
 
     RAFTKV_FUZZ_BASE=<base> RAFTKV_FUZZ_SEEDS=<n> pytest tests/grpc/test_fuzz_grpc.py
 """
@@ -16,6 +16,8 @@ still line up.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,7 @@ from tests.api.test_fuzz_differential import (
     FOLLOWER_SETTLE,
     OPS,
     SEEDS,
+    STREAM_IDLE,
     _base,
     sequences,
 )
@@ -115,12 +118,95 @@ class Side:
     def exchange(self, op: dict) -> list[Any]:
         if op["path"] in UNARY:
             return [self.call(op["path"], op["body"], op.get("to", "leader"))]
-        # a stream op: only the writes it makes while open
-        return [self.call(p, b) for p, b in op.get("during", ()) if p in UNARY]
+        if op["path"] == "/v3/watch":
+            return self.watch(op)
+        return self.keepalive(op)
+
+    def _stream(self, method: str, req_cls: Any, resp_cls: Any, bodies: str) -> Any:
+        try:
+            reqs = [json_format.ParseDict(v, req_cls()) for v in _values(bodies)]
+        except json_format.ParseError:
+            return None, None
+        q: queue.Queue = queue.Queue()
+        call = self.channels["leader"].stream_stream(
+            f"/etcdserverpb.{method}",
+            request_serializer=req_cls.SerializeToString,
+            response_deserializer=resp_cls.FromString,
+        )(iter(q.get, None), timeout=30)
+        for r in reqs:
+            q.put(r)
+        return call, q
+
+    def watch(self, op: dict) -> list[Any]:
+        call, q = self._stream(
+            "Watch/Watch", rpc_pb2.WatchRequest, rpc_pb2.WatchResponse, op["body"]
+        )
+        if call is None:
+            return ["not protobuf JSON"]
+        got: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            try:
+                for resp in call:
+                    got.put(_masked(resp))
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.CANCELLED:
+                    got.put({"code": e.code().name, "details": e.details()})
+
+        threading.Thread(target=read, daemon=True).start()
+        out = _until_quiet(got)
+        for p, b in op.get("during", ()):
+            out.append(self.call(p, b))
+        out += _until_quiet(got)
+        q.put(None)
+        call.cancel()
+        return out
+
+    def keepalive(self, op: dict) -> list[Any]:
+        call, q = self._stream(
+            "Lease/LeaseKeepAlive",
+            rpc_pb2.LeaseKeepAliveRequest,
+            rpc_pb2.LeaseKeepAliveResponse,
+            op["body"],
+        )
+        if call is None:
+            return ["not protobuf JSON"]
+        q.put(None)
+        try:
+            return [_masked(r) for r in call]
+        except grpc.RpcError as e:
+            return [{"code": e.code().name, "details": e.details()}]
 
     def close(self) -> None:
         for ch in self.channels.values():
             ch.close()
+
+
+def _values(text: str) -> list[Any]:
+    """The JSON values of a stream op's body, one after another."""
+    dec = json.JSONDecoder()
+    out, pos = [], 0
+    while pos < len(text.strip()):
+        v, end = dec.raw_decode(text, pos)
+        out.append(v)
+        pos = end
+    return out
+
+
+def _masked(resp: Any) -> dict:
+    d = json_format.MessageToDict(resp, preserving_proto_field_name=True)
+    for k in ("cluster_id", "member_id", "raft_term"):
+        d.get("header", {}).pop(k, None)
+    return d
+
+
+def _until_quiet(got: queue.Queue) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(got.get(timeout=STREAM_IDLE))
+        except queue.Empty:
+            return out
 
 
 def run_sequences(seqs: list[list[dict]]) -> Callable[[Cluster], dict[str, Any]]:

@@ -3,7 +3,8 @@
 A Python gRPC client (the generated classes) drives the Watch stream (create/events/progress/
 cancel, duplicate ids, an empty range, a compacted start, ``fragment`` over the request limit),
 LeaseKeepAlive (one answer per request, TTL 0 for an unknown lease), Snapshot (chunks, then the
-sha256 of them), unary errors (codes and exact messages), the Health service, and ``hasleader``:
+sha256 of them), unary errors (codes and exact messages), the Health service, the keepalive
+policy (a client pinging every 100 ms gets GOAWAY too_many_pings), and ``hasleader``:
 once two of three members are killed, the remaining one refuses new hasleader calls with
 Unavailable "etcdserver: no leader" and ends the open hasleader watch with it. The transcripts
 (headers' ids and terms masked) must be equal.
@@ -11,7 +12,6 @@ Unavailable "etcdserver: no leader" and ends the open hasleader watch with it. T
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import queue
 import time
@@ -22,7 +22,8 @@ import pytest
 from google.protobuf import json_format
 
 from raftkv.api.grpcpb import health_pb2, rpc_pb2
-from tests.api.clusters import Cluster, etcd_binaries, raftkv_available, start_etcd, start_raftkv
+from tests.api.clusters import Cluster, etcd_binaries
+from tests.grpc.sides import Steps, assert_same, on_both
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -105,8 +106,7 @@ def _create(**kw: Any) -> rpc_pb2.WatchRequest:
     return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(**kw))
 
 
-def conversation(cl: Cluster) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def conversation(cl: Cluster, out: Steps) -> None:
     leader = cl.leader_url()
     c = Client(leader)
     try:
@@ -224,6 +224,19 @@ def conversation(cl: Cluster) -> list[tuple[str, Any]]:
         out.append(("txn duplicate key", c.unary("KV", "Txn", dup, rpc_pb2.TxnResponse)))
         out.append(("hasleader put", c.put(b"h", b"1", metadata=HASLEADER)))
 
+        # the NOSPACE alarm: raised on the leader, writes refused, then disarmed
+        status = c.unary("Maintenance", "Status", rpc_pb2.StatusRequest(), rpc_pb2.StatusResponse)
+        me = int(status["leader"])
+        for action in (1, 0, 2):  # ACTIVATE, GET, DEACTIVATE
+            alarm = rpc_pb2.AlarmRequest(action=action, memberID=me, alarm=1)
+            got = c.unary("Maintenance", "Alarm", alarm, rpc_pb2.AlarmResponse)
+            for a in got.get("alarms", []):
+                a["memberID"] = "<leader>" if int(a["memberID"]) == me else a["memberID"]
+            out.append((f"alarm {action}", got))
+            if action == 1:
+                out.append(("put under NOSPACE", c.put(b"n", b"1")))
+        out.append(("put after disarm", c.put(b"n", b"1")))
+
         hc = c.ch.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -246,6 +259,25 @@ def conversation(cl: Cluster) -> list[tuple[str, Any]]:
         out.append(("snapshot remaining", [p.remaining_bytes == 0 for p in parts][-2:]))
     finally:
         c.close()
+
+    # keepalive enforcement: a client pinging every 100 ms on an idle watch gets GOAWAY
+    options = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    with grpc.insecure_channel(leader.removeprefix("http://"), options=options) as ch:
+        watch = ch.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+            response_deserializer=rpc_pb2.WatchResponse.FromString,
+        )
+        stream = watch(iter([_create(key=b"pinged")]), timeout=30)
+        out.append(("pinged watch", _show(next(stream))))
+        try:
+            out.append(("pinged watch ends", _show(next(stream))))
+        except grpc.RpcError as e:
+            out.append(("pinged watch ends", (e.code().name, e.details())))
 
     # hasleader: the last member standing
     follower = next(u for u in cl.client_urls if u != leader)
@@ -272,49 +304,20 @@ def conversation(cl: Cluster) -> list[tuple[str, Any]]:
         w2.close()
     finally:
         f.close()
-    return out
-
-
-def _side(kind: str, etcd: str) -> Any:
-    if kind == "raftkv":
-        why = raftkv_available()
-        if why is not None:
-            return why
-        c = start_raftkv()
-    else:
-        c = start_etcd(etcd)
-    try:
-        return conversation(c)
-    except Exception as e:
-        return [("conversation failed", repr(e))]
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
-def transcripts() -> dict[str, Any]:
-    bins = etcd_binaries()
-    if bins is None:
+def transcripts() -> dict[str, Steps]:
+    if etcd_binaries() is None:
         pytest.skip("scripts/install-etcd.sh could not provide etcd")
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(_side, k, bins[0]) for k in ("etcd", "raftkv")}
-        got = {k: f.result() for k, f in futs.items()}
-    for v in got.values():
-        if isinstance(v, str):
-            pytest.skip(v)
-    return got
+    return on_both(conversation)
 
 
-def test_grpc_streams_and_errors_as_etcd(transcripts: dict[str, Any]) -> None:
-    etcd, raftkv = dict(transcripts["etcd"]), dict(transcripts["raftkv"])
-    keys = list(dict.fromkeys([*etcd, *raftkv]))
-    diffs = [k for k in keys if etcd.get(k) != raftkv.get(k)]
-    assert not diffs, "\n".join(
-        f"{k}:\n  etcd:   {etcd.get(k)!r}\n  raftkv: {raftkv.get(k)!r}" for k in diffs
-    )
+def test_grpc_streams_and_errors_as_etcd(transcripts: dict[str, Steps]) -> None:
+    assert_same(transcripts)
 
 
-def test_fragments_reassemble(transcripts: dict[str, Any]) -> None:
+def test_fragments_reassemble(transcripts: dict[str, Steps]) -> None:
     frags = dict(transcripts["raftkv"])["fragments"][1:]  # after the created response
     assert len(frags) > 1 and [f for f, _ in frags] == [True] * (len(frags) - 1) + [False]
     assert sum(n for _, n in frags) == 5

@@ -154,3 +154,31 @@ def test_tree_index_ranges_single_key_from_key_and_interval():
     ti.compact(6)
     assert ti.key_index(b"c") is None
     assert len(ti) == 3
+
+
+def test_tree_index_compact_entries_read_like_the_key_indexes_they_stand_for():
+    """Keys with one revision are kept compactly (see mvcc.index); every read and compaction
+    answers as a KeyIndex-only index does, and key_index() hands out the KeyIndex itself."""
+    compact, plain = TreeIndex(), TreeIndex()
+    for i, key in enumerate([b"a", b"b", b"c", b"d"]):
+        compact.put(key, pack(2 + i))
+        ki = KeyIndex(key)
+        ki.put(pack(2 + i))
+        plain.insert(ki)
+    for ti in (compact, plain):
+        ti.put(b"b", pack(6))
+        ti.tombstone(b"c", pack(7))
+    assert compact == plain
+    for at in range(1, 9):
+        for key in (b"a", b"b", b"c", b"d", b"e"):
+            assert compact.get(key, at) == plain.get(key, at)
+        assert compact.revisions(b"a", b"", at) == plain.revisions(b"a", b"", at)
+        assert compact.count(b"a", b"z", at) == plain.count(b"a", b"z", at)
+        assert compact.keep(at) == plain.keep(at)
+    assert compact.has_revision(b"a", pack(2)) and not compact.has_revision(b"a", pack(3))
+    compact.compact(7)
+    plain.compact(7)
+    assert compact == plain and len(compact) == 3  # c: its tombstone was the last, gone
+    ki = compact.key_index(b"b")
+    assert isinstance(ki, KeyIndex) and ki.get(8) == (pack(6), pack(3), 2)
+    assert compact.key_index(b"b") is ki

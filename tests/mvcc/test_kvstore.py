@@ -1,5 +1,7 @@
 """etcd v3.4's request semantics, one behaviour per test (revisions, errors, options)."""
 
+import os
+
 import pytest
 
 from raftkv import errors
@@ -331,6 +333,20 @@ def test_compact_step_deletes_old_revisions_in_batches_and_survives_reopen(env):
     assert keys(s.range(get(b"k", b"l"))) == [b"k1", b"k2"]
 
 
+def test_compact_step_out_of_time_budget_still_does_a_slice_and_finishes_the_same(env):
+    s = env.store
+    for i in range(300):
+        s.put(put(b"k%d" % (i % 100), b"%d" % i))  # three revisions of 100 keys
+    s.compact(s.current_revision)
+    steps = 0
+    while s.compact_step(batch=1000, budget=0.0):
+        steps += 1
+    assert steps >= 100 // 64 + 200 // 32  # one slice of index keys or records per step
+    assert len(env.backend.range(b"key", b"", None)) == 100  # each key's last put
+    s = env.reopen()
+    assert keys(s.range(get(b"k", b"l"))) == sorted(b"k%d" % i for i in range(100))
+
+
 def test_unfinished_compaction_is_resumed_on_reopen(env):
     s = env.store
     for i in range(10):
@@ -481,3 +497,56 @@ def test_compaction_work_happens_in_steps_and_reads_stay_the_same(env):
             assert s.range(get(b"k", b"l", revision=r)) == before[r]
     assert steps >= 1 + 5  # the index (10 keys, 30 a step), then the backend 3 by 3
     assert {r: s.range(get(b"k", b"l", revision=r)) for r in range(30, 48)} == before
+
+
+def test_an_index_prepared_in_a_thread_restores_what_reading_the_file_does(tmp_path):
+    """A follower re-seeded by snapshot: the image's index is read in a worker thread while
+    the store still serves its own file, then installed with the image."""
+    import shutil
+    import threading
+
+    from raftkv.backend import Backend
+    from raftkv.lease import Lessor
+    from raftkv.mvcc import KVStore, prepare_index
+
+    leader = Env(str(tmp_path / "leader"))
+    leader.lessor.grant(1, 60, now=0.0)
+    s = leader.store
+    for i in range(3000):
+        s.put(put(b"k%04d" % (i % 1000), b"%d" % i, lease=1 if i % 7 == 0 else 0))
+    s.delete_range(delete(b"k0000", b"k0100"))
+    s.compact(2500)
+    while s.compact_step():
+        pass
+    s.put(put(b"z"))
+    leader.close()
+    image = str(tmp_path / "image.db")
+    shutil.copyfile(leader.path, image)
+
+    follower = Env(str(tmp_path / "follower"))
+    follower.store.put(put(b"old"))
+    got = []
+    t = threading.Thread(target=lambda: got.append(prepare_index(image)))
+    t.start()
+    t.join()
+    assert follower.store.range(get(b"old")).kvs  # served its own state meanwhile
+    follower.backend.close()
+    os.replace(image, follower.path)  # the install: the image becomes the backend's file
+    backend = Backend.open(follower.path)
+    follower.store.restore(backend, prepared=got[0])
+    follower.backend = backend
+
+    expect = Env(str(tmp_path / "leader"))  # the same file read the ordinary way
+    a, b = follower.store, expect.store
+    assert (a.current_revision, a.compact_revision) == (b.current_revision, b.compact_revision)
+    assert a._index == b._index
+    assert len(a.range(get(b"\x00", b"\x00")).kvs) == 901  # k0100..k0999 and z
+    assert a.range(get(b"\x00", b"\x00")).kvs == b.range(get(b"\x00", b"\x00")).kvs
+    assert follower.lessor.keys_of(1) == expect.lessor.keys_of(1) != []
+    assert a.range(get(b"old")).kvs == []
+    expect.close()
+    with pytest.raises(ValueError, match="prepared at txid"):  # another state's index
+        other = Backend.open(str(tmp_path / "other.db"))
+        KVStore(other, Lessor(other)).restore(prepared=got[0])
+    other.close()
+    follower.close()

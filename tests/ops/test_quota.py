@@ -79,7 +79,9 @@ async def test_nospace_alarm_blocks_writes_until_compact_defrag_disarm(tmp_path)
         r = await cl.call("kv/txn", {"success": [{"request_delete_range": {"key": b64("x")}}]})
         assert r["succeeded"] is True
         r = await cl.call("kv/deleterange", {"key": b64("k"), "range_end": b64("l")})
-        assert int(r["deleted"]) == len(acked)
+        # the put that failed was refused before Raft, or applied over the quota and answered
+        # "database space exceeded" (etcd's quotaApplierV3): then it is there too
+        assert int(r["deleted"]) in (len(acked), len(acked) + 1)
         await cl.call("kv/deleterange", {"key": b64("t"), "range_end": b64("u")})
         rev = int(r["header"]["revision"])
 

@@ -230,3 +230,37 @@ def test_grpcio_over_tls_negotiates_h2(cluster: TLSCluster) -> None:
         rev = put(rpc_pb2.PutRequest(key=b"grpcio", value=b"tls"), timeout=10).header.revision
         got = rng(rpc_pb2.RangeRequest(key=b"grpcio"), timeout=10)
         assert (got.kvs[0].value, got.header.revision) == (b"tls", rev)
+
+
+def test_auto_tls_makes_self_signed_certificates_in_the_data_dir(tmp_path: Path) -> None:
+    """--auto-tls / --peer-auto-tls: etcd's self-signed certificates under
+    <data-dir>/fixtures/{client,peer}, kept across restarts; clients skip verification."""
+    cport, pport = free_ports(2)
+    client, peer = f"https://{HOST}:{cport}", f"https://{HOST}:{pport}"
+    data = tmp_path / "solo"
+    flags = member_flags("solo", str(data), client, peer, peer, f"solo={peer}")
+    argv = [sys.executable, "-m", "raftkv", *flags, "--auto-tls", "--peer-auto-tls"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    fingerprints = []
+    for _ in range(2):  # and again from the same data dir
+        with open(tmp_path / "solo.log", "ab") as log:
+            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            c = TLSCluster(tmp_path, [client], [pport], [tmp_path / "solo.log"], [p])
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    got = c.post(client, "/v3/kv/put", {"key": _b64("a"), "value": _b64("b")}, ctx)
+                    break
+                except (OSError, ValueError):
+                    assert time.monotonic() < deadline, (tmp_path / "solo.log").read_text()[-2000:]
+                    time.sleep(0.2)
+            assert "header" in got
+        finally:
+            _stop(TLSCluster(tmp_path, [], [], [], [p]))
+        fingerprints.append((data / "fixtures" / "client" / "cert.pem").read_bytes())
+        assert (data / "fixtures" / "peer" / "cert.pem").exists()
+    assert fingerprints[0] == fingerprints[1]

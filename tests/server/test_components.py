@@ -441,7 +441,8 @@ async def test_snapshots_install_swaps_the_db_in_place_and_restores_the_applier(
     a = _applier(store, [], [], applied := [])
     installed: list[int] = []
 
-    def reload() -> None:
+    def reload(prepared) -> None:
+        assert prepared is None  # (install() found no index read at receive)
         store.kv.restore(None, 0.0)
         installed.append(store.kv.range(rpc.RangeRequest(key=b"from-leader")).count)
 
@@ -485,7 +486,7 @@ async def test_snapshots_send_copies_a_db_holding_at_least_what_its_label_names(
         snapshotter=Snapshotter(str(tmp_path / "snap")),
         applier=a,
         send_snapshot=send_snapshot,
-        on_installed=lambda: None,
+        on_installed=lambda _prepared: None,
         snapshot_count=100,
         catchup_entries=10,
     )
@@ -525,7 +526,7 @@ async def test_snapshots_are_taken_off_the_ready_loop_after_the_backend_commits(
         snapshotter=snapshotter,
         applier=a,
         send_snapshot=None,  # type: ignore[arg-type]
-        on_installed=lambda: None,
+        on_installed=lambda _prepared: None,
         snapshot_count=20,
         catchup_entries=5,
     )
