@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from cluster.client import Client, EtcdError
+from cluster.client import Client, EtcdError, enable_auth
 from cluster.linearizability import CheckResult, Op, check
 from cluster.nemesis import FAULTS, ComposeTarget, LocalTarget, Nemesis
 from cluster.report import write_report
@@ -66,9 +66,11 @@ class Workload:
         serializable_reads: bool = False,
         names: list[str] | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        user: tuple[str, str] | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.ssl = ssl
+        self.user = user  # with auth enabled: every client authenticates as this user
         self.names = names or endpoints  # what an op records as the member that served it
         # serializable reads may be stale: only to show that the checks catch that
         self.read_opts = {"serializable": True} if serializable_reads else {}
@@ -90,7 +92,9 @@ class Workload:
         self._stop.set()
 
     async def run(self) -> None:
-        clients = [Client(ep, timeout=self.timeout, ssl=self.ssl) for ep in self.endpoints]
+        clients = [
+            Client(ep, timeout=self.timeout, ssl=self.ssl, user=self.user) for ep in self.endpoints
+        ]
         try:
             rngs = [random.Random(self.rng.random()) for _ in range(self.n_clients)]
             n = len(clients)
@@ -196,13 +200,16 @@ def _session(ssl: ssl_module.SSLContext | None) -> aiohttp.ClientSession:
 
 
 async def _converge(
-    endpoints: list[str], timeout: float, ssl: ssl_module.SSLContext | None
+    endpoints: list[str],
+    timeout: float,
+    ssl: ssl_module.SSLContext | None,
+    user: tuple[str, str] | None = None,
 ) -> tuple[int, dict[str, int], str]:
     """Wait until every member reports the same revision and applied index; then HashKV."""
     deadline = time.monotonic() + timeout
     last = ""
     async with _session(ssl) as s:
-        clients = [Client(ep, timeout=5, session=s) for ep in endpoints]
+        clients = [Client(ep, timeout=5, session=s, user=user) for ep in endpoints]
         while time.monotonic() < deadline:
             try:
                 sts = await asyncio.gather(*(c.status() for c in clients))
@@ -222,7 +229,10 @@ async def _converge(
 
 
 async def _check_acks(
-    endpoints: list[str], acks: list[Ack], ssl: ssl_module.SSLContext | None
+    endpoints: list[str],
+    acks: list[Ack],
+    ssl: ssl_module.SSLContext | None,
+    user: tuple[str, str] | None = None,
 ) -> tuple[list[dict], list[str]]:
     """Read every acknowledged write back at its revision, spread over the members: the lost
     writes ({key, value, revision, read}) and the reads that failed."""
@@ -230,7 +240,7 @@ async def _check_acks(
     failed: list[str] = []
     sem = asyncio.Semaphore(16)
     async with _session(ssl) as s:
-        clients = [Client(ep, timeout=10, session=s) for ep in endpoints]
+        clients = [Client(ep, timeout=10, session=s, user=user) for ep in endpoints]
 
         async def one(i: int, ack: Ack) -> None:
             async with sem:
@@ -264,7 +274,7 @@ async def _final_reads(workload: Workload) -> None:
     """Read every key through every member once the cluster is quiet: part of the history."""
     async with _session(workload.ssl) as s:
         for ep, name in zip(workload.endpoints, workload.names, strict=True):
-            c = Client(ep, timeout=10, session=s)
+            c = Client(ep, timeout=10, session=s, user=workload.user)
             for key in workload.keys:
                 t0 = workload.now()
                 kv = await c.get(key)
@@ -356,10 +366,13 @@ async def run_chaos(
     progress: Callable[[str], None] | None = None,
     converge_timeout: float = 60.0,
     serializable_reads: bool = False,
+    user: tuple[str, str] | None = None,
 ) -> ChaosResult:
     """Drive `target` (nemesis.LocalTarget / ComposeTarget) for `duration` seconds and check;
     with history_path, save the run there and write its report next to it. `progress` hears a
-    status line (elapsed, ops, current fault) every half second while the faults run."""
+    status line (elapsed, ops, current fault) every half second while the faults run. With
+    `user` (name, password), auth is enabled first with it as root, and every client and check
+    authenticates as it."""
     if seed is None:  # a seed all the same, so that the report says how to run this again
         seed = random.randrange(2**32)
     rng = random.Random(seed)
@@ -372,6 +385,7 @@ async def run_chaos(
         serializable_reads=serializable_reads,
         names=target.names,
         ssl=target.ssl,
+        user=user,
     )
     nemesis = Nemesis(target, faults, rng=random.Random(rng.random()), log=log, clock=workload.now)
     run = RunLog(
@@ -390,8 +404,10 @@ async def run_chaos(
         faults=nemesis.faults_log,
     )
     t_start = time.monotonic()
+    if user is not None:
+        await enable_auth(endpoints[0], user, target.ssl)
     # start from a clean key space (an earlier run against the same cluster may have left keys)
-    async with Client(endpoints[0], timeout=10, ssl=target.ssl) as c:
+    async with Client(endpoints[0], timeout=10, ssl=target.ssl, user=user) as c:
         await c.delete(KEY_PREFIX, KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1))
     observer = asyncio.ensure_future(_observe_leaders(target, workload, run.leaders))
     reporter = (
@@ -413,7 +429,7 @@ async def run_chaos(
         problems: list[str] = []
         if await nemesis.wait_leader(timeout=30) is None:
             problems.append("no leader 30 s after healing")
-        rev, hashes, why = await _converge(endpoints, converge_timeout, target.ssl)
+        rev, hashes, why = await _converge(endpoints, converge_timeout, target.ssl, user)
     finally:
         await _stop(observer)
     by_name = dict(zip(endpoints, target.names, strict=True))
@@ -428,7 +444,7 @@ async def run_chaos(
     lin: CheckResult | None = None
     if not problems:
         log(f"checking {len(workload.acks)} acknowledged writes")
-        lost, unreadable = await _check_acks(endpoints, workload.acks, target.ssl)
+        lost, unreadable = await _check_acks(endpoints, workload.acks, target.ssl, user)
         run.checks["lost"] = lost
         problems += _summarize(
             [

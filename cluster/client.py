@@ -79,9 +79,12 @@ class Client:
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        user: tuple[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self._ssl = ssl
+        self._user = user  # (name, password): authenticate, and again when the token dies
+        self._token: str | None = None
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
@@ -106,10 +109,35 @@ class Client:
         return self._session
 
     async def call(self, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
-        """POST `body` to /v3/<path>; the decoded JSON answer, or EtcdError."""
+        """POST `body` to /v3/<path>; the decoded JSON answer, or EtcdError. With a user, the
+        request carries its token; a token the member no longer knows (it restarted, or the
+        token expired) is renewed once, as etcd's clientv3 does."""
+        if self._user is None:
+            return await self._post(path, body, timeout, None)
+        if self._token is None:
+            self._token = await self._login(timeout)
+        try:
+            return await self._post(path, body, timeout, self._token)
+        except EtcdError as e:
+            if e.message != "etcdserver: invalid auth token":
+                raise
+        self._token = await self._login(timeout)
+        return await self._post(path, body, timeout, self._token)
+
+    async def _login(self, timeout: float | None) -> str:
+        assert self._user is not None
+        name, password = self._user
+        got = await self._post("auth/authenticate", {"name": name, "password": password}, timeout)
+        return str(got["token"])
+
+    async def _post(
+        self, path: str, body: dict | None, timeout: float | None, token: str | None = None
+    ) -> dict:
         kw: dict[str, Any] = {}
         if timeout is not None:
             kw["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        if token is not None:
+            kw["headers"] = {"Authorization": token}
         async with self._sess().post(f"{self.endpoint}/v3/{path}", json=body or {}, **kw) as r:
             text = await r.text()
             try:
@@ -181,6 +209,22 @@ class Client:
             "compact_revision": int(resp.get("compact_revision", 0)),
             "header": _header(resp)["header"],
         }
+
+
+async def enable_auth(endpoint: str, user: tuple[str, str], ssl: Any = None) -> None:
+    """Make ``user`` a root user and enable auth (what ``etcdctl user add; auth enable`` do);
+    a cluster where it is already so is left as it is."""
+    name, password = user
+    async with Client(endpoint, timeout=10, ssl=ssl) as c:
+        try:
+            await c.call("auth/user/add", {"name": name, "password": password})
+        except EtcdError as e:
+            if e.message == "etcdserver: user name is empty":
+                return  # auth is on already (a request without a token)
+            if e.message != "etcdserver: user name already exists":
+                raise
+        await c.call("auth/user/grant", {"user": name, "role": "root"})
+        await c.call("auth/enable")
 
 
 def cmp_value(key: str | bytes, value: str | bytes, result: str = "EQUAL") -> dict:

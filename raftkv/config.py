@@ -76,6 +76,9 @@ class Settings(BaseModel):
     peer_trusted_ca_file: str = ""
     peer_client_cert_auth: bool = False
     peer_auto_tls: bool = False
+    auth_token: str = "simple"  # simple | jwt,pub-key=..,priv-key=..,sign-method=..,ttl=..
+    auth_token_ttl: int = 300  # seconds a simple token lives after its last use
+    bcrypt_cost: int = 10
     logger: Literal["zap", "capnslog"] = "zap"
     log_level: Literal["debug", "info", "warn", "error", "panic", "fatal"] = "info"
     log_outputs: list[str] = ["default"]
@@ -121,6 +124,17 @@ class Settings(BaseModel):
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("must be greater than 0")
+        return v
+
+    @field_validator("auth_token")
+    @classmethod
+    def _check_auth_token(cls, v: str) -> str:
+        from raftkv.auth.tokens import InvalidAuthOptions, new_token_provider
+
+        try:
+            new_token_provider(v, 1.0)  # (reads a JWT's key files: a bad one stops here)
+        except (InvalidAuthOptions, ValueError, TypeError) as e:
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("max_wals", "max_snapshots", "quota_backend_bytes")
@@ -245,7 +259,7 @@ _IGNORED_VALUE_FLAGS = {
     "discovery", "discovery-fallback", "discovery-proxy", "discovery-srv", "discovery-srv-name",
     "client-crl-file", "client-cert-allowed-hostname", "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname", "peer-crl-file", "cipher-suites",
-    "cors", "host-whitelist", "auth-token", "bcrypt-cost", "auth-token-ttl", "metrics",
+    "cors", "host-whitelist", "metrics",
     "listen-metrics-urls", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
     "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout",
     "experimental-corrupt-check-time", "experimental-enable-v2v3",

@@ -139,5 +139,25 @@ ErrTimeoutLeaderTransfer = EtcdError(  # not in v3rpc's error map: Unknown
 )
 ErrContextDeadline = EtcdError("context deadline exceeded", GrpcCode.UNKNOWN)
 
-# --- auth (raftkv runs with auth disabled) ---
+# --- auth (rpctypes' ErrGRPC* of auth/store.go's errors) ---
+ErrRootUserNotExist = EtcdError("etcdserver: root user does not exist", _FP)
+ErrRootRoleNotExist = EtcdError("etcdserver: root user does not have root role", _FP)
+ErrUserAlreadyExist = EtcdError("etcdserver: user name already exists", _FP)
+ErrUserEmpty = EtcdError("etcdserver: user name is empty", _IA)
+ErrUserNotFound = EtcdError("etcdserver: user name not found", _FP)
+ErrRoleAlreadyExist = EtcdError("etcdserver: role name already exists", _FP)
+ErrRoleNotFound = EtcdError("etcdserver: role name not found", _FP)
+ErrRoleEmpty = EtcdError("etcdserver: role name is empty", _IA)
+ErrAuthFailed = EtcdError("etcdserver: authentication failed, invalid user ID or password", _IA)
+ErrPermissionDenied = EtcdError("etcdserver: permission denied", GrpcCode.PERMISSION_DENIED)
+ErrRoleNotGranted = EtcdError("etcdserver: role is not granted to the user", _FP)
+ErrPermissionNotGranted = EtcdError("etcdserver: permission is not granted to the role", _FP)
 ErrAuthNotEnabled = EtcdError("etcdserver: authentication is not enabled", _FP)
+ErrInvalidAuthToken = EtcdError("etcdserver: invalid auth token", GrpcCode.UNAUTHENTICATED)
+ErrInvalidAuthMgmt = EtcdError("etcdserver: invalid auth management", _IA)
+ErrAuthOldRevision = EtcdError("etcdserver: revision of auth store is old", _IA)
+# not in v3rpc's error map: etcd answers these as Unknown with the auth package's own text
+ErrNoPasswordUser = EtcdError(
+    "auth: authentication failed, password was given for no password user", GrpcCode.UNKNOWN
+)
+ErrVerifyOnly = EtcdError("auth: token signing attempted with verify-only key", GrpcCode.UNKNOWN)

@@ -5,6 +5,7 @@
     python scripts/bench.py --only raftkv --seconds 5
     python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd
     python scripts/bench.py --grpc                # the same workload over etcd's gRPC API
+    python scripts/bench.py --auth                # with auth enabled (a root user's token)
 
 Each system gets its own fresh cluster on free loopback ports (data under a temp dir), started
 one after the other so they never share the CPU. Clients are spread round-robin over the three
@@ -12,7 +13,10 @@ members' client URLs (``--target leader`` sends everything to the leader). Puts 
 ``bench/<client>/<n % 1000>`` with a 256-byte value; ranges are linearizable single-key reads
 of keys the put phase wrote. Prints throughput, p50/p99/max latency, and raftkv/etcd ratios.
 With ``--grpc`` the clients speak gRPC (grpc.aio, one channel per member per client process,
-as clientv3 keeps one connection) to the same client URLs.
+as clientv3 keeps one connection) to the same client URLs. With ``--auth`` both clusters get a
+root user and auth enabled before the load; each client process authenticates once and sends
+its simple token with every request (``Authorization`` header, gRPC ``token`` metadata), so
+every request pays the permission checks.
 """
 
 from __future__ import annotations
@@ -146,6 +150,32 @@ class Result:
         return s[min(len(s) - 1, int(p * len(s)))] * 1000
 
 
+BENCH_ROOT_PASSWORD = "bench"
+
+
+async def enable_auth(session: aiohttp.ClientSession, url: str) -> None:
+    """A root user with the root role, and auth enabled (as ``etcdctl auth enable`` does)."""
+    for path, body in (
+        ("/v3/auth/user/add", {"name": "root", "password": BENCH_ROOT_PASSWORD}),
+        ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+        ("/v3/auth/enable", {}),
+    ):
+        async with session.post(url + path, json=body) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{path}: {r.status} {await r.text()}")
+
+
+async def login(url: str) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url + "/v3/auth/authenticate",
+            json={"name": "root", "password": BENCH_ROOT_PASSWORD},
+        ) as r,
+    ):
+        return str((await r.json())["token"])
+
+
 async def closed_loop(
     client_ids: list[int],
     request: Callable[[int, int], Awaitable[bool]],
@@ -184,6 +214,7 @@ async def run_grpc_clients(
     value: bytes,
     t_measure: float,
     t_end: float,
+    token: str | None = None,
 ) -> tuple[int, int, list[float]]:
     """``run_clients`` over gRPC: requests marshalled once per key, replies left unparsed."""
     import grpc
@@ -195,6 +226,7 @@ async def run_grpc_clients(
     channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
     method = "/etcdserverpb.KV/Put" if kind == "put" else "/etcdserverpb.KV/Range"
     calls = [ch.unary_unary(method) for ch in channels]  # bytes in, bytes out
+    metadata = (("token", token),) if token is not None else None
 
     def body(key: bytes) -> bytes:
         if kind == "put":
@@ -205,7 +237,7 @@ async def run_grpc_clients(
 
     async def request(c: int, n: int) -> bool:
         try:
-            await calls[c % len(calls)](bodies[c][n % 1000], timeout=30)
+            await calls[c % len(calls)](bodies[c][n % 1000], timeout=30, metadata=metadata)
             return True
         except grpc.RpcError:
             return False
@@ -217,10 +249,12 @@ async def run_grpc_clients(
             await ch.close()
 
 
-async def post_ok(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
+async def post_ok(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict | None = None
+) -> bool:
     """POST ``body``; whether the answer was a 200 (a refused connection counts as not)."""
     try:
-        async with session.post(url, data=body) as r:
+        async with session.post(url, data=body, headers=headers) as r:
             await r.read()
             return r.status == 200
     except (aiohttp.ClientError, TimeoutError):
@@ -235,10 +269,13 @@ async def run_clients(
     t_measure: float,
     t_end: float,
     use_grpc: bool = False,
+    auth: bool = False,
 ) -> tuple[int, int, list[float]]:
     """One worker process: ``client_ids`` concurrent closed-loop clients (wall-clock window)."""
+    token = await login(urls[0]) if auth else None
     if use_grpc:
-        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end)
+        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end, token)
+    headers = {"Authorization": token} if token is not None else None
     val_b64 = base64.b64encode(value).decode()
     conn = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30))
@@ -248,7 +285,7 @@ async def run_clients(
         key = base64.b64encode(f"bench/{c}/{n % 1000}".encode()).decode()
         value = f',"value":"{val_b64}"' if kind == "put" else ""
         body = f'{{"key":"{key}"{value}}}'
-        return await post_ok(session, url, body.encode())
+        return await post_ok(session, url, body.encode(), headers)
 
     try:
         return await closed_loop(client_ids, request, t_measure, t_end)
@@ -275,6 +312,7 @@ def run_phase(
     value: bytes,
     warmup: float,
     use_grpc: bool = False,
+    auth: bool = False,
 ) -> Result:
     """``clients`` clients spread over ``procs`` processes (one Python client process would
     itself be the bottleneck at a few thousand requests per second)."""
@@ -283,7 +321,7 @@ def run_phase(
     t_measure = time.time() + 1.0 + warmup  # 1 s for the workers to start
     t_end = t_measure + seconds
     jobs = [
-        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc)
+        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc, auth)
         for p in range(procs)
     ]
     with mp.get_context("fork").Pool(procs) as pool:
@@ -301,6 +339,8 @@ async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> d
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             leader = await wait_ready(session, c.client, 90)
+            if args.auth:
+                await enable_auth(session, leader)
             urls = [leader] if args.target == "leader" else c.client
             value = os.urandom(args.value_size)
             cpu0 = _cpu_seconds(c.pids())
@@ -315,6 +355,7 @@ async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> d
                     value,
                     args.warmup,
                     args.grpc,
+                    args.auth,
                 )
                 out[phase] = r
                 if phase == "put":
@@ -359,6 +400,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"3 members each, {args.clients} clients in {args.procs} processes, "
         f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s), "
         + ("gRPC" if args.grpc else "JSON gateway")
+        + (", auth enabled" if args.auth else "")
     )
     try:
         # Rounds alternate the systems, so a change in the machine's load hits both alike.
@@ -410,6 +452,7 @@ def main() -> int:
     p.add_argument("--value-size", type=int, default=256)
     p.add_argument("--only", choices=["raftkv", "etcd"])
     p.add_argument("--grpc", action="store_true", help="clients speak gRPC, not JSON")
+    p.add_argument("--auth", action="store_true", help="auth enabled, requests with a token")
     p.add_argument("--target", choices=["all", "leader"], default="all")
     p.add_argument("--etcd", default=os.environ.get("RAFTKV_ETCD_BIN", DEFAULT_ETCD))
     p.add_argument("--extra", default="", help="extra flags for every member")

@@ -12,6 +12,7 @@ everything but the members' data), an attached cluster is healed.
 
     python scripts/chaos.py --duration 60                  # starts its own 3-member cluster
     python scripts/chaos.py --duration 600 --seed 7 --keep # a longer run, keep the data dir
+    python scripts/chaos.py --tls --auth                   # over mutual TLS, auth enabled
     python -m cluster up && python scripts/chaos.py --cluster-dir .cluster --duration 120
     docker compose up -d && python scripts/chaos.py --compose --duration 300 \\
         --endpoints http://localhost:2379,http://localhost:22379,http://localhost:32379
@@ -36,6 +37,8 @@ from cluster.local import ClusterError, LocalCluster
 from cluster.nemesis import ALL_FAULTS, FAULTS, ComposeTarget, LocalTarget
 from cluster.process import kill_spawned
 
+CHAOS_USER, CHAOS_PASSWORD = "root", "chaos"
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -49,6 +52,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients-per-member", type=int, default=2)
     p.add_argument("--keys", type=int, default=8)
     p.add_argument("--tls", action="store_true", help="the local cluster over mutual TLS")
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="enable auth (a root user) first; every client and check authenticates",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--base-dir", help="local cluster dir (default: a temporary dir)")
     p.add_argument("--keep", action="store_true", help="keep the local cluster's dir")
@@ -144,6 +152,7 @@ async def amain(args: argparse.Namespace, owned: Owned, console: Console) -> int
         log=log,
         progress=console.progress,
         serializable_reads=args.serializable_reads,
+        user=(CHAOS_USER, CHAOS_PASSWORD) if args.auth else None,
     )
     if args.compose:
         if not args.endpoints:

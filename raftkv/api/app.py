@@ -17,7 +17,6 @@ from aiohttp import web
 
 from raftkv import errors
 from raftkv.api import validate
-from raftkv.api.auth import AUTH_ROUTES, auth_call, check_fields
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
 from raftkv.api.gojson import fast_decode as _fast_decode
@@ -30,6 +29,7 @@ from raftkv.api.http import (
     json_ok,
     method_not_allowed,
     not_found,
+    request_token,
 )
 from raftkv.api.ops import ClientOps
 from raftkv.api.snapshot_stream import handle_snapshot
@@ -72,6 +72,22 @@ _UNARY: dict[str, Unary] = {
     "/v3/maintenance/alarm": UNARY["alarm"],
     "/v3/maintenance/defragment": UNARY["defragment"],
     "/v3/maintenance/transfer-leadership": UNARY["move_leader"],
+    "/v3/auth/enable": UNARY["auth_enable"],
+    "/v3/auth/disable": UNARY["auth_disable"],
+    "/v3/auth/authenticate": UNARY["authenticate"],
+    "/v3/auth/user/add": UNARY["user_add"],
+    "/v3/auth/user/get": UNARY["user_get"],
+    "/v3/auth/user/list": UNARY["user_list"],
+    "/v3/auth/user/delete": UNARY["user_delete"],
+    "/v3/auth/user/changepw": UNARY["user_change_password"],
+    "/v3/auth/user/grant": UNARY["user_grant_role"],
+    "/v3/auth/user/revoke": UNARY["user_revoke_role"],
+    "/v3/auth/role/add": UNARY["role_add"],
+    "/v3/auth/role/get": UNARY["role_get"],
+    "/v3/auth/role/list": UNARY["role_list"],
+    "/v3/auth/role/delete": UNARY["role_delete"],
+    "/v3/auth/role/grant": UNARY["role_grant_permission"],
+    "/v3/auth/role/revoke": UNARY["role_revoke_permission"],
 }
 
 _STREAMS: dict[str, Callable[[web.Request, ClientOps], Awaitable[web.StreamResponse]]] = {
@@ -105,24 +121,7 @@ async def _unary(request: web.Request, server: ClientOps, spec: Unary) -> web.St
     except GoJSONError as e:
         return gateway_error(str(e))
     try:
-        resp = await call(server, spec, req, len(body))
-    except EtcdError as e:
-        return await grpc_error(request, e)
-    return await json_ok(request, dumps(encoder(type(resp))(resp)))
-
-
-async def _auth(request: web.Request, server: ClientOps, path: str) -> web.StreamResponse:
-    body = await request.read()
-    try:
-        value = None
-        if body:
-            _found, value, _end = decode_first_value(body.decode("utf-8", "replace"))
-        fields = check_fields(AUTH_ROUTES[path][0], value)
-        del fields
-    except GoJSONError as e:
-        return gateway_error(str(e))
-    try:
-        resp = await auth_call(server, path, value)
+        resp = await call(server, spec, req, len(body), token=request_token(request))
     except EtcdError as e:
         return await grpc_error(request, e)
     return await json_ok(request, dumps(encoder(type(resp))(resp)))
@@ -178,12 +177,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "OPTIONS":
             return Response(headers=CORS)
         return method_not_allowed()
-    if path in AUTH_ROUTES:
-        if method == "POST":
-            return await _auth(request, server, path)
-        if method == "OPTIONS":
-            return Response(headers=CORS)
-        return method_not_allowed()
     if path == "/health" or path == "/version" or path == "/metrics":
         if method == "GET":  # etcd's handlers accept GET only (HEAD gets 405 too)
             if path == "/health":
@@ -206,7 +199,7 @@ def create_app(server: ClientOps) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
     # exact paths first (aiohttp looks plain routes up in a dict), then everything else
-    for path in (*_UNARY, *_STREAMS, *AUTH_ROUTES, "/health", "/version", "/metrics"):
+    for path in (*_UNARY, *_STREAMS, "/health", "/version", "/metrics"):
         app.router.add_route("*", path, _dispatch)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -23,7 +23,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor
 
-from raftkv.api.grpcpb import health_pb2, kv_pb2, rpc_pb2
+from raftkv.api.grpcpb import auth_pb2, health_pb2, kv_pb2, rpc_pb2
 from raftkv.pb.fields import FieldSpec, Kind, specs
 
 __all__ = ["DecodeError", "decoder", "encoder"]
@@ -38,7 +38,7 @@ class DecodeError(ValueError):
 
 def _descriptors() -> dict[str, Descriptor]:
     out: dict[str, Descriptor] = {}
-    for mod in (kv_pb2, rpc_pb2, health_pb2):
+    for mod in (kv_pb2, rpc_pb2, health_pb2, auth_pb2):
         out.update(mod.DESCRIPTOR.message_types_by_name)
     return out
 
@@ -138,7 +138,9 @@ def _fields(cls: type) -> list[_Field]:
     zero = {f.name: f.default for f in dataclasses.fields(cls)}
     out = []
     for s in specs(cls):
-        fd = desc.fields_by_name[s.name]
+        fd = desc.fields_by_name.get(s.name)
+        if fd is None:
+            continue  # raftkv's own field, never on etcd's wire (a password's hash)
         oneof: tuple[tuple[str, Any], ...] = ()
         if fd.containing_oneof is not None:
             others = (f.name for f in fd.containing_oneof.fields if f.name != s.name)

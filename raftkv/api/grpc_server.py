@@ -18,6 +18,10 @@ Behaviour a client sees, as etcd 3.4's v3rpc shows it:
   when the previous write has completed, so a slow reader holds at most the member's bounded
   buffer (the watchable store's victims take the rest); ``fragment`` splits a large response
   as etcd's sendFragments does;
+- auth: the ``token`` (or ``authorization``) metadata is the caller's token, for every unary
+  call, each watch create of a stream and Snapshot, as in the JSON gateway (``unary.call``);
+  without a token, a verified client certificate's common name is the user (etcd's
+  AuthInfoFromTLS; the gateway ignores it, as etcd's does);
 - LeaseKeepAlive: one answer per request (TTL 0 for an unknown lease); Snapshot: the member's
   chunks then the sha256;
 - limits: a request message over etcd's receive limit (max_request_bytes + 512 KiB) is refused
@@ -40,7 +44,7 @@ from raftkv.api.grpcpb import health_pb2
 from raftkv.api.h2grpc import EOF, Call, Method
 from raftkv.api.ops import ClientOps
 from raftkv.api.streams import apply_watch_request
-from raftkv.api.unary import UNARY, call, keep_alive_once
+from raftkv.api.unary import UNARY, admin_refusal, call, keep_alive_once
 from raftkv.api.validate import GRPC_OVERHEAD_BYTES
 from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
@@ -82,6 +86,24 @@ _UNARY_METHODS: dict[str, dict[str, str]] = {
         "HashKV": "hash_kv",
         "MoveLeader": "move_leader",
     },
+    "etcdserverpb.Auth": {
+        "AuthEnable": "auth_enable",
+        "AuthDisable": "auth_disable",
+        "Authenticate": "authenticate",
+        "UserAdd": "user_add",
+        "UserGet": "user_get",
+        "UserList": "user_list",
+        "UserDelete": "user_delete",
+        "UserChangePassword": "user_change_password",
+        "UserGrantRole": "user_grant_role",
+        "UserRevokeRole": "user_revoke_role",
+        "RoleAdd": "role_add",
+        "RoleGet": "role_get",
+        "RoleList": "role_list",
+        "RoleDelete": "role_delete",
+        "RoleGrantPermission": "role_grant_permission",
+        "RoleRevokePermission": "role_revoke_permission",
+    },
 }
 _RESPONSES = {
     "range": rpc.RangeResponse,
@@ -104,6 +126,22 @@ _RESPONSES = {
     "hash": rpc.HashResponse,
     "hash_kv": rpc.HashKVResponse,
     "move_leader": rpc.MoveLeaderResponse,
+    "auth_enable": rpc.AuthEnableResponse,
+    "auth_disable": rpc.AuthDisableResponse,
+    "authenticate": rpc.AuthenticateResponse,
+    "user_add": rpc.AuthUserAddResponse,
+    "user_get": rpc.AuthUserGetResponse,
+    "user_list": rpc.AuthUserListResponse,
+    "user_delete": rpc.AuthUserDeleteResponse,
+    "user_change_password": rpc.AuthUserChangePasswordResponse,
+    "user_grant_role": rpc.AuthUserGrantRoleResponse,
+    "user_revoke_role": rpc.AuthUserRevokeRoleResponse,
+    "role_add": rpc.AuthRoleAddResponse,
+    "role_get": rpc.AuthRoleGetResponse,
+    "role_list": rpc.AuthRoleListResponse,
+    "role_delete": rpc.AuthRoleDeleteResponse,
+    "role_grant_permission": rpc.AuthRoleGrantPermissionResponse,
+    "role_revoke_permission": rpc.AuthRoleRevokePermissionResponse,
 }
 
 
@@ -119,6 +157,25 @@ def _sized(cls: type) -> Callable[[bytes], tuple[Any, int]]:
 def _require_leader(context: Call) -> bool:
     md = context.invocation_metadata()
     return bool(md) and _HASLEADER in md
+
+
+def _token(context: Call) -> str | None:
+    """The caller's auth token: etcd reads the ``token`` metadata, then ``authorization``."""
+    md = dict(context.invocation_metadata() or ())
+    got = md.get("token")
+    return got if got is not None else md.get("authorization")
+
+
+def _cert_user(context: Call) -> str | None:
+    """The common name of the client's verified certificate (etcd's AuthInfoFromTLS)."""
+    cert = context.peer_cert()
+    if cert is None:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
 
 
 async def _abort(context: Call, e: EtcdError) -> None:
@@ -203,7 +260,15 @@ class GrpcApi:
         async def handle(sized: tuple[Any, int], context: Call) -> Any:
             req, size = sized
             try:
-                return await call(ops, spec, req, size, _require_leader(context))
+                return await call(
+                    ops,
+                    spec,
+                    req,
+                    size,
+                    _require_leader(context),
+                    token=_token(context),
+                    cert_user=_cert_user(context),
+                )
             except EtcdError as e:
                 err = e
             except Exception as e:
@@ -243,6 +308,7 @@ class GrpcApi:
         if await self._refuse_stream(context):
             return
         try:
+            await admin_refusal(self.ops, _token(context), _cert_user(context))
             async for resp in self.ops.snapshot(req):
                 await context.write(resp)
             return
@@ -300,6 +366,8 @@ class _WatchSession:
         self.context = context
         self.ready = asyncio.Event()
         self.stream = ops.new_watch_stream(self.ready.set)
+        self.token = _token(context)  # the stream's, for every create on it
+        self.cert_user = _cert_user(context)
         self.fragmented: set[int] = set()  # watch ids created with fragment
         self.write_lock = asyncio.Lock()
         # etcd's watch server: maxRequestBytes = --max-request-bytes + grpcOverheadBytes
@@ -338,7 +406,7 @@ class _WatchSession:
             req = await self.context.read()
             if req is EOF:
                 return
-            wid = apply_watch_request(self.stream, req)
+            wid = await apply_watch_request(self.stream, req, self.ops, self.token, self.cert_user)
             if wid is not None and wid >= 0 and req.create_request.fragment:
                 self.fragmented.add(wid)
             await self._flush()  # the answer goes out before the next request is read

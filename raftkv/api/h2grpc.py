@@ -161,6 +161,13 @@ class Call:
     def invocation_metadata(self) -> list[tuple[str, str]]:
         return self.metadata
 
+    def peer_cert(self) -> dict | None:
+        """The client's certificate as ``ssl`` shows it, when the TLS handshake verified one
+        (``--client-cert-auth``); None otherwise."""
+        t = self._conn.transport
+        cert = t.get_extra_info("peercert") if t is not None else None
+        return cert or None
+
     async def read(self) -> Any:
         """The next request message, or ``EOF``."""
         assert self._incoming is not None

@@ -25,9 +25,19 @@ __all__ = [
     "json_ok",
     "method_not_allowed",
     "not_found",
+    "request_token",
 ]
 
 log = structlog.get_logger("raftkv.api")
+
+
+def request_token(request: web.Request) -> str | None:
+    """The caller's auth token: grpc-gateway passes ``Grpc-Metadata-Token`` as the ``token``
+    metadata and ``Authorization`` as ``authorization``; etcd reads ``token`` first."""
+    h = request.headers
+    got = h.get("Grpc-Metadata-Token")
+    return got if got is not None else h.get("Authorization")
+
 
 CORS = {
     "Access-Control-Allow-Headers": "accept, content-type, authorization",

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from raftkv.api.codec import decode_message, dumps, encoder
 from raftkv.api.gojson import GoJSONError, decode_first_value
-from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING
-from raftkv.api.ops import ClientOps
-from raftkv.api.unary import keep_alive_once
+from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING, request_token
+from raftkv.api.ops import ClientOps, WatchStreamOps
+from raftkv.api.unary import keep_alive_once, watch_refusal
 from raftkv.errors import EtcdError, GrpcCode, http_status
 from raftkv.pb import rpc
 
@@ -193,13 +193,24 @@ def _gone(request: web.Request) -> bool:
 # --- watch -------------------------------------------------------------------------------------
 
 
-def apply_watch_request(stream: Any, wr: rpc.WatchRequest) -> int | None:
+async def apply_watch_request(
+    stream: WatchStreamOps,
+    wr: rpc.WatchRequest,
+    server: ClientOps,
+    token: str | None,
+    cert_user: str | None = None,
+) -> int | None:
     """Apply one request to the member's watch stream; a create returns the new watch id (-1
-    when refused), anything else None."""
+    when refused: by the stream, or by the auth check of its range, ``token`` and
+    ``cert_user`` being the stream's), anything else None."""
     c = wr.create_request
     if c is not None:
         if not c.key:
             c.key = b"\x00"  # etcd: "\x00 is the smallest key"
+        refused = await watch_refusal(server, token, c, cert_user)
+        if refused is not None:
+            stream.refuse(refused)
+            return -1
         return stream.create(c)
     if wr.cancel_request is not None:
         stream.cancel(wr.cancel_request.watch_id)
@@ -219,6 +230,7 @@ async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamRes
     ready = asyncio.Event()
     stream = server.new_watch_stream(ready.set)
     out = _LineWriter(request)
+    token = request_token(request)  # the stream's, for every create on it (gRPC's metadata)
 
     async def read_rest() -> None:
         while True:
@@ -229,13 +241,13 @@ async def handle_watch(request: web.Request, server: ClientOps) -> web.StreamRes
                 wr = decode_message(rpc.WatchRequest, value)
             except (GoJSONError, ConnectionError, asyncio.IncompleteReadError):
                 return  # grpc-gateway stops sending; the watch stream stays open
-            apply_watch_request(stream, wr)
+            await apply_watch_request(stream, wr, server, token)
             ready.set()
 
     reader_task: asyncio.Task | None = None
     try:
         if first is not None:
-            apply_watch_request(stream, first)
+            await apply_watch_request(stream, first, server, token)
             ready.set()
             reader_task = asyncio.ensure_future(read_rest())
         while True:

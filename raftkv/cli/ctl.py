@@ -1,10 +1,11 @@
 """raftkvctl: an etcdctl (v3 API, etcd 3.4) work-alike over the JSON gateway.
 
-    raftkvctl [--endpoints=a,b,c] [-w simple|json|table] COMMAND ...
+    raftkvctl [--endpoints=a,b,c] [-w simple|json|table] [--user name[:password]] COMMAND ...
 
 Commands: put, get, del, txn, watch, compaction, lease (grant|revoke|timetolive|keep-alive|
-list), member list, endpoint (status|health). Output matches etcdctl's byte for byte where
-the data is the same; errors print ``Error: <etcd's message>`` to stderr and exit 1.
+list), member list, endpoint (status|health), user, role, auth (ctl_auth.py). Output matches
+etcdctl's byte for byte where the data is the same; errors print ``Error: <etcd's message>``
+to stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from raftkv.cli import ctl_snapshot
+from raftkv.cli import ctl_auth, ctl_snapshot
 from raftkv.cli.ctl_admin import (
     cmd_alarm,
     cmd_defrag,
@@ -271,6 +272,8 @@ def _globals(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--hex", action="store_true", default=d(False))
     p.add_argument("--command-timeout", default=d("5s"))
     p.add_argument("--dial-timeout", default=d("2s"))
+    p.add_argument("--user", default=d(""))
+    p.add_argument("--password", default=d(""))
     # etcdctl's TLS flags (ETCDCTL_CACERT, ... as in etcdctl)
     p.add_argument("--cacert", default=d(os.environ.get("ETCDCTL_CACERT", "")))
     p.add_argument("--cert", default=d(os.environ.get("ETCDCTL_CERT", "")))
@@ -380,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_endpoint)
 
     ctl_snapshot.add_parser(sp, common)
+    ctl_auth.add_parsers(sp, common)
     return p
 
 
@@ -447,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         _bind_args(a, None if a.cmd == "txn" else sys.stdin)
+        if a.user:
+            ctl_auth.login(client, a.user, a.password or None)
         a.fn(client, a)
     except CtlError as e:
         sys.stdout.flush()

@@ -58,6 +58,13 @@ class Client:
         self.timeout = timeout
         self._tls = tls
         self._good = 0  # index of the endpoint that last answered
+        self.token: str | None = None  # sent as ``Authorization`` once logged in (--user)
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self.token is not None:
+            h["Authorization"] = self.token
+        return h
 
     def _order(self) -> list[str]:
         n = len(self.endpoints)
@@ -67,9 +74,7 @@ class Client:
         data = json.dumps(body).encode()
         last: Exception | None = None
         for ep in [endpoint] if endpoint else self._order():
-            req = urllib.request.Request(
-                ep + path, data=data, headers={"Content-Type": "application/json"}
-            )
+            req = urllib.request.Request(ep + path, data=data, headers=self._headers())
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout, context=self._tls) as r:
                     out = json.loads(r.read() or b"{}")
@@ -106,7 +111,7 @@ class Client:
                 else http.client.HTTPConnection(u.hostname, u.port or 80, timeout=None)
             )
             try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                conn.request("POST", path, body=body, headers=self._headers())
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as e:
                 last = e

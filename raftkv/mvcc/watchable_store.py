@@ -254,7 +254,7 @@ class WatchStream:
             end = req.range_end
         wsrev = s.current_revision
         if self._closed or (end and key >= end):
-            self._refuse(wsrev, ERR_EMPTY_WATCHER_RANGE)
+            self.refuse(ERR_EMPTY_WATCHER_RANGE, wsrev)
             return -1
         wid = req.watch_id
         if wid == 0:  # clientv3.AutoWatchID
@@ -263,7 +263,7 @@ class WatchStream:
             wid = self._next_id
             self._next_id += 1
         elif wid in self._watchers:
-            self._refuse(wsrev, ERR_WATCHER_DUPLICATE_ID)
+            self.refuse(ERR_WATCHER_DUPLICATE_ID, wsrev)
             return -1
         w = Watcher(
             self,
@@ -280,10 +280,14 @@ class WatchStream:
         self._hub.watch(w, req.start_revision or wsrev + 1)
         return wid
 
-    def _refuse(self, wsrev: int, reason: str) -> None:
+    def refuse(self, reason: str, wsrev: int | None = None) -> None:
+        """Queue a created+canceled response with ``reason`` (a watch create refused: by the
+        stream itself, or by the auth checks before it got here)."""
         self._push(
             WatchResponse(
-                header=ResponseHeader(revision=wsrev),
+                header=ResponseHeader(
+                    revision=self._hub._s.current_revision if wsrev is None else wsrev
+                ),
                 watch_id=-1,
                 created=True,
                 canceled=True,

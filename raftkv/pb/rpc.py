@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from raftkv.pb.auth import Permission, UserAddOptions
 from raftkv.pb.fields import (
     Kind,
     bool_,
@@ -30,6 +31,38 @@ __all__ = [
     "AlarmRequest",
     "AlarmResponse",
     "AlarmType",
+    "AuthDisableRequest",
+    "AuthDisableResponse",
+    "AuthEnableRequest",
+    "AuthEnableResponse",
+    "AuthRoleAddRequest",
+    "AuthRoleAddResponse",
+    "AuthRoleDeleteRequest",
+    "AuthRoleDeleteResponse",
+    "AuthRoleGetRequest",
+    "AuthRoleGetResponse",
+    "AuthRoleGrantPermissionRequest",
+    "AuthRoleGrantPermissionResponse",
+    "AuthRoleListRequest",
+    "AuthRoleListResponse",
+    "AuthRoleRevokePermissionRequest",
+    "AuthRoleRevokePermissionResponse",
+    "AuthUserAddRequest",
+    "AuthUserAddResponse",
+    "AuthUserChangePasswordRequest",
+    "AuthUserChangePasswordResponse",
+    "AuthUserDeleteRequest",
+    "AuthUserDeleteResponse",
+    "AuthUserGetRequest",
+    "AuthUserGetResponse",
+    "AuthUserGrantRoleRequest",
+    "AuthUserGrantRoleResponse",
+    "AuthUserListRequest",
+    "AuthUserListResponse",
+    "AuthUserRevokeRoleRequest",
+    "AuthUserRevokeRoleResponse",
+    "AuthenticateRequest",
+    "AuthenticateResponse",
     "CompactionRequest",
     "CompactionResponse",
     "Compare",
@@ -44,6 +77,7 @@ __all__ = [
     "HashKVResponse",
     "HashRequest",
     "HashResponse",
+    "InternalAuthenticateRequest",
     "InternalRaftRequest",
     "LeaseCheckpoint",
     "LeaseCheckpointRequest",
@@ -76,6 +110,7 @@ __all__ = [
     "PutResponse",
     "RangeRequest",
     "RangeResponse",
+    "RequestHeader",
     "RequestOp",
     "ResponseHeader",
     "ResponseOp",
@@ -568,6 +603,190 @@ class MemberPromoteResponse:
     members: list[Member] = rep(Kind.MESSAGE, "Member")
 
 
+# --- auth --------------------------------------------------------------------------------------
+
+
+@message
+class AuthEnableRequest:
+    pass
+
+
+@message
+class AuthDisableRequest:
+    pass
+
+
+@message
+class AuthenticateRequest:
+    name: str = str_()
+    password: str = str_()
+
+
+@message
+class AuthUserAddRequest:
+    """``hashedPassword`` (etcd 3.5's field 4): the member hashes the password before proposing
+    it, so the log and the snapshot never hold it in clear; ``password`` is then emptied."""
+
+    name: str = str_()
+    password: str = str_()
+    options: UserAddOptions | None = msg("UserAddOptions")
+    hashedPassword: str = str_()
+
+
+@message
+class AuthUserGetRequest:
+    name: str = str_()
+
+
+@message
+class AuthUserDeleteRequest:
+    name: str = str_()
+
+
+@message
+class AuthUserChangePasswordRequest:
+    """``hashedPassword`` as in AuthUserAddRequest (etcd 3.5's field 3)."""
+
+    name: str = str_()
+    password: str = str_()
+    hashedPassword: str = str_()
+
+
+@message
+class AuthUserGrantRoleRequest:
+    user: str = str_()
+    role: str = str_()
+
+
+@message
+class AuthUserRevokeRoleRequest:
+    name: str = str_()
+    role: str = str_()
+
+
+@message
+class AuthRoleAddRequest:
+    name: str = str_()
+
+
+@message
+class AuthRoleGetRequest:
+    role: str = str_()
+
+
+@message
+class AuthUserListRequest:
+    pass
+
+
+@message
+class AuthRoleListRequest:
+    pass
+
+
+@message
+class AuthRoleDeleteRequest:
+    role: str = str_()
+
+
+@message
+class AuthRoleGrantPermissionRequest:
+    name: str = str_()
+    perm: Permission | None = msg("Permission")
+
+
+@message
+class AuthRoleRevokePermissionRequest:
+    role: str = str_()
+    key: bytes = bytes_()
+    range_end: bytes = bytes_()
+
+
+@message
+class AuthEnableResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthDisableResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthenticateResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    token: str = str_()
+
+
+@message
+class AuthUserAddResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthUserGetResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    roles: list[str] = rep(Kind.STRING)
+
+
+@message
+class AuthUserDeleteResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthUserChangePasswordResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthUserGrantRoleResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthUserRevokeRoleResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthRoleAddResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthRoleGetResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    perm: list[Permission] = rep(Kind.MESSAGE, "Permission")
+
+
+@message
+class AuthRoleListResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    roles: list[str] = rep(Kind.STRING)
+
+
+@message
+class AuthUserListResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+    users: list[str] = rep(Kind.STRING)
+
+
+@message
+class AuthRoleDeleteResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthRoleGrantPermissionResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
+@message
+class AuthRoleRevokePermissionResponse:
+    header: ResponseHeader | None = msg("ResponseHeader")
+
+
 # --- what goes through the Raft log ------------------------------------------------------------
 
 
@@ -585,3 +804,49 @@ class InternalRaftRequest:
     lease_checkpoint: LeaseCheckpointRequest | None = msg("LeaseCheckpointRequest")
     alarm: AlarmRequest | None = msg("AlarmRequest")
     member_attributes: Member | None = msg("Member")
+    # the caller of a client request (etcd's RequestHeader); None for the member's own
+    # proposals (lease expiry, alarms, attributes), which etcd makes as root
+    header: RequestHeader | None = msg("RequestHeader")
+    authenticate: InternalAuthenticateRequest | None = msg("InternalAuthenticateRequest")
+    auth_enable: AuthEnableRequest | None = msg("AuthEnableRequest")
+    auth_disable: AuthDisableRequest | None = msg("AuthDisableRequest")
+    auth_user_add: AuthUserAddRequest | None = msg("AuthUserAddRequest")
+    auth_user_delete: AuthUserDeleteRequest | None = msg("AuthUserDeleteRequest")
+    auth_user_change_password: AuthUserChangePasswordRequest | None = msg(
+        "AuthUserChangePasswordRequest"
+    )
+    auth_user_grant_role: AuthUserGrantRoleRequest | None = msg("AuthUserGrantRoleRequest")
+    auth_user_get: AuthUserGetRequest | None = msg("AuthUserGetRequest")
+    auth_user_revoke_role: AuthUserRevokeRoleRequest | None = msg("AuthUserRevokeRoleRequest")
+    auth_user_list: AuthUserListRequest | None = msg("AuthUserListRequest")
+    auth_role_list: AuthRoleListRequest | None = msg("AuthRoleListRequest")
+    auth_role_add: AuthRoleAddRequest | None = msg("AuthRoleAddRequest")
+    auth_role_delete: AuthRoleDeleteRequest | None = msg("AuthRoleDeleteRequest")
+    auth_role_grant_permission: AuthRoleGrantPermissionRequest | None = msg(
+        "AuthRoleGrantPermissionRequest"
+    )
+    auth_role_get: AuthRoleGetRequest | None = msg("AuthRoleGetRequest")
+    auth_role_revoke_permission: AuthRoleRevokePermissionRequest | None = msg(
+        "AuthRoleRevokePermissionRequest"
+    )
+
+
+@message
+class RequestHeader:
+    """Who proposed a request: the user of its token and the auth revision the token was
+    checked at (0: no token); the applier checks permissions with these."""
+
+    ID: int = u64()
+    username: str = str_()
+    auth_revision: int = u64()
+
+
+@message
+class InternalAuthenticateRequest:
+    """Authenticate as proposed: the password was checked before proposing and is not in the
+    log; ``simple_token`` is the proposer's random prefix (every member issues the same
+    token, ``<prefix>.<entry index>``)."""
+
+    name: str = str_()
+    password: str = str_()
+    simple_token: str = str_()

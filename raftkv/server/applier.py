@@ -16,6 +16,11 @@ one that finds the backend over quota is still applied (every member applies the
 entries), but answers ``database space exceeded``, and this member raises its NOSPACE alarm
 first (etcd's applyEntryNormal) unless one is active.
 
+Auth (etcd's authApplierV3): a client's request carries its caller (``header``: user and the
+auth revision its token was judged at); the auth store checks it against the permissions as
+they are when the entry is applied, after the alarm refusals and before the quota, and
+applies the Auth* requests themselves. The member's own proposals carry no caller.
+
 Built with exactly what it touches (see ``wiring.py``); nothing here reaches the member.
 """
 
@@ -29,6 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from raftkv import errors
+from raftkv.auth import AuthInfo, AuthStore, is_auth_request
 from raftkv.backend import Backend
 from raftkv.errors import EtcdError
 from raftkv.lease import Lessor
@@ -65,6 +71,7 @@ class Applier:
         backend: Backend,
         cindex: ConsistentIndex,
         alarms: Alarms,
+        auth: AuthStore,
         cluster: RaftCluster,
         wait: Wait,
         apply_conf_change: ConfChangeApplier,
@@ -78,6 +85,7 @@ class Applier:
         self._backend = backend
         self._cindex = cindex
         self._alarms = alarms
+        self._auth = auth
         self._cluster = cluster
         self._wait = wait
         self._apply_conf_change = apply_conf_change
@@ -111,7 +119,7 @@ class Applier:
                 if e.data:
                     req = decode_request(e.data)
                     try:
-                        result: Any = self._apply_request(req)
+                        result: Any = self._apply_request(req, e.index)
                     except EtcdError as err:
                         result = err
                     waiting = bool(req.ID) and wait.is_registered(req.ID)
@@ -127,12 +135,17 @@ class Applier:
                 self.applied_term = e.term
         self._on_applied(self.applied_index)
 
-    def _apply_request(self, r: InternalRaftRequest) -> Any:
+    def _apply_request(self, r: InternalRaftRequest, index: int) -> Any:
         kv = self._kv
         if self._alarms.mode:
             err = refusal(self._alarms.mode, r)
             if err is not None:
                 raise err
+        h = r.header
+        if h is not None:
+            self._auth.check_request(AuthInfo(h.username, h.auth_revision), r, self._lease_keys)
+        if is_auth_request(r):
+            return self._auth.apply(r, index)
         if r.put is not None:
             return self._within_quota(r.put, kv.put)
         if r.txn is not None:
@@ -162,6 +175,10 @@ class Applier:
             self._cluster.update_attributes(m.ID, m.name, list(m.clientURLs))
             return None
         return None
+
+    def _lease_keys(self, lease_id: int) -> list[bytes]:
+        lease = self._lessor.get(lease_id)
+        return sorted(lease.keys) if lease is not None else []
 
     def _within_quota(self, req: Any, apply: Callable[[Any], Any]) -> Any:
         ok = quota.available(self._backend.size, quota.cost(req), self._quota_bytes)

@@ -3,7 +3,8 @@
 ``raftkv.pb.encode/decode`` walk the field tables generically; a put is by far the most common
 proposal, so it is packed directly as ``[ID, [key, value, lease, prev_kv, ignore_value,
 ignore_lease]]`` — a prefix of the generic form (trailing unset fields omitted), which the
-generic decoder reads as well. Everything else uses the generic codec.
+generic decoder reads as well. Everything else, and a put with a caller (auth enabled),
+uses the generic codec.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def encode_request(r: InternalRaftRequest) -> bytes:
         and r.lease_checkpoint is None
         and r.alarm is None
         and r.member_attributes is None
+        and r.header is None  # (the auth requests are never set beside a put)
     ):
         return _packb(
             [r.ID, [p.key, p.value, p.lease, p.prev_kv, p.ignore_value, p.ignore_lease]],

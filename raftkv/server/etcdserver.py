@@ -18,7 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from raftkv import errors
+from raftkv.auth import AuthInfo, AuthStore, hash_password, password_matches
+from raftkv.auth.caller import CALLER
 from raftkv.backend import Backend
 from raftkv.lease import ErrNotPrimary, Lessor
 from raftkv.mvcc import KVStore, WatchStream, is_txn_readonly
@@ -41,6 +45,8 @@ from raftkv.server.wait import IdGenerator
 from raftkv.version import ETCD_VERSION
 
 __all__ = ["ClientLimits", "EtcdServer", "ServerWatchStream", "WatchStreams"]
+
+log = structlog.get_logger("raftkv.server")
 
 LEASE_PATH = "/leases"
 LEASE_TTL_PATH = "/leases/internal"
@@ -85,6 +91,7 @@ class EtcdServer:
         lessor: Lessor,
         backend: Backend,
         alarms: Alarms,
+        auth: AuthStore,
         applier: Applier,
         applied: AppliedWaiters,
         idgen: IdGenerator,
@@ -111,6 +118,7 @@ class EtcdServer:
         self._lessor = lessor
         self._backend = backend
         self._alarms = alarms
+        self.auth = auth
         self._applier = applier
         self._applied = applied
         self._idgen = idgen
@@ -289,6 +297,101 @@ class EtcdServer:
     async def move_leader(self, req: rpc.MoveLeaderRequest) -> rpc.MoveLeaderResponse:
         return await self._maintenance.move_leader(req)
 
+    # --- auth -----------------------------------------------------------------------------------
+
+    async def auth_info(self, token: str | None) -> AuthInfo | None:
+        return await self.auth.auth_info(token)
+
+    async def authenticate(self, req: rpc.AuthenticateRequest) -> rpc.AuthenticateResponse:
+        """etcd's Authenticate: check the password on this member, then propose the token
+        (never the password); again if the auth store changed meanwhile."""
+        await self._read_index.wait_linearizable()
+        while True:
+            try:
+                hashed, checked_at = self.auth.password_hash(req.name)
+            except errors.EtcdError as e:
+                if e is not errors.ErrAuthNotEnabled:
+                    log.warning("authentication_refused", user=req.name, error=e.message)
+                raise
+            if not await asyncio.to_thread(password_matches, req.password, hashed):
+                log.warning("authentication_refused", user=req.name, error="wrong password")
+                raise errors.ErrAuthFailed
+            internal = rpc.InternalAuthenticateRequest(
+                name=req.name, simple_token=self.auth.tokens.gen_prefix()
+            )
+            resp = await self._proposer.propose(authenticate=internal)
+            if checked_at == self.auth.revision:
+                return self._complete(resp)
+            log.info("authentication_retried", reason="auth revision moved on")
+
+    async def auth_enable(self, req: rpc.AuthEnableRequest) -> rpc.AuthEnableResponse:
+        return self._complete(await self._proposer.propose(auth_enable=req))
+
+    async def auth_disable(self, req: rpc.AuthDisableRequest) -> rpc.AuthDisableResponse:
+        return self._complete(await self._proposer.propose(auth_disable=req))
+
+    async def _hashed(self, password: str) -> str:
+        # the caller may not add users at all: refuse before spending a bcrypt on it (the
+        # applier would refuse the same way)
+        caller = CALLER.get()
+        if caller is not None:
+            self.auth.is_admin_permitted(caller)
+        return await asyncio.to_thread(hash_password, password, self.auth.bcrypt_cost)
+
+    async def user_add(self, req: rpc.AuthUserAddRequest) -> rpc.AuthUserAddResponse:
+        no_password = req.options is not None and req.options.no_password
+        hashed = "" if no_password else await self._hashed(req.password)
+        internal = rpc.AuthUserAddRequest(name=req.name, options=req.options, hashedPassword=hashed)
+        return self._complete(await self._proposer.propose(auth_user_add=internal))
+
+    async def user_change_password(
+        self, req: rpc.AuthUserChangePasswordRequest
+    ) -> rpc.AuthUserChangePasswordResponse:
+        hashed = await self._hashed(req.password)
+        internal = rpc.AuthUserChangePasswordRequest(name=req.name, hashedPassword=hashed)
+        return self._complete(await self._proposer.propose(auth_user_change_password=internal))
+
+    async def user_get(self, req: rpc.AuthUserGetRequest) -> rpc.AuthUserGetResponse:
+        return self._complete(await self._proposer.propose(auth_user_get=req))
+
+    async def user_list(self, req: rpc.AuthUserListRequest) -> rpc.AuthUserListResponse:
+        return self._complete(await self._proposer.propose(auth_user_list=req))
+
+    async def user_delete(self, req: rpc.AuthUserDeleteRequest) -> rpc.AuthUserDeleteResponse:
+        return self._complete(await self._proposer.propose(auth_user_delete=req))
+
+    async def user_grant_role(
+        self, req: rpc.AuthUserGrantRoleRequest
+    ) -> rpc.AuthUserGrantRoleResponse:
+        return self._complete(await self._proposer.propose(auth_user_grant_role=req))
+
+    async def user_revoke_role(
+        self, req: rpc.AuthUserRevokeRoleRequest
+    ) -> rpc.AuthUserRevokeRoleResponse:
+        return self._complete(await self._proposer.propose(auth_user_revoke_role=req))
+
+    async def role_add(self, req: rpc.AuthRoleAddRequest) -> rpc.AuthRoleAddResponse:
+        return self._complete(await self._proposer.propose(auth_role_add=req))
+
+    async def role_get(self, req: rpc.AuthRoleGetRequest) -> rpc.AuthRoleGetResponse:
+        return self._complete(await self._proposer.propose(auth_role_get=req))
+
+    async def role_list(self, req: rpc.AuthRoleListRequest) -> rpc.AuthRoleListResponse:
+        return self._complete(await self._proposer.propose(auth_role_list=req))
+
+    async def role_delete(self, req: rpc.AuthRoleDeleteRequest) -> rpc.AuthRoleDeleteResponse:
+        return self._complete(await self._proposer.propose(auth_role_delete=req))
+
+    async def role_grant_permission(
+        self, req: rpc.AuthRoleGrantPermissionRequest
+    ) -> rpc.AuthRoleGrantPermissionResponse:
+        return self._complete(await self._proposer.propose(auth_role_grant_permission=req))
+
+    async def role_revoke_permission(
+        self, req: rpc.AuthRoleRevokePermissionRequest
+    ) -> rpc.AuthRoleRevokePermissionResponse:
+        return self._complete(await self._proposer.propose(auth_role_revoke_permission=req))
+
     def new_watch_stream(self, on_ready: Callable[[], None]) -> ServerWatchStream:
         return self._watch_streams.wrap(self._kv.new_watch_stream(on_ready))
 
@@ -311,6 +414,9 @@ class ServerWatchStream:
 
     def create(self, req: rpc.WatchCreateRequest) -> int:
         return self._inner.create(req)
+
+    def refuse(self, reason: str) -> None:
+        self._inner.refuse(reason)
 
     def cancel(self, watch_id: int) -> bool:
         return self._inner.cancel(watch_id)

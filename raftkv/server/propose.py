@@ -10,6 +10,8 @@
   the request started, or a follower not to its leader.
 - Too many committed-but-unapplied entries: "too many requests".
 
+A client's request carries its caller (``raftkv.auth.caller.CALLER``) in its header.
+
 A request's size is decided before it gets here, once, for every client codec
 (``raftkv.api.unary``: etcd's receive limit and "request is too large").
 """
@@ -22,8 +24,9 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from raftkv import errors
+from raftkv.auth.caller import CALLER
 from raftkv.errors import EtcdError
-from raftkv.pb.rpc import InternalRaftRequest
+from raftkv.pb.rpc import InternalRaftRequest, RequestHeader
 from raftkv.raft import NONE
 from raftkv.server.codec import encode_request
 from raftkv.server.wait import DROPPED, TIMED_OUT, IdGenerator, Wait
@@ -92,8 +95,12 @@ class Proposer:
         """Propose an ``InternalRaftRequest`` of ``fields`` and return what applying it
         answered; raises EtcdError (the apply's own error, or a timeout; ``on_error`` sees
         it first)."""
+        req = InternalRaftRequest(**fields)
+        caller = CALLER.get()
+        if caller is not None:
+            req.header = RequestHeader(username=caller.username, auth_revision=caller.revision)
         try:
-            return await self._propose(InternalRaftRequest(**fields))
+            return await self._propose(req)
         except EtcdError as e:
             self._on_error(e)
             raise

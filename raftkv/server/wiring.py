@@ -11,7 +11,8 @@ Build order (each line uses only what is above it)::
 
     storage (opened by storage.py) -> lessor, kv, cindex, alarms, cluster
     transport -> RaftNode(RawNode, wal, send=transport.send)
-    wait, idgen, applied waiters -> metrics -> proposer -> forwarder, read index
+    wait, idgen, applied waiters -> auth store (tokens wait for applied indexes) -> metrics
+    -> proposer -> forwarder, read index
     watch streams, housekeeping -> physical compaction, member ops -> applier -> snapshots
     -> maintenance -> EtcdServer (the client facade) -> auto-compactor
 
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from raftkv import errors
+from raftkv.auth import AuthStore, new_token_provider
+from raftkv.auth.tokens import wait_index
 from raftkv.config import Settings
 from raftkv.lease import Lessor
 from raftkv.lease.lessor import DEFAULT_CHECKPOINT_INTERVAL
@@ -212,6 +215,12 @@ class Member:
         idgen = IdGenerator(self.member_id)
         applied = AppliedWaiters()
         me = self.member_id
+        tokens = new_token_provider(
+            cfg.auth_token,
+            float(cfg.auth_token_ttl),
+            lambda index: wait_index(applied.wait, index, request_timeout),
+        )
+        self.auth = auth = AuthStore(backend, tokens, cfg.bcrypt_cost)
 
         def is_learner() -> bool:
             m = cluster.members.get(me)
@@ -289,6 +298,7 @@ class Member:
             backend=backend,
             cindex=self.cindex,
             alarms=alarms,
+            auth=auth,
             cluster=cluster,
             wait=wait,
             apply_conf_change=member_ops.apply,
@@ -339,6 +349,7 @@ class Member:
             lessor=lessor,
             backend=backend,
             alarms=alarms,
+            auth=auth,
             applier=applier,
             applied=applied,
             idgen=idgen,
@@ -421,6 +432,7 @@ class Member:
         self.cindex.reload()
         self.kv.restore(None, time.monotonic(), prepared=prepared)
         self.alarms.load()
+        self.auth.load()
         self.cluster.load(self.backend)
         transport = self.transport
         for m in self.cluster.members.values():

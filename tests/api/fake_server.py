@@ -3,9 +3,14 @@ codec, routing, streams and error shapes without a cluster. Not a model of MVCC.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from raftkv import errors
+from raftkv.auth import AuthInfo, AuthStore, password_matches
+from raftkv.auth.caller import CALLER
+from raftkv.auth.tokens import SimpleTokens
 from raftkv.pb import kv, rpc
 
 CLUSTER_ID = 15118495548433857066
@@ -33,6 +38,17 @@ class FakeWatchStream:
         self._push(rpc.WatchResponse(header=self.server.header(), watch_id=wid, created=True))
         return wid
 
+    def refuse(self, reason: str) -> None:
+        self._push(
+            rpc.WatchResponse(
+                header=self.server.header(),
+                watch_id=-1,
+                created=True,
+                canceled=True,
+                cancel_reason=reason,
+            )
+        )
+
     def cancel(self, wid: int) -> bool:
         if self.watchers.pop(wid, None) is None:
             return False
@@ -59,6 +75,31 @@ class FakeWatchStream:
         self.server.streams.remove(self)
 
 
+class DictBuckets:
+    """The backend's bucket calls over dicts (for the auth store)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[bytes, dict[bytes, bytes]] = {}
+
+    def create_bucket(self, name: bytes) -> None:
+        self.buckets.setdefault(name, {})
+
+    def get(self, bucket: bytes, key: bytes) -> bytes | None:
+        return self.buckets[bucket].get(key)
+
+    def put(self, bucket: bytes, key: bytes, value: bytes) -> None:
+        self.buckets[bucket][key] = value
+
+    def delete(self, bucket: bytes, key: bytes) -> None:
+        self.buckets[bucket].pop(key, None)
+
+    def range(
+        self, bucket: bytes, start: bytes, end: bytes | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        d = self.buckets[bucket]
+        return [(k, d[k]) for k in sorted(d) if k >= start and (end is None or k < end)]
+
+
 class FakeServer:
     member_id = MEMBER_ID
     cluster_id = CLUSTER_ID
@@ -72,6 +113,7 @@ class FakeServer:
         self.leases: dict[int, int] = {}
         self.streams: list[FakeWatchStream] = []
         self.healthy = True
+        self.auth = AuthStore(DictBuckets(), SimpleTokens(), 4)
 
     def header(self, rev: int | None = None) -> rpc.ResponseHeader:
         return rpc.ResponseHeader(
@@ -200,6 +242,72 @@ class FakeServer:
 
     async def alarm(self, req: rpc.AlarmRequest) -> rpc.AlarmResponse:
         return rpc.AlarmResponse(header=self.header())
+
+    # --- auth: the real store, applied at once (no log) ---
+
+    async def auth_info(self, token: str | None) -> AuthInfo | None:
+        return await self.auth.auth_info(token)
+
+    def _auth_apply(self, **fields: Any) -> Any:
+        r = rpc.InternalRaftRequest(**fields)
+        caller = CALLER.get()
+        if caller is not None:
+            self.auth.check_request(caller, r, lambda _id: [])
+        resp = self.auth.apply(r, self.rev)
+        resp.header = self.header()
+        return resp
+
+    async def authenticate(self, req: rpc.AuthenticateRequest) -> rpc.AuthenticateResponse:
+        hashed, _rev = self.auth.password_hash(req.name)
+        if not await asyncio.to_thread(password_matches, req.password, hashed):
+            raise errors.ErrAuthFailed
+        internal = rpc.InternalAuthenticateRequest(name=req.name, simple_token="fake")
+        return self._auth_apply(authenticate=internal)
+
+    async def auth_enable(self, req: rpc.AuthEnableRequest) -> rpc.AuthEnableResponse:
+        return self._auth_apply(auth_enable=req)
+
+    async def auth_disable(self, req: rpc.AuthDisableRequest) -> rpc.AuthDisableResponse:
+        return self._auth_apply(auth_disable=req)
+
+    async def user_add(self, req: rpc.AuthUserAddRequest) -> rpc.AuthUserAddResponse:
+        return self._auth_apply(auth_user_add=req)
+
+    async def user_get(self, req: rpc.AuthUserGetRequest) -> rpc.AuthUserGetResponse:
+        return self._auth_apply(auth_user_get=req)
+
+    async def user_list(self, req: rpc.AuthUserListRequest) -> rpc.AuthUserListResponse:
+        return self._auth_apply(auth_user_list=req)
+
+    async def user_delete(self, req: rpc.AuthUserDeleteRequest) -> rpc.AuthUserDeleteResponse:
+        return self._auth_apply(auth_user_delete=req)
+
+    async def user_change_password(self, req: rpc.AuthUserChangePasswordRequest) -> Any:
+        return self._auth_apply(auth_user_change_password=req)
+
+    async def user_grant_role(self, req: rpc.AuthUserGrantRoleRequest) -> Any:
+        return self._auth_apply(auth_user_grant_role=req)
+
+    async def user_revoke_role(self, req: rpc.AuthUserRevokeRoleRequest) -> Any:
+        return self._auth_apply(auth_user_revoke_role=req)
+
+    async def role_add(self, req: rpc.AuthRoleAddRequest) -> rpc.AuthRoleAddResponse:
+        return self._auth_apply(auth_role_add=req)
+
+    async def role_get(self, req: rpc.AuthRoleGetRequest) -> rpc.AuthRoleGetResponse:
+        return self._auth_apply(auth_role_get=req)
+
+    async def role_list(self, req: rpc.AuthRoleListRequest) -> rpc.AuthRoleListResponse:
+        return self._auth_apply(auth_role_list=req)
+
+    async def role_delete(self, req: rpc.AuthRoleDeleteRequest) -> rpc.AuthRoleDeleteResponse:
+        return self._auth_apply(auth_role_delete=req)
+
+    async def role_grant_permission(self, req: rpc.AuthRoleGrantPermissionRequest) -> Any:
+        return self._auth_apply(auth_role_grant_permission=req)
+
+    async def role_revoke_permission(self, req: rpc.AuthRoleRevokePermissionRequest) -> Any:
+        return self._auth_apply(auth_role_revoke_permission=req)
 
     def new_watch_stream(self, on_ready: Callable[[], None]) -> FakeWatchStream:
         return FakeWatchStream(self, on_ready)

@@ -51,17 +51,17 @@ def run_cases(c: Cluster) -> dict[str, dict]:
     return out
 
 
-def _both(run: Callable[[Cluster], dict[str, dict]]) -> dict[str, Any]:
+def _both(run: Callable[[Cluster], dict[str, dict]], extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run ``run`` against a fresh etcd and a fresh raftkv cluster at the same time (the cases
-    mostly wait on streams, so the two sides overlap well); a side that cannot start gives
-    the reason to skip instead of replies."""
+    mostly wait on streams, so the two sides overlap well), both started with the flags
+    ``extra``; a side that cannot start gives the reason to skip instead of replies."""
     import concurrent.futures
 
     def etcd_side() -> dict[str, dict] | str:
         bins = etcd_binaries()
         if bins is None:
             return "scripts/install-etcd.sh could not provide etcd"
-        c = start_etcd(bins[0])
+        c = start_etcd(bins[0], extra=extra)
         try:
             return run(c)
         finally:
@@ -71,7 +71,7 @@ def _both(run: Callable[[Cluster], dict[str, dict]]) -> dict[str, Any]:
         why = raftkv_available()
         if why is not None:
             return f"raftkv side not runnable: {why}"
-        c = start_raftkv()
+        c = start_raftkv(extra=extra)
         try:
             return run(c)
         finally:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from raftkv.api.grpc_codec import DecodeError, decoder, encoder
 from raftkv.api.grpc_server import _RESPONSES
-from raftkv.api.grpcpb import rpc_pb2
+from raftkv.api.grpcpb import auth_pb2, kv_pb2, rpc_pb2
 from raftkv.api.unary import UNARY
 from raftkv.pb import kv, rpc
 from raftkv.pb.fields import Kind, message_class, specs
@@ -38,9 +38,17 @@ CLASSES = sorted(
 
 
 def pb_class(cls: type) -> Any:
-    return getattr(rpc_pb2, cls.__name__, None) or getattr(
-        __import__("raftkv.api.grpcpb.kv_pb2", fromlist=["x"]), cls.__name__
-    )
+    for mod in (rpc_pb2, kv_pb2, auth_pb2):
+        got = getattr(mod, cls.__name__, None)
+        if got is not None:
+            return got
+    raise LookupError(cls.__name__)
+
+
+def wire_specs(cls: type) -> list:
+    """The fields etcd's proto has (raftkv's own, like a password's hash, never go out)."""
+    names = pb_class(cls).DESCRIPTOR.fields_by_name
+    return [s for s in specs(cls) if s.name in names]
 
 
 def _oneofs(cls: type) -> list[list[str]]:
@@ -77,7 +85,7 @@ def _value(kind: Kind, ref: Any, depth: int) -> st.SearchStrategy:
 def messages(cls: type, depth: int = 0) -> st.SearchStrategy:
     """Instances of ``cls`` with at most one member of each oneof set."""
     fields = {}
-    for s in specs(cls):
+    for s in wire_specs(cls):
         if s.kind is Kind.MESSAGE and depth >= 3:
             continue
         v = _value(s.kind, s.ref, depth)
@@ -100,7 +108,7 @@ def messages(cls: type, depth: int = 0) -> st.SearchStrategy:
 def to_pb(obj: Any) -> Any:
     """The generated protobuf message holding the same values (built field by field)."""
     m = pb_class(type(obj))()
-    for s in specs(type(obj)):
+    for s in wire_specs(type(obj)):
         v = getattr(obj, s.name)
         if s.kind is Kind.MESSAGE:
             if s.repeated:
@@ -116,7 +124,7 @@ def to_pb(obj: Any) -> Any:
 
 def from_pb(cls: type, m: Any) -> Any:
     kw = {}
-    for s in specs(cls):
+    for s in wire_specs(cls):
         v = getattr(m, s.name)
         if s.kind is Kind.MESSAGE:
             sub = message_class(s.ref)

@@ -98,9 +98,12 @@ class Member:
 
     # --- client calls ---------------------------------------------------------------------
 
-    def call(self, path: str, body: dict | None = None, timeout: float = 15.0) -> tuple[int, Any]:
+    def call(
+        self, path: str, body: dict | None = None, timeout: float = 15.0, token: str = ""
+    ) -> tuple[int, Any]:
         data = json.dumps(body or {}).encode()
-        req = urllib.request.Request(self.url + path, data=data, method="POST")
+        headers = {"Authorization": token} if token else {}
+        req = urllib.request.Request(self.url + path, data=data, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -111,8 +114,10 @@ class Member:
             except ValueError:
                 return e.code, raw.decode(errors="replace")
 
-    def ok(self, path: str, body: dict | None = None, timeout: float = 15.0) -> Any:
-        status, resp = self.call(path, body, timeout)
+    def ok(
+        self, path: str, body: dict | None = None, timeout: float = 15.0, token: str = ""
+    ) -> Any:
+        status, resp = self.call(path, body, timeout, token)
         assert status == 200, f"{self.name} {path} {body}: {status} {resp}"
         return resp
 

@@ -11,6 +11,8 @@ import os
 import pytest
 
 from raftkv import errors
+from raftkv.auth import AuthStore
+from raftkv.auth.tokens import SimpleTokens
 from raftkv.backend import Backend
 from raftkv.errors import EtcdError
 from raftkv.lease import Lessor
@@ -50,6 +52,7 @@ class Store:
         self.kv = KVStore(self.backend, self.lessor)
         self.cindex = ConsistentIndex(self.backend)
         self.alarms = Alarms(self.backend)
+        self.auth = AuthStore(self.backend, SimpleTokens(), 4)
         self.cluster = RaftCluster(7, {ME: Member(ME, "me", ["http://127.0.0.1:1"], [])})
         self.cluster.attach(self.backend)
         self.wait = Wait()
@@ -89,6 +92,7 @@ def _applier(
         backend=store.backend,
         cindex=store.cindex,
         alarms=store.alarms,
+        auth=store.auth,
         cluster=store.cluster,
         wait=store.wait,
         apply_conf_change=apply_cc,
