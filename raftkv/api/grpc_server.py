@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -447,19 +448,7 @@ def _fragments(wr: rpc.WatchResponse, limit: int) -> list[rpc.WatchResponse]:
     total = len(_encode_watch_response(wr))
     if total < limit:
         return [wr]
-    base = len(
-        _encode_watch_response(
-            rpc.WatchResponse(
-                header=wr.header,
-                watch_id=wr.watch_id,
-                created=wr.created,
-                canceled=wr.canceled,
-                compact_revision=wr.compact_revision,
-                cancel_reason=wr.cancel_reason,
-                fragment=True,
-            )
-        )
-    )
+    base = len(_encode_watch_response(dataclasses.replace(wr, events=[], fragment=True)))
     out = []
     i = 0
     n = len(wr.events)
@@ -472,18 +461,7 @@ def _fragments(wr: rpc.WatchResponse, limit: int) -> list[rpc.WatchResponse]:
                 break
             cur.append(wr.events[i])
             i += 1
-        out.append(
-            rpc.WatchResponse(
-                header=wr.header,
-                watch_id=wr.watch_id,
-                created=wr.created,
-                canceled=wr.canceled,
-                compact_revision=wr.compact_revision,
-                cancel_reason=wr.cancel_reason,
-                fragment=i < n,
-                events=cur,
-            )
-        )
+        out.append(dataclasses.replace(wr, fragment=i < n, events=cur))
         if i == n:
             return out
 
