@@ -6,6 +6,7 @@
     python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd
     python scripts/bench.py --grpc                # the same workload over etcd's gRPC API
     python scripts/bench.py --auth                # with auth enabled (a root user's token)
+    python scripts/bench.py --tls --auth          # ... and TLS on every link (certs made here)
 
 Each system gets its own fresh cluster on free loopback ports (data under a temp dir), started
 one after the other so they never share the CPU. Clients are spread round-robin over the three
@@ -29,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -57,15 +59,26 @@ def free_ports(n: int) -> list[int]:
 
 
 class LocalCluster:
-    def __init__(self, kind: str, etcd_bin: str, workdir: Path, extra: list[str]) -> None:
+    def __init__(
+        self, kind: str, etcd_bin: str, workdir: Path, extra: list[str], tls: bool = False
+    ) -> None:
         self.kind = kind
         self.etcd_bin = etcd_bin
         self.workdir = workdir
         self.extra = extra
+        scheme = "https" if tls else "http"
         ports = free_ports(6)
-        self.client = [f"http://127.0.0.1:{p}" for p in ports[0::2]]
-        self.peer = [f"http://127.0.0.1:{p}" for p in ports[1::2]]
+        self.client = [f"{scheme}://127.0.0.1:{p}" for p in ports[0::2]]
+        self.peer = [f"{scheme}://127.0.0.1:{p}" for p in ports[1::2]]
         self.procs: list[subprocess.Popen] = []
+        self.ca: str | None = None  # with tls: the CA clients trust
+        if tls:
+            sys.path.insert(0, str(ROOT))
+            from raftkv.tls import issue, make_ca
+
+            ca = make_ca(str(workdir / "certs" / "ca"))
+            self.ca = ca[0]
+            self.cert = issue(*ca, str(workdir / "certs"), "member", ["127.0.0.1"])
 
     def start(self) -> None:
         ic = ",".join(f"m{i + 1}={u}" for i, u in enumerate(self.peer))
@@ -84,6 +97,13 @@ class LocalCluster:
                 "--initial-cluster-state", "new",
                 *self.extra,
             ]  # fmt: skip
+            if self.ca is not None:  # TLS on the client and the peer links, as etcd's docs
+                crt, key = self.cert
+                cmd += [
+                    f"--cert-file={crt}", f"--key-file={key}",
+                    f"--peer-cert-file={crt}", f"--peer-key-file={key}",
+                    f"--peer-trusted-ca-file={self.ca}", "--peer-client-cert-auth",
+                ]  # fmt: skip
             if self.kind == "etcd":
                 cmd += ["--logger", "zap", "--log-level", "error"]
             env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -153,6 +173,11 @@ class Result:
 BENCH_ROOT_PASSWORD = "bench"
 
 
+def client_ssl(ca: str | None) -> ssl.SSLContext | bool:
+    """What an aiohttp client of the cluster uses: its CA with --tls (else plain: True)."""
+    return ssl.create_default_context(cafile=ca) if ca else True
+
+
 async def enable_auth(session: aiohttp.ClientSession, url: str) -> None:
     """A root user with the root role, and auth enabled (as ``etcdctl auth enable`` does)."""
     for path, body in (
@@ -165,9 +190,9 @@ async def enable_auth(session: aiohttp.ClientSession, url: str) -> None:
                 raise RuntimeError(f"{path}: {r.status} {await r.text()}")
 
 
-async def login(url: str) -> str:
+async def login(url: str, ca: str | None = None) -> str:
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(ca))) as session,
         session.post(
             url + "/v3/auth/authenticate",
             json={"name": "root", "password": BENCH_ROOT_PASSWORD},
@@ -215,6 +240,7 @@ async def run_grpc_clients(
     t_measure: float,
     t_end: float,
     token: str | None = None,
+    ca: str | None = None,
 ) -> tuple[int, int, list[float]]:
     """``run_clients`` over gRPC: requests marshalled once per key, replies left unparsed."""
     import grpc
@@ -223,7 +249,11 @@ async def run_grpc_clients(
     sys.path.insert(0, str(ROOT))
     from raftkv.api.grpcpb import rpc_pb2
 
-    channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
+    if ca is not None:
+        creds = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
+        channels = [aio.secure_channel(u.removeprefix("https://"), creds) for u in urls]
+    else:
+        channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
     method = "/etcdserverpb.KV/Put" if kind == "put" else "/etcdserverpb.KV/Range"
     calls = [ch.unary_unary(method) for ch in channels]  # bytes in, bytes out
     metadata = (("token", token),) if token is not None else None
@@ -270,14 +300,15 @@ async def run_clients(
     t_end: float,
     use_grpc: bool = False,
     auth: bool = False,
+    ca: str | None = None,
 ) -> tuple[int, int, list[float]]:
     """One worker process: ``client_ids`` concurrent closed-loop clients (wall-clock window)."""
-    token = await login(urls[0]) if auth else None
+    token = await login(urls[0], ca) if auth else None
     if use_grpc:
-        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end, token)
+        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end, token, ca)
     headers = {"Authorization": token} if token is not None else None
     val_b64 = base64.b64encode(value).decode()
-    conn = aiohttp.TCPConnector(limit=0)
+    conn = aiohttp.TCPConnector(limit=0, ssl=client_ssl(ca))
     session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30))
 
     async def request(c: int, n: int) -> bool:
@@ -313,6 +344,7 @@ def run_phase(
     warmup: float,
     use_grpc: bool = False,
     auth: bool = False,
+    ca: str | None = None,
 ) -> Result:
     """``clients`` clients spread over ``procs`` processes (one Python client process would
     itself be the bottleneck at a few thousand requests per second)."""
@@ -321,7 +353,7 @@ def run_phase(
     t_measure = time.time() + 1.0 + warmup  # 1 s for the workers to start
     t_end = t_measure + seconds
     jobs = [
-        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc, auth)
+        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc, auth, ca)
         for p in range(procs)
     ]
     with mp.get_context("fork").Pool(procs) as pool:
@@ -331,11 +363,12 @@ def run_phase(
 
 
 async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> dict:
-    c = LocalCluster(kind, args.etcd, workdir, args.extra.split() if args.extra else [])
+    extra = args.extra.split() if args.extra else []
+    c = LocalCluster(kind, args.etcd, workdir, extra, tls=args.tls)
     c.start()
     out: dict = {}
     try:
-        conn = aiohttp.TCPConnector(limit=0, force_close=False)
+        conn = aiohttp.TCPConnector(limit=0, force_close=False, ssl=client_ssl(c.ca))
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             leader = await wait_ready(session, c.client, 90)
@@ -356,6 +389,7 @@ async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> d
                     args.warmup,
                     args.grpc,
                     args.auth,
+                    c.ca,
                 )
                 out[phase] = r
                 if phase == "put":
@@ -401,6 +435,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s), "
         + ("gRPC" if args.grpc else "JSON gateway")
         + (", auth enabled" if args.auth else "")
+        + (", TLS" if args.tls else "")
     )
     try:
         # Rounds alternate the systems, so a change in the machine's load hits both alike.
@@ -453,6 +488,7 @@ def main() -> int:
     p.add_argument("--only", choices=["raftkv", "etcd"])
     p.add_argument("--grpc", action="store_true", help="clients speak gRPC, not JSON")
     p.add_argument("--auth", action="store_true", help="auth enabled, requests with a token")
+    p.add_argument("--tls", action="store_true", help="https client and mutual-TLS peer links")
     p.add_argument("--target", choices=["all", "leader"], default="all")
     p.add_argument("--etcd", default=os.environ.get("RAFTKV_ETCD_BIN", DEFAULT_ETCD))
     p.add_argument("--extra", default="", help="extra flags for every member")
