@@ -91,6 +91,7 @@ class Backend:
         self._closed = False
         self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
         self.generation = 0  # files swapped in whole (replace_file)
+        self._size_of: tuple[object, int] = (None, 0)  # (committed state, its file size)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
         self.commit_error_observer: Callable[[BaseException], None] | None = None
 
@@ -418,7 +419,12 @@ class Backend:
 
     @property
     def size(self) -> int:
-        return self._db.state.pager.file_size()
+        """The file's size as of the last commit (asked on every put by the quota check: one
+        fstat per committed state, not per call, as etcd's backend keeps its size)."""
+        st = self._db.state
+        if st is not self._size_of[0]:
+            self._size_of = (st, st.pager.file_size())
+        return self._size_of[1]
 
     @property
     def size_in_use(self) -> int:
