@@ -39,7 +39,7 @@ from raftkv.errors import EtcdError, GrpcCode
 from raftkv.pb import rpc
 from raftkv.version import ETCD_CLUSTER_VERSION, ETCD_VERSION
 
-__all__ = ["create_app"]
+__all__ = ["UNARY_PATHS", "create_app", "run_unary"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ SERVER_KEY: web.AppKey[ClientOps] = web.AppKey("raftkv_server", object)
 
 
 # gateway path -> the unary RPC it carries
-_UNARY: dict[str, Unary] = {
+UNARY_PATHS: dict[str, Unary] = {
     "/v3/kv/range": UNARY["range"],
     "/v3/kv/put": UNARY["put"],
     "/v3/kv/deleterange": UNARY["delete_range"],
@@ -117,14 +117,20 @@ async def _unary(request: web.Request, server: ClientOps, spec: Unary) -> web.St
         msg = f"grpc: received message larger than max ({MAX_BODY_BYTES * 3 // 4} vs. {limit})"
         return await grpc_error(request, EtcdError(msg, GrpcCode.RESOURCE_EXHAUSTED))
     try:
-        req = parse_body(body, spec.req_cls)
+        answer = await run_unary(server, spec, body, request_token(request))
     except GoJSONError as e:
         return gateway_error(str(e))
-    try:
-        resp = await call(server, spec, req, len(body), token=request_token(request))
     except EtcdError as e:
         return await grpc_error(request, e)
-    return await json_ok(request, dumps(encoder(type(resp))(resp)))
+    return await json_ok(request, answer)
+
+
+async def run_unary(server: ClientOps, spec: Unary, body: bytes, token: str | None) -> bytes:
+    """The JSON answer to a unary call's ``body``. Raises GoJSONError (the body does not
+    decode: the gateway's own error) or EtcdError (the server's)."""
+    req = parse_body(body, spec.req_cls)
+    resp = await call(server, spec, req, len(body), token=token)
+    return dumps(encoder(type(resp))(resp))
 
 
 _HEALTH_HEADERS = {**CORS, "Content-Type": "text/plain; charset=utf-8"}
@@ -158,7 +164,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
     path = request.path
     method = request.method
-    spec = _UNARY.get(path)
+    spec = UNARY_PATHS.get(path)
     if spec is not None or path in _STREAMS:
         if method == "POST":
             try:
@@ -199,7 +205,7 @@ def create_app(server: ClientOps) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
     # exact paths first (aiohttp looks plain routes up in a dict), then everything else
-    for path in (*_UNARY, *_STREAMS, "/health", "/version", "/metrics"):
+    for path in (*UNARY_PATHS, *_STREAMS, "/health", "/version", "/metrics"):
         app.router.add_route("*", path, _dispatch)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -3,10 +3,11 @@
 Every ``--listen-client-urls`` address accepts both. The first bytes of a connection decide:
 HTTP/2's client preface (``PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n``, which every gRPC client
 sends first) hands the connection to the gRPC server (``raftkv.api.h2grpc`` over
-``raftkv.api.grpc_server``), anything else to aiohttp. Either way the connection's transport
-is given to the chosen protocol (``transport.set_protocol``) and the peeked bytes replayed into
-it: no copy, no extra hop (aiohttp's RequestHandler comes from the app runner's server
-factory).
+``raftkv.api.grpc_server``), anything else to the gateway's HTTP/1.1 fast path
+(``raftkv.api.http1``), which hands what it does not serve itself on to aiohttp. Either way
+the connection's transport is given to the chosen protocol (``transport.set_protocol``) and
+the peeked bytes replayed into it: no copy, no extra hop (aiohttp's RequestHandler comes from
+the app runner's server factory).
 
 Invariant: a connection is classified once, from at most the preface's 24 bytes, and nothing
 it sent is lost or reordered.
@@ -24,6 +25,7 @@ from aiohttp import web
 from raftkv.api.app import create_app
 from raftkv.api.grpc_server import GrpcApi
 from raftkv.api.h2grpc import H2Protocol
+from raftkv.api.http1 import GatewayHTTP1
 from raftkv.api.ops import ClientOps
 from raftkv.tls import TLSListener, for_url
 from raftkv.transport.http import split_url
@@ -48,7 +50,7 @@ class _Sniffer(asyncio.Protocol):
         self.buf += data
         n = min(len(self.buf), len(H2_PREFACE))
         if self.buf[:n] != H2_PREFACE[:n]:
-            self._hand_over(self.listener.http_protocol())
+            self._hand_over(self.listener.http1_protocol())
         elif n == len(H2_PREFACE):
             self._hand_over(self.listener.grpc_protocol())
 
@@ -66,13 +68,20 @@ class _Sniffer(asyncio.Protocol):
 class ClientListener:
     """The listening sockets of ``--listen-client-urls`` and the two servers behind them."""
 
-    def __init__(self, runner: web.AppRunner, api: GrpcApi) -> None:
+    def __init__(self, ops: ClientOps, runner: web.AppRunner, api: GrpcApi) -> None:
+        self.ops = ops
         self.runner = runner
         self.api = api
         self.methods = api.methods()
         self.servers: list[asyncio.Server] = []
         self.tls_listeners: list[TLSListener] = []
         self._grpc_conns: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+        self._http1_conns: weakref.WeakSet[GatewayHTTP1] = weakref.WeakSet()
+
+    def http1_protocol(self) -> asyncio.Protocol:
+        proto = GatewayHTTP1(self.ops, self.http_protocol)
+        self._http1_conns.add(proto)
+        return proto
 
     def http_protocol(self) -> asyncio.Protocol:
         factory = self.runner.server
@@ -108,6 +117,8 @@ class ClientListener:
         self.api.close()
         for conn in list(self._grpc_conns):
             conn.shutdown()
+        for http1 in list(self._http1_conns):
+            http1.close()
         await self.runner.cleanup()
 
 
@@ -120,6 +131,6 @@ async def serve_clients(
     runner = web.AppRunner(
         create_app(ops), access_log=None, handle_signals=False, shutdown_timeout=1.0
     )
-    listener = ClientListener(runner, GrpcApi(ops))
+    listener = ClientListener(ops, runner, GrpcApi(ops))
     await listener.start(urls, tls)
     return listener

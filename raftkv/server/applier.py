@@ -144,9 +144,7 @@ class Applier:
         h = r.header
         if h is not None:
             self._auth.check_request(AuthInfo(h.username, h.auth_revision), r, self._lease_keys)
-        if is_auth_request(r):
-            return self._auth.apply(r, index)
-        if r.put is not None:
+        if r.put is not None:  # (one field is set: the common ones are looked at first)
             return self._within_quota(r.put, kv.put)
         if r.txn is not None:
             return self._within_quota(r.txn, kv.txn)
@@ -174,6 +172,8 @@ class Applier:
             m = r.member_attributes
             self._cluster.update_attributes(m.ID, m.name, list(m.clientURLs))
             return None
+        if is_auth_request(r):
+            return self._auth.apply(r, index)
         return None
 
     def _lease_keys(self, lease_id: int) -> list[bytes]:

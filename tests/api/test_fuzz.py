@@ -9,11 +9,11 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftkv.api.app import _UNARY, parse_body
+from raftkv.api.app import UNARY_PATHS, parse_body
 from raftkv.api.gojson import GoJSONError
 from raftkv.pb import rpc
 
-CLASSES = sorted({u.req_cls for u in _UNARY.values()} | {rpc.WatchRequest}, key=str)
+CLASSES = sorted({u.req_cls for u in UNARY_PATHS.values()} | {rpc.WatchRequest}, key=str)
 FIELDS = [
     "key",
     "range_end",
