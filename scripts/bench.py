@@ -25,19 +25,22 @@ of etcd. In each round the workloads run in the order given (``--workloads``):
 Clients are spread round-robin over the three members (``--target leader``: all to the
 leader) and over ``--procs`` client processes. Before the workloads, ``--preload N`` keys (at
 least 1000 when a range runs) are stored as txns (scripts/bench_scale.py); with ``--preload``
-each round also reports the members' memory per key and the time a restarted follower takes to
-answer with them. Each phase reports throughput, p50/p99/p99.9/max latency, errors, and CPU per
-request of the 3 members (from /proc) and of the client processes themselves (the load
-generator shares the machine's cores); the summary gives the per-round ratios and issue 13's
-targets (scripts/bench_report.py).
+each round also reports the members' memory per key (RSS growth over the preload divided by
+N: the index, the values' share of the cache and what is kept of the Raft log, for both
+systems alike) and the time a restarted follower takes to answer with them. Each phase
+reports throughput, p50/p99/p99.9/max latency, errors, and CPU per request of the 3 members
+(from /proc) and of the client processes themselves (the load generator shares the machine's
+cores); the summary gives the per-round ratios and issue 13's targets (scripts/bench_report.py).
 
 The JSON clients speak HTTP/1.1 through scripts/bench_http.py (one keep-alive connection per
-client, request bytes built before the run: ~10x less client CPU than aiohttp's client, kept
-behind ``--aiohttp-client``). With ``--grpc`` the clients speak gRPC (grpc.aio, one channel per
-member per client process, as clientv3 keeps one connection). With ``--auth`` both clusters get
-a root user and auth enabled first; each client process authenticates once and sends its simple
-token with every request (``Authorization`` header, gRPC ``token`` metadata). With ``--tls``
-clients use https / TLS and the peers mutual TLS, for both systems.
+client, request bytes built before the run: ~35 us of client CPU per request at 64 clients,
+where aiohttp's client, kept behind ``--aiohttp-client``, takes 130-190 us). With ``--grpc``
+the clients speak gRPC (grpc.aio, one channel per member per client process, as clientv3 keeps
+one connection; 130-270 us of client CPU per request). With ``--auth`` both clusters get a
+root user and auth enabled first; each client process authenticates once and sends its simple
+token with every request (``Authorization`` header, gRPC ``token`` metadata); the restart probe
+authenticates at the restarted member first. With ``--tls`` clients use https / TLS and the
+peers mutual TLS, for both systems.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing as mp
 import os
 import re
 import shutil
@@ -57,7 +61,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -168,8 +172,14 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: float) -> str:
-    """Wait until every member reports the same leader; returns the leader's client URL."""
+async def wait_ready(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Wait until every member reports the same leader and a put goes through (with
+    ``headers``: the token, once auth is on); returns the leader's client URL."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         leaders, ids = set(), {}
@@ -183,6 +193,7 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: f
                 async with session.post(
                     urls[0] + "/v3/kv/put",
                     data=json.dumps({"key": "d2FybXVw", "value": "MQ=="}).encode(),
+                    headers=headers,
                 ) as r:
                     if r.status == 200:
                         return ids[next(iter(leaders))]
@@ -447,9 +458,6 @@ def _worker(job: Job) -> tuple[int, int, list[float], float]:
 def run_phase(template: Job, procs: int, seconds: float) -> Result:
     """The workload's clients spread over ``procs`` processes (one Python client process would
     itself be the bottleneck at a few thousand requests per second)."""
-    import multiprocessing as mp
-    from dataclasses import replace
-
     clients = template.workload.clients
     procs = min(procs, clients)
     jobs = [replace(template, client_ids=list(range(p, clients, procs))) for p in range(procs)]
@@ -462,9 +470,13 @@ def run_phase(template: Job, procs: int, seconds: float) -> Result:
 
 
 async def measured_phase(
-    args: argparse.Namespace, c: LocalCluster, urls: list[str], w: Workload, value: bytes,
+    args: argparse.Namespace,
+    c: LocalCluster,
+    urls: list[str],
+    w: Workload,
+    value: bytes,
     stored: int,
-) -> Result:  # fmt: skip
+) -> Result:
     """One phase, with the members' CPU sampled at the start and the end of its window."""
     t_measure = time.time() + 1.0 + args.warmup  # 1 s for the client processes to start
     t_end = t_measure + args.seconds
@@ -523,7 +535,7 @@ async def bench_cluster(
                 rd.phases[w.name] = await measured_phase(args, c, urls, w, value, stored)
                 print(phase_line(rnd, kind, w.name, rd.phases[w.name]), flush=True)
             if args.preload:
-                leader = await wait_ready(session, c.client, 30)  # it may have moved
+                leader = await wait_ready(session, c.client, 30, headers)  # it may have moved
                 i = next(i for i, u in enumerate(c.client) if u != leader)
                 last = bench_scale.preload_key(stored - 1, bench_scale.key_width(stored))
                 token = (lambda: login(c.client[i], c.ca)) if args.auth else None

@@ -61,7 +61,7 @@ async def test_conn_keeps_alive_over_content_length_and_chunked_answers() -> Non
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         conn = await HttpConn.open("127.0.0.1", port, None)
         body = b'{"key":"YQ=="}'
