@@ -1,23 +1,46 @@
-"""Side-by-side load test: the same put / range workload against a 3-member raftkv cluster and a
-3-member real etcd 3.4 cluster, in one run, through the JSON gateway.
+"""Side-by-side load test: the same workloads against a 3-member raftkv cluster and a 3-member
+real etcd 3.4 cluster, in one run, round after round, every phase reported.
 
-    python scripts/bench.py                       # both, 64 clients, 256-byte values, 10 s each
-    python scripts/bench.py --only raftkv --seconds 5
-    python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd
-    python scripts/bench.py --grpc                # the same workload over etcd's gRPC API
+    python scripts/bench.py                       # both, 4 rounds, every workload, 10 s each
+    python scripts/bench.py --only raftkv --seconds 3 --rounds 1
+    python scripts/bench.py --workloads put64,range_lin --seconds 2 --warmup 0.5 --rounds 2
+    python scripts/bench.py --preload 1000000     # 1M keys stored first: memory/key, restart
+    python scripts/bench.py --value-size 8192     # 8 KiB values
+    python scripts/bench.py --grpc                # the same workloads over etcd's gRPC API
+    python scripts/bench.py --aiohttp-client      # JSON through aiohttp's client (costlier)
     python scripts/bench.py --auth                # with auth enabled (a root user's token)
     python scripts/bench.py --tls --auth          # ... and TLS on every link (certs made here)
+    python scripts/bench.py --etcd /opt/etcd-reference/usr/bin/etcd --extra '--snapshot-count 5000'
 
-Each system gets its own fresh cluster on free loopback ports (data under a temp dir), started
-one after the other so they never share the CPU. Clients are spread round-robin over the three
-members' client URLs (``--target leader`` sends everything to the leader). Puts write
-``bench/<client>/<n % 1000>`` with a 256-byte value; ranges are linearizable single-key reads
-of keys the put phase wrote. Prints throughput, p50/p99/max latency, and raftkv/etcd ratios.
-With ``--grpc`` the clients speak gRPC (grpc.aio, one channel per member per client process,
-as clientv3 keeps one connection) to the same client URLs. With ``--auth`` both clusters get a
-root user and auth enabled before the load; each client process authenticates once and sends
-its simple token with every request (``Authorization`` header, gRPC ``token`` metadata), so
-every request pays the permission checks.
+Each round starts one fresh cluster per system on free loopback ports (data under a temp dir),
+one system after the other so they never share the CPU; rounds alternate which goes first, so
+a drift in the machine's load hits both alike, and round i of raftkv is compared with round i
+of etcd. In each round the workloads run in the order given (``--workloads``):
+
+    put<N>        N closed-loop clients putting ``bench/<client>/<n % 1000>`` (put1: latency)
+    range_lin<N>  linearizable single-key ranges of stored keys ``pre/<i>``
+    range_ser<N>  the same, serializable (answered by the member asked, from its own state)
+
+(N defaults to ``--clients``; the default list is put64,put256,put1,range_lin,range_ser.)
+Clients are spread round-robin over the three members (``--target leader``: all to the
+leader) and over ``--procs`` client processes. Before the workloads, ``--preload N`` keys (at
+least 1000 when a range runs) are stored as txns (scripts/bench_scale.py); with ``--preload``
+each round also reports the members' memory per key (RSS growth over the preload divided by
+N: the index, the values' share of the cache and what is kept of the Raft log, for both
+systems alike) and the time a restarted follower takes to answer with them. Each phase
+reports throughput, p50/p99/p99.9/max latency, errors, and CPU per request of the 3 members
+(from /proc) and of the client processes themselves (the load generator shares the machine's
+cores); the summary gives the per-round ratios and issue 13's targets (scripts/bench_report.py).
+
+The JSON clients speak HTTP/1.1 through scripts/bench_http.py (one keep-alive connection per
+client, request bytes built before the run: ~35 us of client CPU per request at 64 clients,
+where aiohttp's client, kept behind ``--aiohttp-client``, takes 130-190 us). With ``--grpc``
+the clients speak gRPC (grpc.aio, one channel per member per client process, as clientv3 keeps
+one connection; 130-270 us of client CPU per request). With ``--auth`` both clusters get a
+root user and auth enabled first; each client process authenticates once and sends its simple
+token with every request (``Authorization`` header, gRPC ``token`` metadata); the restart probe
+authenticates at the restarted member first. With ``--tls`` clients use https / TLS and the
+peers mutual TLS, for both systems.
 """
 
 from __future__ import annotations
@@ -26,24 +49,33 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import bench_scale
+from bench_http import HttpConn, request_head
+from bench_report import Result, Round, phase_line, scale_line, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ETCD = "/opt/etcd-reference/usr/bin/etcd"
+DEFAULT_WORKLOADS = "put64,put256,put1,range_lin,range_ser"
+KEYS_PER_CLIENT = 1000  # each client cycles over this many keys
+RANGE_KEYS = 1000  # keys stored for the ranges to read when --preload asks for fewer
+BENCH_ROOT_PASSWORD = "bench"
 
 
 def free_ports(n: int) -> list[int]:
@@ -63,73 +95,91 @@ class LocalCluster:
         self, kind: str, etcd_bin: str, workdir: Path, extra: list[str], tls: bool = False
     ) -> None:
         self.kind = kind
-        self.etcd_bin = etcd_bin
         self.workdir = workdir
-        self.extra = extra
         scheme = "https" if tls else "http"
         ports = free_ports(6)
         self.client = [f"{scheme}://127.0.0.1:{p}" for p in ports[0::2]]
         self.peer = [f"{scheme}://127.0.0.1:{p}" for p in ports[1::2]]
         self.procs: list[subprocess.Popen] = []
         self.ca: str | None = None  # with tls: the CA clients trust
+        cert: tuple[str, str] | None = None
         if tls:
             sys.path.insert(0, str(ROOT))
             from raftkv.tls import issue, make_ca
 
             ca = make_ca(str(workdir / "certs" / "ca"))
             self.ca = ca[0]
-            self.cert = issue(*ca, str(workdir / "certs"), "member", ["127.0.0.1"])
-
-    def start(self) -> None:
+            cert = issue(*ca, str(workdir / "certs"), "member", ["127.0.0.1"])
         ic = ",".join(f"m{i + 1}={u}" for i, u in enumerate(self.peer))
+        self.cmds: list[list[str]] = []  # a restarted member gets the same flags
         for i in range(3):
             name = f"m{i + 1}"
-            cmd = [self.etcd_bin] if self.kind == "etcd" else [sys.executable, "-m", "raftkv"]
+            cmd = [etcd_bin] if kind == "etcd" else [sys.executable, "-m", "raftkv"]
             cmd += [
                 "--name", name,
-                "--data-dir", str(self.workdir / f"{name}.etcd"),
+                "--data-dir", str(workdir / f"{name}.etcd"),
                 "--listen-client-urls", self.client[i],
                 "--advertise-client-urls", self.client[i],
                 "--listen-peer-urls", self.peer[i],
                 "--initial-advertise-peer-urls", self.peer[i],
                 "--initial-cluster", ic,
-                "--initial-cluster-token", f"bench-{self.kind}",
+                "--initial-cluster-token", f"bench-{kind}",
                 "--initial-cluster-state", "new",
-                *self.extra,
+                *extra,
             ]  # fmt: skip
-            if self.ca is not None:  # TLS on the client and the peer links, as etcd's docs
-                crt, key = self.cert
+            if cert is not None:  # TLS on the client and the peer links, as etcd's docs
+                crt, key = cert
                 cmd += [
                     f"--cert-file={crt}", f"--key-file={key}",
                     f"--peer-cert-file={crt}", f"--peer-key-file={key}",
                     f"--peer-trusted-ca-file={self.ca}", "--peer-client-cert-auth",
                 ]  # fmt: skip
-            if self.kind == "etcd":
+            if kind == "etcd":
                 cmd += ["--logger", "zap", "--log-level", "error"]
-            env = dict(os.environ, PYTHONPATH=str(ROOT))
-            log = open(self.workdir / f"{self.kind}-{name}.log", "wb")  # noqa: SIM115
-            self.procs.append(
-                subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=str(self.workdir))
+            self.cmds.append(cmd)
+
+    def _spawn(self, i: int) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        with open(self.workdir / f"{self.kind}-m{i + 1}.log", "ab") as log:
+            return subprocess.Popen(
+                self.cmds[i], stdout=log, stderr=log, env=env, cwd=str(self.workdir)
             )
-            log.close()
+
+    def start(self) -> None:
+        self.procs = [self._spawn(i) for i in range(3)]
+
+    def restart(self, i: int) -> None:
+        """Stop member i as an operator would (SIGTERM) and start it again, same flags."""
+        _stop([self.procs[i]])
+        self.procs[i] = self._spawn(i)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _stop(self.procs)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
 
-async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: float) -> str:
-    """Wait until every member reports the same leader; returns the leader's client URL."""
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Wait until every member reports the same leader and a put goes through (with
+    ``headers``: the token, once auth is on); returns the leader's client URL."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         leaders, ids = set(), {}
@@ -143,6 +193,7 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: f
                 async with session.post(
                     urls[0] + "/v3/kv/put",
                     data=json.dumps({"key": "d2FybXVw", "value": "MQ=="}).encode(),
+                    headers=headers,
                 ) as r:
                     if r.status == 200:
                         return ids[next(iter(leaders))]
@@ -150,27 +201,6 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: f
             pass
         await asyncio.sleep(0.3)
     raise RuntimeError(f"cluster at {urls} did not elect a leader within {timeout}s")
-
-
-@dataclass
-class Result:
-    ops: int
-    errors: int
-    seconds: float
-    lat: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds
-
-    def pct(self, p: float) -> float:
-        if not self.lat:
-            return float("nan")
-        s = sorted(self.lat)
-        return s[min(len(s) - 1, int(p * len(s)))] * 1000
-
-
-BENCH_ROOT_PASSWORD = "bench"
 
 
 def client_ssl(ca: str | None) -> ssl.SSLContext | bool:
@@ -201,16 +231,82 @@ async def login(url: str, ca: str | None = None) -> str:
         return str((await r.json())["token"])
 
 
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "put" or "range"
+    clients: int
+    serializable: bool = False
+
+
+def parse_workloads(text: str, default_clients: int) -> list[Workload]:
+    out = []
+    for name in text.split(","):
+        m = re.fullmatch(r"(put|range_lin|range_ser)(\d*)", name.strip())
+        if m is None:
+            raise SystemExit(f"unknown workload {name!r} (put<N>, range_lin<N>, range_ser<N>)")
+        clients = int(m[2]) if m[2] else default_clients
+        if not 1 <= clients <= 9999:  # put keys hold the client number in 4 digits
+            raise SystemExit(f"{name}: clients must be 1..9999")
+        kind = "put" if m[1] == "put" else "range"
+        out.append(Workload(m[0], kind, clients, m[1] == "range_ser"))
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one client process runs: its share of a phase's clients."""
+
+    urls: list[str]
+    workload: Workload
+    client_ids: list[int]
+    value: bytes
+    stored: int  # keys pre/<i> stored: what ranges read
+    t_measure: float
+    t_end: float
+    client: str  # "lean", "aiohttp" or "grpc"
+    auth: bool
+    ca: str | None
+
+    def keys(self, c: int) -> list[bytes]:
+        """Client c's keys, all of one length (so are its requests)."""
+        if self.workload.kind == "put":
+            return [b"bench/%04d/%03d" % (c, n) for n in range(KEYS_PER_CLIENT)]
+        width = bench_scale.key_width(self.stored)
+        first = c * KEYS_PER_CLIENT
+        return [
+            bench_scale.preload_key((first + n) % self.stored, width)
+            for n in range(KEYS_PER_CLIENT)
+        ]
+
+    def json_tail(self) -> bytes:
+        """What follows the key's base64 in the JSON body."""
+        if self.workload.kind == "put":
+            return b'","value":"' + base64.b64encode(self.value) + b'"}'
+        return b'","serializable":true}' if self.workload.serializable else b'"}'
+
+    def path(self) -> str:
+        return "/v3/kv/put" if self.workload.kind == "put" else "/v3/kv/range"
+
+
 async def closed_loop(
     client_ids: list[int],
     request: Callable[[int, int], Awaitable[bool]],
     t_measure: float,
     t_end: float,
-) -> tuple[int, int, list[float]]:
+) -> tuple[int, int, list[float], float]:
     """Each client sends ``request(client, n)`` (True when answered OK) back to back until
-    ``t_end``; what started after ``t_measure`` is counted."""
+    ``t_end``; what started after ``t_measure`` is counted. Also returns this process's CPU
+    seconds between ``t_measure`` and ``t_end``."""
     lat: list[float] = []
     counts = [0, 0]
+    cpu = [0.0, 0.0]
+
+    async def meter() -> None:
+        await asyncio.sleep(max(0.0, t_measure - time.time()))
+        cpu[0] = time.process_time()
+        await asyncio.sleep(max(0.0, t_end - time.time()))
+        cpu[1] = time.process_time()
 
     async def client(c: int) -> None:
         n = 0
@@ -228,179 +324,228 @@ async def closed_loop(
                     counts[1] += 1
             n += 1
 
-    await asyncio.gather(*(client(c) for c in client_ids))
-    return counts[0], counts[1], lat
+    await asyncio.gather(meter(), *(client(c) for c in client_ids))
+    return counts[0], counts[1], lat, cpu[1] - cpu[0]
 
 
-async def run_grpc_clients(
-    urls: list[str],
-    kind: str,
-    client_ids: list[int],
-    value: bytes,
-    t_measure: float,
-    t_end: float,
-    token: str | None = None,
-    ca: str | None = None,
-) -> tuple[int, int, list[float]]:
-    """``run_clients`` over gRPC: requests marshalled once per key, replies left unparsed."""
+async def run_lean_clients(job: Job, token: str | None) -> tuple[int, int, list[float], float]:
+    """JSON over bench_http: one keep-alive connection per client, opened at its first request
+    (again after a failure); a request is its head, its key and the shared tail joined."""
+    ctx = ssl.create_default_context(cafile=job.ca) if job.ca else None
+    tail = job.json_tail()
+    keys: dict[int, list[bytes]] = {}
+    heads: dict[int, bytes] = {}
+    addrs: dict[int, tuple[str, int]] = {}
+    for c in job.client_ids:
+        keys[c] = [base64.b64encode(k) for k in job.keys(c)]
+        (length,) = {len(k) for k in keys[c]}  # one length: one Content-Length per client
+        u = urlsplit(job.urls[c % len(job.urls)])
+        assert u.hostname is not None and u.port is not None
+        addrs[c] = (u.hostname, u.port)
+        body_len = len(b'{"key":"') + length + len(tail)
+        heads[c] = request_head(job.path(), u.netloc, body_len, token) + b'{"key":"'
+    conns: dict[int, HttpConn] = {}
+
+    async def request(c: int, n: int) -> bool:
+        conn = conns.get(c)
+        if conn is None or conn.closed:
+            try:
+                conn = conns[c] = await HttpConn.open(*addrs[c], ctx)
+            except OSError:
+                await asyncio.sleep(0.05)  # refused: the member is down; don't spin
+                return False
+        status = await conn.request(b"".join((heads[c], keys[c][n % KEYS_PER_CLIENT], tail)))
+        return status == 200
+
+    def close_all() -> None:  # a request unanswered 30 s after the window: an error
+        for conn in conns.values():
+            conn.close()
+
+    watchdog = asyncio.get_running_loop().call_later(job.t_end + 30 - time.time(), close_all)
+    try:
+        return await closed_loop(job.client_ids, request, job.t_measure, job.t_end)
+    finally:
+        watchdog.cancel()
+        close_all()
+
+
+async def run_aiohttp_clients(job: Job, token: str | None) -> tuple[int, int, list[float], float]:
+    """The same JSON requests through aiohttp's client (for comparison: far more CPU)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = token
+    tail = job.json_tail()
+    bodies = {c: [b'{"key":"' + base64.b64encode(k) for k in job.keys(c)] for c in job.client_ids}
+    conn = aiohttp.TCPConnector(limit=0, ssl=client_ssl(job.ca))
+    session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30))
+
+    async def request(c: int, n: int) -> bool:
+        url = job.urls[c % len(job.urls)] + job.path()
+        try:
+            body = bodies[c][n % KEYS_PER_CLIENT] + tail
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    try:
+        return await closed_loop(job.client_ids, request, job.t_measure, job.t_end)
+    finally:
+        await session.close()
+
+
+async def run_grpc_clients(job: Job, token: str | None) -> tuple[int, int, list[float], float]:
+    """gRPC (grpc.aio), replies left unparsed. A request is its key's fields and the shared
+    rest (the value, or serializable) concatenated: protobuf merges concatenated messages."""
     import grpc
     from grpc import aio
 
     sys.path.insert(0, str(ROOT))
     from raftkv.api.grpcpb import rpc_pb2
 
-    if ca is not None:
-        creds = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
-        channels = [aio.secure_channel(u.removeprefix("https://"), creds) for u in urls]
+    if job.ca is not None:
+        creds = grpc.ssl_channel_credentials(root_certificates=Path(job.ca).read_bytes())
+        channels = [aio.secure_channel(u.removeprefix("https://"), creds) for u in job.urls]
     else:
-        channels = [aio.insecure_channel(u.removeprefix("http://")) for u in urls]
-    method = "/etcdserverpb.KV/Put" if kind == "put" else "/etcdserverpb.KV/Range"
+        channels = [aio.insecure_channel(u.removeprefix("http://")) for u in job.urls]
+    w = job.workload
+    method = "/etcdserverpb.KV/Put" if w.kind == "put" else "/etcdserverpb.KV/Range"
     calls = [ch.unary_unary(method) for ch in channels]  # bytes in, bytes out
     metadata = (("token", token),) if token is not None else None
-
-    def body(key: bytes) -> bytes:
-        if kind == "put":
-            return rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
-        return rpc_pb2.RangeRequest(key=key).SerializeToString()
-
-    bodies = {c: [body(f"bench/{c}/{n}".encode()) for n in range(1000)] for c in client_ids}
+    if w.kind == "put":
+        msg: Callable[..., object] = rpc_pb2.PutRequest
+        tail = rpc_pb2.PutRequest(value=job.value).SerializeToString()
+    else:
+        msg = rpc_pb2.RangeRequest
+        tail = rpc_pb2.RangeRequest(serializable=w.serializable).SerializeToString()
+    heads = {
+        c: [msg(key=k).SerializeToString() for k in job.keys(c)]  # type: ignore[attr-defined]
+        for c in job.client_ids
+    }
 
     async def request(c: int, n: int) -> bool:
         try:
-            await calls[c % len(calls)](bodies[c][n % 1000], timeout=30, metadata=metadata)
+            body = heads[c][n % KEYS_PER_CLIENT] + tail
+            await calls[c % len(calls)](body, timeout=30, metadata=metadata)
             return True
         except grpc.RpcError:
             return False
 
     try:
-        return await closed_loop(client_ids, request, t_measure, t_end)
+        return await closed_loop(job.client_ids, request, job.t_measure, job.t_end)
     finally:
         for ch in channels:
             await ch.close()
 
 
-async def post_ok(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict | None = None
-) -> bool:
-    """POST ``body``; whether the answer was a 200 (a refused connection counts as not)."""
-    try:
-        async with session.post(url, data=body, headers=headers) as r:
-            await r.read()
-            return r.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
+async def run_clients(job: Job) -> tuple[int, int, list[float], float]:
+    token = await login(job.urls[0], job.ca) if job.auth else None
+    run = {"lean": run_lean_clients, "aiohttp": run_aiohttp_clients, "grpc": run_grpc_clients}
+    return await run[job.client](job, token)
 
 
-async def run_clients(
-    urls: list[str],
-    kind: str,
-    client_ids: list[int],
-    value: bytes,
-    t_measure: float,
-    t_end: float,
-    use_grpc: bool = False,
-    auth: bool = False,
-    ca: str | None = None,
-) -> tuple[int, int, list[float]]:
-    """One worker process: ``client_ids`` concurrent closed-loop clients (wall-clock window)."""
-    token = await login(urls[0], ca) if auth else None
-    if use_grpc:
-        return await run_grpc_clients(urls, kind, client_ids, value, t_measure, t_end, token, ca)
-    headers = {"Authorization": token} if token is not None else None
-    val_b64 = base64.b64encode(value).decode()
-    conn = aiohttp.TCPConnector(limit=0, ssl=client_ssl(ca))
-    session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30))
-
-    async def request(c: int, n: int) -> bool:
-        url = urls[c % len(urls)] + ("/v3/kv/put" if kind == "put" else "/v3/kv/range")
-        key = base64.b64encode(f"bench/{c}/{n % 1000}".encode()).decode()
-        value = f',"value":"{val_b64}"' if kind == "put" else ""
-        body = f'{{"key":"{key}"{value}}}'
-        return await post_ok(session, url, body.encode(), headers)
-
-    try:
-        return await closed_loop(client_ids, request, t_measure, t_end)
-    finally:
-        await session.close()
-
-
-def _worker(args: tuple) -> tuple[int, int, list[float]]:
+def _worker(job: Job) -> tuple[int, int, list[float], float]:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(run_clients(*args))
+    return asyncio.run(run_clients(job))
 
 
-def run_phase(
-    urls: list[str],
-    kind: str,
-    clients: int,
-    procs: int,
-    seconds: float,
-    value: bytes,
-    warmup: float,
-    use_grpc: bool = False,
-    auth: bool = False,
-    ca: str | None = None,
-) -> Result:
-    """``clients`` clients spread over ``procs`` processes (one Python client process would
+def run_phase(template: Job, procs: int, seconds: float) -> Result:
+    """The workload's clients spread over ``procs`` processes (one Python client process would
     itself be the bottleneck at a few thousand requests per second)."""
-    import multiprocessing as mp
-
-    t_measure = time.time() + 1.0 + warmup  # 1 s for the workers to start
-    t_end = t_measure + seconds
-    jobs = [
-        (urls, kind, list(range(p, clients, procs)), value, t_measure, t_end, use_grpc, auth, ca)
-        for p in range(procs)
-    ]
+    clients = template.workload.clients
+    procs = min(procs, clients)
+    jobs = [replace(template, client_ids=list(range(p, clients, procs))) for p in range(procs)]
     with mp.get_context("fork").Pool(procs) as pool:
         parts = pool.map(_worker, jobs)
-    lat = [x for _, _, part in parts for x in part]
-    return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), seconds, lat)
+    ops, errors = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    cpu = sum(p[3] for p in parts)
+    lat = [x for p in parts for x in p[2]]
+    return Result(ops, errors, seconds, lat, client_cpu_us=cpu / max(ops + errors, 1) * 1e6)
 
 
-async def bench_cluster(args: argparse.Namespace, kind: str, workdir: Path) -> dict:
+async def measured_phase(
+    args: argparse.Namespace,
+    c: LocalCluster,
+    urls: list[str],
+    w: Workload,
+    value: bytes,
+    stored: int,
+) -> Result:
+    """One phase, with the members' CPU sampled at the start and the end of its window."""
+    t_measure = time.time() + 1.0 + args.warmup  # 1 s for the client processes to start
+    t_end = t_measure + args.seconds
+    client = "grpc" if args.grpc else "aiohttp" if args.aiohttp_client else "lean"
+    job = Job(urls, w, [], value, stored, t_measure, t_end, client, args.auth, c.ca)
+    phase = asyncio.create_task(asyncio.to_thread(run_phase, job, args.procs, args.seconds))
+    await asyncio.sleep(max(0.0, t_measure - time.time()))
+    cpu0 = _cpu_seconds(c.pids())
+    await asyncio.sleep(max(0.0, t_end - time.time()))
+    cpu1 = _cpu_seconds(c.pids())
+    r = await phase
+    if cpu0 is not None and cpu1 is not None:
+        r.member_cpu_us = (cpu1 - cpu0) / max(r.ops + r.errors, 1) * 1e6
+    return r
+
+
+def stored_keys(args: argparse.Namespace, workloads: list[Workload]) -> int:
+    """How many keys ``pre/<i>`` a round stores before its workloads."""
+    if any(w.kind == "range" for w in workloads):
+        return max(args.preload, RANGE_KEYS)
+    return args.preload
+
+
+async def bench_cluster(
+    args: argparse.Namespace, kind: str, workdir: Path, workloads: list[Workload], rnd: int
+) -> Round:
+    """One system's round: a fresh cluster, the keys stored, every workload, the restart."""
     extra = args.extra.split() if args.extra else []
     c = LocalCluster(kind, args.etcd, workdir, extra, tls=args.tls)
     c.start()
-    out: dict = {}
+    rd = Round()
     try:
-        conn = aiohttp.TCPConnector(limit=0, force_close=False, ssl=client_ssl(c.ca))
-        timeout = aiohttp.ClientTimeout(total=30)
+        conn = aiohttp.TCPConnector(limit=0, ssl=client_ssl(c.ca))
+        timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             leader = await wait_ready(session, c.client, 90)
+            headers = None
             if args.auth:
                 await enable_auth(session, leader)
-            urls = [leader] if args.target == "leader" else c.client
+                headers = {"Authorization": await login(leader, c.ca)}
             value = os.urandom(args.value_size)
-            cpu0 = _cpu_seconds(c.pids())
-            for phase in ("put", "range"):
-                r = await asyncio.to_thread(
-                    run_phase,
-                    urls,
-                    phase,
-                    args.clients,
-                    args.procs,
-                    args.seconds,
-                    value,
-                    args.warmup,
-                    args.grpc,
-                    args.auth,
-                    c.ca,
+            stored = stored_keys(args, workloads)
+            if stored:
+                before = [bench_scale.rss(p) for p in c.pids()]
+                rd.preload_s = await bench_scale.preload(session, leader, stored, value, headers)
+                await asyncio.sleep(1.0)  # the backends' batch commits (every 100 ms) are done
+                after = [bench_scale.rss(p) for p in c.pids()]
+                rd.rss_per_key = [
+                    (a[0] - b[0]) / stored for a, b in zip(after, before, strict=True)
+                ]
+                rd.anon_per_key = [
+                    (a[1] - b[1]) / stored for a, b in zip(after, before, strict=True)
+                ]
+            urls = [leader] if args.target == "leader" else c.client
+            for w in workloads:
+                rd.phases[w.name] = await measured_phase(args, c, urls, w, value, stored)
+                print(phase_line(rnd, kind, w.name, rd.phases[w.name]), flush=True)
+            if args.preload:
+                leader = await wait_ready(session, c.client, 30, headers)  # it may have moved
+                i = next(i for i, u in enumerate(c.client) if u != leader)
+                last = bench_scale.preload_key(stored - 1, bench_scale.key_width(stored))
+                token = (lambda: login(c.client[i], c.ca)) if args.auth else None
+                rd.startup_s = await bench_scale.startup_seconds(
+                    lambda: c.restart(i), session, c.client[i], last, token
                 )
-                out[phase] = r
-                if phase == "put":
-                    cpu1 = _cpu_seconds(c.pids())
-                    if cpu0 is not None and cpu1 is not None and r.ops:
-                        # ops over warm-up + window, at the measured rate (approximately)
-                        total = r.rate * (args.seconds + args.warmup)
-                        out["put_cpu_us"] = (cpu1 - cpu0) / max(total, 1) * 1e6
+                print(scale_line(rnd, kind, rd, stored), flush=True)
     finally:
         c.stop()
-    return out
+    return rd
 
 
 def _cpu_seconds(pids: list[int]) -> float | None:
@@ -416,77 +561,65 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     return total
 
 
-def _line(name: str, phase: str, r: Result) -> str:
-    return (
-        f"{name:7s} {phase:5s} {r.rate:9.0f} ops/s   p50 {r.pct(0.5):7.1f} ms   "
-        f"p99 {r.pct(0.99):7.1f} ms   max {r.pct(1.0):7.1f} ms   errors {r.errors}"
-    )
-
-
 async def main_async(args: argparse.Namespace) -> int:
     kinds = ["raftkv", "etcd"] if args.only is None else [args.only]
     if "etcd" in kinds and not os.path.exists(args.etcd):
         print(f"etcd binary not found at {args.etcd} (run scripts/install-etcd.sh)")
         return 2
-    rounds: dict[str, list[dict]] = {k: [] for k in kinds}
-    base = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
+    workloads = parse_workloads(args.workloads, args.clients)
+    stored = stored_keys(args, workloads)
+    if stored * (args.value_size + 100) > (3 << 29) and "--quota-backend-bytes" not in args.extra:
+        print(
+            f"warning: {stored} keys of {args.value_size} bytes come near the default 2 GiB "
+            "backend quota; pass e.g. --extra '--quota-backend-bytes 8589934592'"
+        )
+    client = "gRPC" if args.grpc else "JSON, aiohttp client" if args.aiohttp_client else "JSON"
     print(
-        f"3 members each, {args.clients} clients in {args.procs} processes, "
-        f"{args.value_size}-byte values, {args.seconds:g} s per phase, {args.rounds} round(s), "
-        + ("gRPC" if args.grpc else "JSON gateway")
+        f"3 members each, workloads {','.join(w.name for w in workloads)}, {args.procs} client "
+        f"processes, {args.value_size}-byte values, {args.seconds:g} s per phase "
+        f"(+{args.warmup:g} s warm-up), {args.rounds} round(s), {client}"
+        + (f", {stored} keys stored first" if stored else "")
         + (", auth enabled" if args.auth else "")
         + (", TLS" if args.tls else "")
+        + "; latencies in ms",
+        flush=True,
     )
+    rounds: dict[str, list[Round]] = {k: [] for k in kinds}
+    base = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
     try:
-        # Rounds alternate the systems, so a change in the machine's load hits both alike.
         for i in range(args.rounds):
             for kind in kinds if i % 2 == 0 else kinds[::-1]:
                 d = base / f"{kind}-{i}"
                 d.mkdir()
-                res = await bench_cluster(args, kind, d)
-                rounds[kind].append(res)
-                for phase in ("put", "range"):
-                    print(f"[round {i + 1}] " + _line(kind, phase, res[phase]))
+                rounds[kind].append(await bench_cluster(args, kind, d, workloads, i))
+                if not args.keep:
+                    shutil.rmtree(d, ignore_errors=True)  # 1M keys x 4 rounds x 2: disk
     finally:
         if args.keep:
             print(f"data and logs kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
-    print("--- median over rounds")
-    med: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for kind in kinds:
-        med[kind] = {}
-        for phase in ("put", "range"):
-            rs = [r[phase] for r in rounds[kind]]
-            rate = statistics.median(r.rate for r in rs)
-            p50 = statistics.median(r.pct(0.5) for r in rs)
-            p99 = statistics.median(r.pct(0.99) for r in rs)
-            med[kind][phase] = (rate, p50, p99)
-            print(f"{kind:7s} {phase:5s} {rate:9.0f} ops/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
-        cpus = [r["put_cpu_us"] for r in rounds[kind] if "put_cpu_us" in r]
-        if cpus:
-            print(f"{kind:7s} put CPU per op, all 3 members: {statistics.median(cpus):.0f} us")
-    if len(kinds) == 2:
-        print("--- raftkv / etcd (medians)")
-        for phase in ("put", "range"):
-            a, b = med["raftkv"][phase], med["etcd"][phase]
-            print(
-                f"{phase:5s} throughput x{a[0] / max(b[0], 1e-9):.2f}   "
-                f"p50 x{a[1] / max(b[1], 1e-9):.2f}   p99 x{a[2] / max(b[2], 1e-9):.2f}"
-            )
+    for line in summary(rounds, [w.name for w in workloads], stored if args.preload else 0):
+        print(line)
     return 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated, in order")
+    p.add_argument("--clients", type=int, default=64, help="clients of a workload without N")
     p.add_argument("--procs", type=int, default=2, help="client processes")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median shown)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured window per phase")
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds, each reported")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--value-size", type=int, default=256)
+    p.add_argument("--preload", type=int, default=0, help="keys stored before the workloads")
     p.add_argument("--only", choices=["raftkv", "etcd"])
-    p.add_argument("--grpc", action="store_true", help="clients speak gRPC, not JSON")
+    clients = p.add_mutually_exclusive_group()
+    clients.add_argument("--grpc", action="store_true", help="clients speak gRPC, not JSON")
+    clients.add_argument(
+        "--aiohttp-client", action="store_true", help="JSON through aiohttp's client"
+    )
     p.add_argument("--auth", action="store_true", help="auth enabled, requests with a token")
     p.add_argument("--tls", action="store_true", help="https client and mutual-TLS peer links")
     p.add_argument("--target", choices=["all", "leader"], default="all")
