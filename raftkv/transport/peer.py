@@ -1,10 +1,14 @@
 """The outgoing half of one peer link: a long-lived streaming POST /raft/stream.
 
-Messages queued by ``send`` are framed and written in one chunk per wake-up, so a busy leader
-puts many messages (and many entries) in one write. While the link is down, messages are
-dropped (Raft retransmits) and the core is told the peer is unreachable; the link is retried
-with exponential backoff. A peer that answers with anything but 200 (e.g. 412 for a cluster id
-mismatch) has refused the stream: the connection is closed and retried later.
+``send_many`` writes a batch at once, framed as one chunk, when the link is up and nothing is
+queued before it: the messages leave in the caller's turn of the loop, not a turn later in the
+stream task (on a 3-member cluster under one client, that hop was a fifth of a put's
+latency). Otherwise messages are queued and the stream task writes everything queued in one
+chunk per wake-up, so a busy leader puts many messages (and many entries) in one write. While
+the link is down, messages are dropped (Raft retransmits) and the core is told the peer is
+unreachable; the link is retried with exponential backoff. A peer that answers with anything
+but 200 (e.g. 412 for a cluster id mismatch) has refused the stream: the connection is closed
+and retried later.
 
 Liveness (etcd's rafthttp: dial timeout, write deadline, read timeout, link heartbeats). A
 path can die without a trace on the socket: a partition that drops packets, a proxy that
@@ -94,6 +98,7 @@ class PeerStream:
         self.on_removed: Callable[[], None] | None = None  # the peer says we were removed
         self._url_index = 0
         self._written_at = 0.0  # monotonic time of the last write on the current stream
+        self._writer: asyncio.StreamWriter | None = None  # the current stream's, while it is up
 
     # --- public --------------------------------------------------------------------------------
 
@@ -133,6 +138,27 @@ class PeerStream:
         self._pending.append(m)
         if len(self._pending) == 1:
             self._wake.set()
+
+    def send_many(self, msgs: list[Message]) -> None:
+        """``send`` each of ``msgs``, written now in one chunk when nothing waits before them
+        and the peer keeps up with what was written (else the stream task handles them)."""
+        w = self._writer
+        if (
+            w is not None
+            and not self._pending
+            and not w.transport.is_closing()
+            and w.transport.get_write_buffer_size() <= STALL_BYTES
+        ):
+            self._write(w, msgs)
+            return
+        for m in msgs:
+            self.send(m)
+
+    def _write(self, writer: asyncio.StreamWriter, batch: list[Message]) -> None:
+        data = encode_frames(batch)
+        self.sent_bytes += len(data)
+        self._written_at = time.monotonic()
+        writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
 
     # --- the link ------------------------------------------------------------------------------
 
@@ -190,6 +216,7 @@ class PeerStream:
         answered.add_done_callback(lambda _t: self._wake.set())
         heartbeats = asyncio.get_running_loop().create_task(self._heartbeats())
         self.connected = True
+        self._writer = writer
         self._written_at = time.monotonic()
         log.info("peer_connected", peer=f"{self.peer_id:x}", url=url)
         reason = "closed"
@@ -207,10 +234,7 @@ class PeerStream:
                     await self._wake.wait()
                     continue
                 batch, self._pending = self._pending, []
-                data = encode_frames(batch)
-                self.sent_bytes += len(data)
-                self._written_at = time.monotonic()
-                writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+                self._write(writer, batch)
                 if writer.transport.get_write_buffer_size() > STALL_BYTES:
                     # The peer does not read (paused, or the path is cut without a reset):
                     # wait a while, then drop the link and start over.
@@ -223,6 +247,7 @@ class PeerStream:
             reason = str(e) or type(e).__name__
         finally:
             self.connected = False
+            self._writer = None
             self.active_since = None
             self.last_attempt = time.monotonic()  # the watchdog counts from the link's end
             self._pending = []

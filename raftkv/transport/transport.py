@@ -180,11 +180,19 @@ class Transport:
     # --- sending -------------------------------------------------------------------------------
 
     def send(self, msgs: list[Message]) -> None:
-        peers = self.peers
+        """Hand each peer its messages of ``msgs`` as one batch (in order)."""
+        by_peer: dict[int, list[Message]] = {}
         for m in msgs:
-            p = peers.get(m.to)
+            batch = by_peer.get(m.to)
+            if batch is None:
+                by_peer[m.to] = [m]
+            else:
+                batch.append(m)
+        peers = self.peers
+        for to, batch in by_peer.items():
+            p = peers.get(to)
             if p is not None:
-                p.send(m)
+                p.send_many(batch)
 
     async def post_to(self, peer_id: int, path: str, body: bytes, timeout: float) -> bytes:
         """One request/answer POST to ``path`` on the peer's first URL, with this link's

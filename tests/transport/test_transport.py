@@ -92,6 +92,28 @@ async def test_messages_sent_by_one_member_arrive_in_order_at_the_other():
         await b.close()
 
 
+async def test_a_batch_on_an_idle_link_is_written_in_the_senders_turn():
+    """No wait for the stream task's next turn: the bytes are on the socket when send
+    returns; a batch sent while others are still queued waits behind them, in order."""
+    a, b = await _pair()
+    try:
+        await _until(lambda: a.tr.peers[2].connected)
+        link = a.tr.peers[2]
+        before = link.sent_bytes
+        first = [Message(MessageType.APP, 2, 1, term=1, index=i) for i in range(3)]
+        a.tr.send(first)
+        assert link.sent_bytes > before  # written synchronously
+        queued = Message(MessageType.APP, 2, 1, term=1, index=3)
+        link.send(queued)  # (the stream task's path)
+        after = [Message(MessageType.APP, 2, 1, term=1, index=4)]
+        a.tr.send(after)  # behind the queued one, not before it
+        await _until(lambda: len(b.got) == 5)
+        assert b.got == [*first, queued, *after]
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_member_of_another_cluster_is_refused():
     a, b = await _pair(cluster_b=8)
     try:
