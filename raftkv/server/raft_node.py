@@ -9,7 +9,8 @@ For each Ready (docs/ARCHITECTURE.md §2)::
     snapshot     -> snap file + WAL snapshot marker, MemoryStorage, db swap
     committed entries -> the applier (they are durable on a quorum: applied while this
                     Ready's own entries are being written, as etcd does)
-    hard state, entries -> WAL.save, one fsync, in a thread (the loop keeps serving)
+    hard state, entries -> WAL.save, one fsync, in the WAL thread (``SyncThread``: the loop
+                    keeps serving)
     MemoryStorage <- hard state, entries
     messages_after_append -> the transport (votes and append acks only once durable)
     advance
@@ -50,6 +51,7 @@ from raftkv.raft import (
     SoftState,
     StateType,
 )
+from raftkv.server.syncer import SyncThread
 from raftkv.snap import Snapshotter
 from raftkv.wal import WAL, WalSnapshot
 
@@ -96,6 +98,7 @@ class RaftNode:
         self._props: list[bytes] = []
         self._prop_ids: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._syncer: SyncThread | None = None  # runs the WAL saves (from ``start``)
         self._stopped = False
         self._saving = False  # the Ready loop is waiting for a WAL fsync
         # one writer of the WAL at a time: the Ready loop's saves, snapshot markers (Snapshots)
@@ -186,6 +189,7 @@ class RaftNode:
     def start(self, handler: ReadyHandler) -> None:
         self._handler = handler
         loop = asyncio.get_running_loop()
+        self._syncer = SyncThread(f"wal-sync-{self.id:x}")
         self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
 
     async def stop(self) -> None:
@@ -202,6 +206,9 @@ class RaftNode:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._syncer is not None:
+            await asyncio.to_thread(self._syncer.close)  # (a save in progress ends first)
+            self._syncer = None
 
     async def _ticker(self) -> None:
         rn = self.rn
@@ -278,6 +285,8 @@ class RaftNode:
         wal = self.wal
         wake = self._wake
         stats = self.stats
+        syncer = self._syncer
+        assert syncer is not None
         while not self._stopped:
             if self._props:
                 self._flush_proposals()
@@ -328,7 +337,7 @@ class RaftNode:
                         t0 = time.monotonic()
                         self._saving = True
                         try:
-                            await asyncio.to_thread(wal.save, rd.hard_state, rd.entries, True)
+                            await syncer.run(wal.save, rd.hard_state, rd.entries, True)
                         finally:
                             self._saving = False
                         took = time.monotonic() - t0
