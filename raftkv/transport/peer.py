@@ -89,6 +89,7 @@ class PeerStream:
         self._report_unreachable = report_unreachable
         self._pending: list[Message] = []
         self._wake = asyncio.Event()
+        self._redial = asyncio.Event()  # set: end a backoff wait now (``redial_now``)
         self._task: asyncio.Task[None] | None = None
         self.last_attempt = 0.0  # monotonic time of the last connection attempt
         self._closed = False
@@ -138,6 +139,18 @@ class PeerStream:
         self._pending.append(m)
         if len(self._pending) == 1:
             self._wake.set()
+
+    def redial_now(self) -> None:
+        """The peer is back (it just opened its own stream to this member): a link waiting
+        out its backoff dials at once. A restarted member thus hears from the leader within
+        a heartbeat, not after up to ``BACKOFF_MAX`` of a backoff grown while it was down."""
+        if not self.connected:
+            self._redial.set()
+
+    async def _backoff(self, seconds: float) -> None:
+        self._redial.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._redial.wait(), seconds)
 
     def send_many(self, msgs: list[Message]) -> None:
         """``send`` each of ``msgs``, written now in one chunk when nothing waits before them
@@ -194,7 +207,7 @@ class PeerStream:
                     log.warning("peer_unreachable", peer=f"{self.peer_id:x}", url=url, error=str(e))
                 self._url_index += 1
                 self._report_unreachable(self.peer_id)
-                await asyncio.sleep(backoff)
+                await self._backoff(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             failures = 0
@@ -205,7 +218,7 @@ class PeerStream:
             # back off again only from a stream the peer accepted: a proxy or a listener that
             # takes connections and drops them at once must not be redialled in a tight loop
             backoff = BACKOFF_MIN if accepted else min(backoff * 2, BACKOFF_MAX)
-            await asyncio.sleep(backoff)
+            await self._backoff(backoff)
 
     async def _stream(
         self, url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -280,6 +280,9 @@ class Transport:
         assert me is not None
         self._inbound[frm] = me
         log.info("peer_stream_accepted", peer=f"{frm:x}")
+        link = self.peers.get(frm)
+        if link is not None:
+            link.redial_now()
         resp: web.StreamResponse | None = None
         keepalive: asyncio.Task[None] | None = None
         st = _Inbound()

@@ -166,6 +166,29 @@ async def test_peer_that_starts_late_is_reached_after_backoff():
         await b.close()
 
 
+async def test_a_peer_that_comes_back_is_redialled_without_waiting_out_the_backoff(monkeypatch):
+    """While b was down a's backoff grew (here to 30 s); b's own stream reaching a makes a
+    dial b at once."""
+    from raftkv.transport import peer
+
+    monkeypatch.setattr(peer, "BACKOFF_MIN", 30.0)
+    pa, pb = _free_port(), _free_port()
+    a, b = _Member(1, 7, pa), _Member(2, 7, pb)
+    a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
+    b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
+    await a.serve()
+    a.tr.start(a)
+    try:
+        await _until(lambda: 2 in a.unreachable)  # a's first dial failed: 30 s to wait
+        await b.serve()
+        b.tr.start(b)
+        await _until(lambda: b.tr.peers[1].connected)
+        await _until(lambda: a.tr.peers[2].connected, timeout=3.0)
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_link_stuck_while_connecting_is_restarted(monkeypatch):
     import raftkv.transport.peer as peer_mod
 
