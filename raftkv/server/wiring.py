@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import structlog
 from aiohttp import web
 
 from raftkv import errors
@@ -67,6 +68,8 @@ from raftkv.server.wait import DROPPED, IdGenerator, Wait
 from raftkv.transport import Transport
 
 __all__ = ["Member", "PeerHooks", "ReadyHooks", "build_member", "min_lease_ttl"]
+
+log = structlog.get_logger("raftkv.server")
 
 
 # RAFTKV_LEASE_CHECKPOINT_INTERVAL (seconds) shortens etcd's 5 minutes between lease
@@ -181,7 +184,14 @@ class Member:
                 os.environ.get("RAFTKV_LEASE_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL)
             ),
         )
-        self.kv = kv = KVStore(backend, lessor)
+        t0 = time.monotonic()
+        self.kv = kv = KVStore(backend, lessor)  # (its index rebuilt from the backend)
+        log.info(
+            "mvcc_index_restored",
+            keys=kv.key_count,
+            revision=kv.current_revision,
+            took_ms=round((time.monotonic() - t0) * 1000),
+        )
         self.cindex = ConsistentIndex(backend)
         self.alarms = alarms = Alarms(backend)
 
