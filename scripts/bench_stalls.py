@@ -20,12 +20,17 @@ with one disturbance started 1 s into it:
                 together) expire 1 s into the window; the leader revokes them through Raft
 
 Per window: puts done, client errors, put latency p50 / p99 / p99.9 / max, leader changes seen,
-and the loop lag of each member. A member exports no loop-lag metric (a probe task in the
-server, e.g. a gauge ``raftkv_event_loop_lag_seconds`` of how late a 10 ms sleep wakes, would
-be the direct measure): the lag shown is the response time of ``GET /version``, a constant
-answer written by the member's event loop without Raft or disk, polled every 10 ms from this
-process. It includes a loopback HTTP round trip (~1 ms here) and, on this shared machine, any
-time the member was not scheduled; the baseline window shows that floor.
+and the loop lag of each member, two ways:
+
+  gauge        the member's own measure: the largest ``raftkv_event_loop_lag_max_seconds``
+               (how late its 10 ms probe timer ran, the largest since the previous scrape)
+               of the scrapes of its /metrics made during the window, every 100 ms from this
+               process. A stall is counted in the window of the scrape after it.
+  /version     the response time of ``GET /version``, a constant answer written by the
+               member's event loop without Raft or disk, polled every 10 ms from this process:
+               the lag as a client sees it, including a loopback HTTP round trip (~1 ms here)
+               and, on this shared machine, any time this process was not scheduled; the
+               baseline window shows that floor.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from cluster import LocalCluster, Member
 WINDOWS = ("baseline", "compaction", "snapshot", "defragment", "leases")
 TRIGGER_AT = 1.0  # seconds into its window a disturbance starts
 PROBE_INTERVAL = 0.01
+SCRAPE_INTERVAL = 0.1
+LAG_METRIC = "raftkv_event_loop_lag_max_seconds"
 TXN_OPS = 128  # etcd's max txn ops
 
 
@@ -101,13 +108,28 @@ def _client_proc(args: tuple) -> list[tuple]:
 
 @dataclass
 class Probes:
-    """Loop-lag samples (GET /version response times) and leader observations."""
+    """Loop-lag samples (the members' lag gauge, GET /version response times) and leader
+    observations."""
 
-    lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (time, gauge)
+    version: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     leaders: list[tuple[float, int]] = field(default_factory=list)  # (time, leader id) changes
 
-    async def version_probe(self, session: aiohttp.ClientSession, m: Member, t_end: float):
+    async def lag_probe(self, session: aiohttp.ClientSession, m: Member, t_end: float):
         samples = self.lag.setdefault(m.name, [])
+        url = m.endpoint + "/metrics"
+        while (t0 := time.time()) < t_end:
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    text = await r.text()
+                    if r.status == 200:
+                        samples.append((time.time(), metric(text, LAG_METRIC)))
+            except (aiohttp.ClientError, TimeoutError, KeyError):
+                pass  # the member is down (wiped): no sample
+            await asyncio.sleep(max(0.0, SCRAPE_INTERVAL - (time.time() - t0)))
+
+    async def version_probe(self, session: aiohttp.ClientSession, m: Member, t_end: float):
+        samples = self.version.setdefault(m.name, [])
         url = m.endpoint + "/version"
         while (t0 := time.time()) < t_end:
             try:
@@ -135,6 +157,14 @@ class Probes:
                     self.leaders.append((time.time(), lead))
                 break
             await asyncio.sleep(0.25)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the unlabelled sample ``name`` in a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split(" ", 1)[1])
+    raise KeyError(name)
 
 
 # --- setup and disturbances -------------------------------------------------------------------
@@ -223,22 +253,29 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
 
 
+def _window_max(samples: dict[str, list[tuple[float, float]]], t0: float, t1: float) -> str:
+    """Each member's largest sample in [t0, t1), in ms ("down": none)."""
+    out = []
+    for member, got in sorted(samples.items()):
+        w = [d for t, d in got if t0 <= t < t1]
+        out.append(f"{member}={max(w) * 1e3:.0f}" if w else f"{member}=down")
+    return " ".join(out)
+
+
 def report(
     starts: list[float], window: float, puts: list[tuple], probes: Probes, notes: dict
 ) -> None:
     print(
         f"{'window':<11} {'puts':>7} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'p99.9 ms':>8} {'max ms':>7} {'leader chg':>10}  loop lag max ms (GET /version)"
+        f"{'p99.9 ms':>8} {'max ms':>7} {'leader chg':>10}  "
+        "loop lag max ms: gauge | GET /version"
     )
     for name, t0 in zip(WINDOWS, starts, strict=True):
         t1 = t0 + window
         lat = sorted(d for t, d, ok in puts if t0 <= t < t1 and ok)
         errs = sum(1 for t, _, ok in puts if t0 <= t < t1 and not ok)
         changes = sum(1 for t, _ in probes.leaders[1:] if t0 <= t < t1)
-        lags = []
-        for member, samples in sorted(probes.lag.items()):
-            w = [d for t, d in samples if t0 <= t < t1]
-            lags.append(f"{member}={max(w) * 1e3:.0f}" if w else f"{member}=down")
+        lags = [_window_max(probes.lag, t0, t1), "|", _window_max(probes.version, t0, t1)]
         print(
             f"{name:<11} {len(lat):>7} {errs:>6} {pct(lat, 0.5) * 1e3:>7.1f} "
             f"{pct(lat, 0.99) * 1e3:>7.1f} {pct(lat, 0.999) * 1e3:>8.1f} "
@@ -280,6 +317,7 @@ async def run(args: argparse.Namespace, base: Path) -> None:
         ]
         probes = Probes()
         tasks = [asyncio.create_task(probes.version_probe(session, m, t_end)) for m in c.members]
+        tasks += [asyncio.create_task(probes.lag_probe(session, m, t_end)) for m in c.members]
         tasks.append(asyncio.create_task(probes.leader_probe(session, c, t_end)))
         notes: dict[str, str] = {}
         loop = asyncio.get_running_loop()

@@ -57,11 +57,11 @@ from crc32c import crc32c
 from . import check as _check
 from . import defrag as _defrag
 from .breathe import Breather
-from .cursor import Cursor, tree_get, tree_iter, tree_leaves
+from .cursor import Cursor, tree_get, tree_iter, tree_records
 from .db import DB, CommitAbandoned, State
 from .errors import BackendError
 from .node import TOMBSTONE
-from .page import PAGE_SIZE, ValueRef
+from .page import PAGE_SIZE, LeafRecords, pack_records
 from .pager import DEFAULT_CACHE_NODES
 
 __all__ = ["Backend", "ReadSnapshot"]
@@ -383,10 +383,11 @@ class Backend:
                 items = _overlay(items, bkeys, d, reverse)
         return _collect(st.pager, items, limit)
 
-    def scan(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list[bytes]]]:
-        """Every item of ``bucket`` from ``start`` on, in key order, as (keys, values) lists of
-        a few hundred items each: the bulk read that rebuilds an index at start. Writer
-        thread; no write or commit may come between the first and the last chunk."""
+    def scan(self, bucket: bytes, start: bytes = b"") -> Iterator[LeafRecords]:
+        """Every item of ``bucket`` from ``start`` on, in key order, as records of a few
+        hundred items each (``page.LeafRecords``: sizes and the bytes as stored): the bulk
+        read that rebuilds an index at start. Writer thread; no write or commit may come
+        between the first and the last chunk."""
         self._bucket(bucket)
         fz = self._frozen
         if self._buf[bucket] or (fz is not None and fz.buf.get(bucket)):
@@ -395,12 +396,12 @@ class Backend:
                 items = self.range(bucket, start, limit=_SCAN_CHUNK)
                 if items:
                     keys, values = zip(*items, strict=True)
-                    yield list(keys), list(values)
+                    yield pack_records(list(keys), list(values))
                 if len(items) < _SCAN_CHUNK:
                     return
                 start = items[-1][0] + b"\x00"
         with self.read_snapshot() as snap:
-            yield from snap.leaves(bucket, start)
+            yield from snap.records(bucket, start)
 
     # --- snapshots, copies, maintenance -------------------------------------------------------
 
@@ -498,15 +499,11 @@ class ReadSnapshot:
         for k, v in tree_iter(st.pager, st.roots.get(bucket, 0), b"", None):
             yield k, value(v)
 
-    def leaves(self, bucket: bytes, start: bytes = b"") -> Iterator[tuple[list[bytes], list]]:
-        """(keys, values) of each leaf of ``bucket`` from the first key >= ``start``, in key
-        order (out-of-line values read in)."""
+    def records(self, bucket: bytes, start: bytes = b"") -> Iterator[LeafRecords]:
+        """The records (``page.LeafRecords``) of each leaf of ``bucket`` from the first key >=
+        ``start``, in key order (out-of-line values read in)."""
         st = self._state()
-        value = st.pager.value
-        for keys, values in tree_leaves(st.pager, st.roots.get(bucket, 0), start):
-            if ValueRef in map(type, values):
-                values = [value(v) for v in values]
-            yield keys, values
+        return tree_records(st.pager, st.roots.get(bucket, 0), start)
 
     def cursor(self, bucket: bytes) -> Cursor:
         """A cursor over ``bucket`` (first/last/seek/next/prev), valid while this is open."""

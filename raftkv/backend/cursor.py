@@ -10,9 +10,10 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from .node import Branch, Leaf, child_index
+from .page import LeafRecords, pack_records
 from .pager import Pager
 
-__all__ = ["Cursor", "tree_get", "tree_iter", "tree_leaves"]
+__all__ = ["Cursor", "tree_get", "tree_iter", "tree_leaves", "tree_records"]
 
 
 def tree_get(pager: Pager, root: int, key: bytes):
@@ -56,6 +57,34 @@ def tree_leaves(pager: Pager, root: int, start: bytes) -> Iterator[tuple[list[by
             keys, values = keys[i:], values[i:]
         if keys:
             yield keys, values
+
+
+def tree_records(pager: Pager, root: int, start: bytes) -> Iterator[LeafRecords]:
+    """The records (``page.LeafRecords``) of each leaf in key order, from the first key >=
+    ``start``, out-of-line values read in: the bulk read that rebuilds an index. A leaf read
+    from the file is not decoded into keys and values (nor cached); the first one is (to
+    find ``start`` in it), as is one found in the node cache, and both are packed again."""
+    if not root:
+        return
+    stack = [root]
+    first = True
+    while stack:
+        n = pager.peek(stack.pop()) if first else pager.peek_records(stack.pop())
+        if type(n) is tuple:  # (never empty: a commit drops a leaf left without elements)
+            yield n
+            continue
+        if not n.is_leaf:
+            children = n.children
+            i = child_index(n.keys, start) if first else 0
+            stack.extend(reversed(children[i:]))
+            continue
+        keys, values = n.keys, n.values
+        if first:
+            first = False
+            i = bisect_left(keys, start)
+            keys, values = keys[i:], values[i:]
+        if keys:
+            yield pack_records(keys, [pager.value(v) for v in values])
 
 
 def _iter_fwd(pager: Pager, n: Leaf | Branch, start: bytes, end: bytes | None):

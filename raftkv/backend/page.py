@@ -34,6 +34,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from itertools import chain
 
 # zlib's CRC-32, computed by zlib-ng (carry-less multiply): the same values, ~8x faster per
 # 4 KiB page here than the system zlib, and every page read and written is checksummed
@@ -57,6 +58,7 @@ __all__ = [
     "VALUE_REF",
     "VALUE_REF_FLAG",
     "VERSION",
+    "LeafRecords",
     "Meta",
     "ValueRef",
     "decode_branch",
@@ -70,6 +72,8 @@ __all__ = [
     "encode_meta",
     "encode_overflow",
     "freelist_pages",
+    "leaf_records",
+    "pack_records",
     "pages_for",
     "parse_header",
     "verify",
@@ -322,6 +326,33 @@ def decode_leaf(buf: bytes) -> tuple[list[bytes], list]:
         else:
             values.append(buf[end:pos])
     return keys, values
+
+
+#: A leaf's elements as stored, not split into objects: (key sizes, value sizes, the bytes
+#: key0 value0 key1 value1 ...). The bulk form a scan that rebuilds an index reads: a decoder
+#: of the values (msgpack's Unpacker) walks the bytes itself, and only what it builds is made.
+LeafRecords = tuple[tuple[int, ...], tuple[int, ...], bytes]
+
+
+def leaf_records(buf: bytes) -> LeafRecords | None:
+    """The records of the leaf run ``buf``; None when a value is out of line (its element
+    holds a VALUE_REF, not the value: see ``pack_records``)."""
+    count = _COUNT.unpack_from(buf, 20)[0]
+    flat = _array("III", count).unpack_from(buf, HEADER_SIZE)
+    if any(flat[0::3]):
+        return None
+    ksizes, vsizes = flat[1::3], flat[2::3]
+    pos = HEADER_SIZE + 12 * count
+    return ksizes, vsizes, buf[pos : pos + sum(ksizes) + sum(vsizes)]
+
+
+def pack_records(keys: list[bytes], values: list[bytes]) -> LeafRecords:
+    """The records of decoded elements (every value inline)."""
+    return (
+        tuple(map(len, keys)),
+        tuple(map(len, values)),
+        b"".join(chain.from_iterable(zip(keys, values, strict=True))),
+    )
 
 
 # --- overflow ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from . import page
 from .errors import BackendCorruptError, BackendError
 from .node import Branch, Leaf
-from .page import PAGE_SIZE, ValueRef
+from .page import PAGE_SIZE, LeafRecords, ValueRef
 
 __all__ = ["DEFAULT_CACHE_NODES", "Pager"]
 
@@ -80,8 +80,23 @@ class Pager:
         n = self._cache.get(pgid)
         return n if n is not None else self._decode(pgid)
 
-    def _decode(self, pgid: int) -> Leaf | Branch:
+    def peek_records(self, pgid: int) -> Leaf | Branch | LeafRecords:
+        """``peek(pgid)`` for a bulk scan of records: a leaf neither cached nor holding an
+        out-of-line value comes as its records (``page.leaf_records``), not decoded."""
+        n = self._cache.get(pgid)
+        if n is not None:
+            return n
         buf = self.read_run(pgid)
+        if _FLAGS.unpack_from(buf, 16)[0] == page.LEAF:
+            records = page.leaf_records(buf)
+            if records is not None:
+                return records
+        return self._node_of(buf, pgid)
+
+    def _decode(self, pgid: int) -> Leaf | Branch:
+        return self._node_of(self.read_run(pgid), pgid)
+
+    def _node_of(self, buf: bytes, pgid: int) -> Leaf | Branch:
         flags = _FLAGS.unpack_from(buf, 16)[0]
         if flags == page.LEAF:
             n = Leaf(*page.decode_leaf(buf))

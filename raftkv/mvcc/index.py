@@ -1,6 +1,9 @@
 """The in-memory index: user key -> its revisions, sorted by key (etcd's mvcc/index.go treeIndex).
 
-A ``SortedDict`` gives O(1) point lookups (its dict) and ordered range scans (its key list).
+A dict gives O(1) point lookups and a ``SortedList`` of the same keys ordered range scans (a
+``SortedDict``'s two halves, held apart: a restored index takes over the dict its rebuild made
+instead of copying it, and changing an existing key's entry is a plain dict store).
+Invariant: the sorted list holds exactly the dict's keys.
 Ranges follow etcd: ``end is None`` is a single key, ``end == b""`` means every key >= key,
 otherwise the half-open interval [key, end).
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.revision import SUB_BITS
@@ -31,24 +34,27 @@ _restored = KeyIndex.restored
 
 
 class TreeIndex:
-    __slots__ = ("_tree",)
+    __slots__ = ("_keys", "_map")
 
     def __init__(self) -> None:
-        self._tree: SortedDict = SortedDict()
+        self._map: dict[bytes, Entry] = {}
+        self._keys = SortedList()
 
     @classmethod
     def restored(cls, entries: dict[bytes, Entry]) -> TreeIndex:
-        """An index holding ``entries`` (taken over, not copied: the caller drops it)."""
+        """An index holding ``entries`` (taken over, not copied: the caller drops it); its keys
+        are sorted once, in one bulk load."""
         index = cls()
-        index._tree = SortedDict(entries)
+        index._map = entries
+        index._keys = SortedList(entries)
         return index
 
     def __len__(self) -> int:
-        return len(self._tree)
+        return len(self._map)
 
     def get(self, key: bytes, at: int) -> tuple[int, int, int] | None:
         """(modified, created, version) of key at main revision ``at``, or None."""
-        e = self._tree.get(key)
+        e = self._map.get(key)
         if e is None:
             return None
         if type(e) is tuple:
@@ -59,14 +65,14 @@ class TreeIndex:
             return None
 
     def key_index(self, key: bytes) -> KeyIndex | None:
-        e = self._tree.get(key)
+        e = self._map.get(key)
         if type(e) is tuple:
-            e = self._tree[key] = _restored(key, e[1], e[0], e[2])
+            e = self._map[key] = _restored(key, e[1], e[0], e[2])
         return e
 
     def has_revision(self, key: bytes, rev: int) -> bool:
         """The key's index still holds revision ``rev`` (compaction has not dropped it)."""
-        e = self._tree.get(key)
+        e = self._map.get(key)
         if e is None:
             return False
         if type(e) is tuple:
@@ -74,12 +80,14 @@ class TreeIndex:
         return any(g and g[0] <= rev <= g[-1] and rev in g for g in e)
 
     def put(self, key: bytes, rev: int) -> None:
-        e = self._tree.get(key)
+        m = self._map
+        e = m.get(key)
         if e is None:
-            self._tree[key] = (rev, rev, 1)  # a new key: KeyIndex(key).put(rev), compactly
+            m[key] = (rev, rev, 1)  # a new key: KeyIndex(key).put(rev), compactly
+            self._keys.add(key)
         else:
             if type(e) is tuple:
-                e = self._tree[key] = _restored(key, e[1], e[0], e[2])
+                e = m[key] = _restored(key, e[1], e[0], e[2])
             e.put(rev)
 
     def tombstone(self, key: bytes, rev: int) -> None:
@@ -89,17 +97,18 @@ class TreeIndex:
         ki.tombstone(rev)
 
     def insert(self, ki: KeyIndex) -> None:
-        self._tree[ki.key] = ki
+        if ki.key not in self._map:
+            self._keys.add(ki.key)
+        self._map[ki.key] = ki
 
     def _visit(self, key: bytes, end: bytes) -> Iterator[tuple[bytes, Entry]]:
-        tree = self._tree
         if end:
             if key >= end:
                 return iter(())
-            keys = tree.irange(key, end, (True, False))
+            keys = self._keys.irange(key, end, (True, False))
         else:
-            keys = tree.irange(key)
-        get = tree.__getitem__
+            keys = self._keys.irange(key)
+        get = self._map.__getitem__
         return ((k, get(k)) for k in keys)
 
     def revisions(self, key: bytes, end: bytes | None, at: int) -> list[tuple[bytes, int]]:
@@ -137,14 +146,14 @@ class TreeIndex:
 
     def compact(self, at: int, available: set[int] | None = None) -> None:
         """Compact every key at main revision ``at``; keys left empty leave the index."""
-        self._compact_keys(list(self._tree), at, available)
+        self._compact_keys(list(self._keys), at, available)
 
     def compact_some(self, at: int, after: bytes | None, limit: int) -> bytes | None:
         """Compact up to ``limit`` keys after key ``after`` (None: from the first); returns
         the last key done, or None when no key is left. Keys created meanwhile hold only
         revisions above ``at``: skipping or revisiting them is harmless."""
-        tree = self._tree
-        keys = tree.irange(after, inclusive=(False, False)) if after is not None else iter(tree)
+        sl = self._keys
+        keys = sl.irange(after, inclusive=(False, False)) if after is not None else iter(sl)
         done = []
         for k in keys:
             done.append(k)
@@ -156,7 +165,7 @@ class TreeIndex:
         return done[-1]
 
     def _compact_keys(self, keys: list[bytes], at: int, available: set[int] | None) -> None:
-        tree = self._tree
+        tree = self._map
         for k in keys:
             e = tree[k]
             if type(e) is tuple:  # one live revision: nothing to drop
@@ -172,6 +181,7 @@ class TreeIndex:
             e.compact(at, available)
             if e.is_empty():
                 del tree[k]
+                self._keys.remove(k)
             elif len(e) == 1 and len(e[0]) == 1:
                 g = e[0]
                 tree[k] = (g[0], g.created, g.ver)
@@ -179,7 +189,7 @@ class TreeIndex:
     def keep(self, at: int) -> set[int]:
         """The revisions a compaction at ``at`` would keep (etcd's Keep, for HashKV)."""
         available: set[int] = set()
-        for e in self._tree.values():
+        for e in self._map.values():
             if type(e) is tuple:
                 if e[0] >> SUB_BITS <= at:
                     available.add(e[0])
@@ -189,7 +199,9 @@ class TreeIndex:
 
     def key_indexes(self) -> Iterator[KeyIndex]:
         """Every key's KeyIndex in key order (tuple entries expanded into fresh copies)."""
-        for k, e in self._tree.items():
+        m = self._map
+        for k in self._keys:
+            e = m[k]
             yield _restored(k, e[1], e[0], e[2]) if type(e) is tuple else e
 
     def __eq__(self, other: object) -> bool:

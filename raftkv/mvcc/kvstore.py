@@ -24,6 +24,7 @@ Responses and the KeyValues in them are shared with watchers and must not be mut
 from __future__ import annotations
 
 import contextlib
+import gc
 import struct
 import time
 import zlib
@@ -36,6 +37,7 @@ from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.backend.breathe import Breather
 from raftkv.backend.errors import BackendError
+from raftkv.backend.page import LeafRecords
 from raftkv.mvcc import requests
 from raftkv.mvcc.index import Entry, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
@@ -362,7 +364,8 @@ class KVStore:
         scheduled = bytes_to_rev(scheduled_b)[0] if scheduled_b else 0
 
         if prepared is None:
-            keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+            with _collector_paused():
+                keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
         else:
             keys, key_to_lease, current = prepared.keys, prepared.key_to_lease, prepared.current
         self._index = TreeIndex.restored(keys)
@@ -400,57 +403,86 @@ def prepare_index(path: str) -> PreparedIndex:
     try:
         with b.read_snapshot() as snap:
             breather = Breather()
-            chunks = snap.leaves(KEY_BUCKET, rev_to_bytes(1))
+            chunks = snap.records(KEY_BUCKET, rev_to_bytes(1))
             keys, key_to_lease, current = _rebuild(_breathing(chunks, breather))
             return PreparedIndex(snap.txid, keys, key_to_lease, current)
     finally:
         b.close()
 
 
-def _breathing(chunks: Iterator[tuple], breather: Breather) -> Iterator[tuple]:
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off during a rebuild on the thread that owns the store
+    (nothing else runs meanwhile: a start, or a restore that holds the loop). A rebuild makes
+    millions of objects and no cycle, and the collections their allocations set off would
+    walk them again and again (0.1-0.5 s of a 1M-key start); the next collection looks at
+    them once (the member's, right after start: see ``member._tune_gc``)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _breathing(chunks: Iterator[LeafRecords], breather: Breather) -> Iterator[LeafRecords]:
     for chunk in chunks:
         yield chunk
         breather.tick()
 
 
 def _rebuild(
-    chunks: Iterator[tuple[list[bytes], list[bytes]]],
+    chunks: Iterator[LeafRecords],
 ) -> tuple[dict[bytes, Entry], dict[bytes, int], int]:
     """The index entries, the key -> lease map and the last main revision of the key bucket
     read in revision order (etcd's restore).
 
-    The hot loop of a start with millions of keys, so per chunk (a backend leaf) the values
-    are decoded by one streaming unpacker and the revision keys by one struct iterator when
-    none is a tombstone; a key seen once costs one tuple (see ``index``), and only keys with
-    history get a KeyIndex (``_restore_record``, which also takes every tombstone)."""
+    The hot loop of a start with millions of keys, so a chunk (a backend leaf's records, as
+    stored: revision key, KeyValue, revision key, ...) is fed whole to one streaming msgpack
+    unpacker, which hands out the revision keys as raw bytes and decodes the KeyValues in
+    between; when none is a tombstone, the revision keys are decoded by one struct iterator.
+    A key seen once costs one tuple (see ``index``), and only keys with history get a
+    KeyIndex (``_restore_record``, which also takes every tombstone)."""
     keys: dict[bytes, Entry] = {}
     key_to_lease: dict[bytes, int] = {}
     current = 1
     unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=0)
+    read, unpack = unpacker.read_bytes, unpacker.unpack
     setdefault = keys.setdefault
-    for bkeys, values in chunks:
-        n = len(bkeys)
-        unpacker.feed(b"".join(values))
-        # the stored KeyValues: (key, create_revision, mod_revision, version, value, lease)
-        kvs = list(unpacker)
-        if len(kvs) != n:
-            raise BackendError(f"key bucket: {n} records decoded as {len(kvs)}")
-        joined = b"".join(bkeys)
-        if len(joined) != n * REV_BYTES_LEN:  # tombstones among them: record by record
-            for k, f in zip(bkeys, kvs, strict=True):
-                main, _, sub = _unpack_rev(k)
-                _restore_record(keys, key_to_lease, f, main, sub, len(k) != REV_BYTES_LEN)
-            current = main
-            continue
-        for f, (main, sub) in zip(kvs, _iter_revs(joined), strict=True):
-            # the common case of _restore_record, inline: a key's first revision
-            r = (main << 32) | sub
-            entry = (r, r if f[1] == main and not sub else f[1] << 32, f[3])
-            if setdefault(f[0], entry) is not entry:
-                _restore_record(keys, key_to_lease, f, main, sub, False)
-            elif f[5]:
-                key_to_lease[f[0]] = f[5]
-        current = main
+    fed = 0
+    for ksizes, _, data in chunks:
+        unpacker.feed(data)
+        fed += len(data)
+        n = len(ksizes)
+        try:
+            if ksizes.count(REV_BYTES_LEN) != n:  # tombstones among them: record by record
+                for size in ksizes:
+                    k = read(size)
+                    main, _, sub = _unpack_rev(k)
+                    _restore_record(keys, key_to_lease, unpack(), main, sub, size != REV_BYTES_LEN)
+                current = main
+            else:
+                revs: list[bytes] = []
+                # the stored KeyValues: (key, create_revision, mod_revision, version, value, lease)
+                kvs: list[tuple] = []
+                rev_append, kv_append = revs.append, kvs.append
+                for _ in range(n):
+                    rev_append(read(REV_BYTES_LEN))
+                    kv_append(unpack())
+                for f, (main, sub) in zip(kvs, _iter_revs(b"".join(revs)), strict=True):
+                    # the common case of _restore_record, inline: a key's first revision
+                    r = (main << 32) | sub
+                    entry = (r, r if f[1] == main and not sub else f[1] << 32, f[3])
+                    if setdefault(f[0], entry) is not entry:
+                        _restore_record(keys, key_to_lease, f, main, sub, False)
+                    elif f[5]:
+                        key_to_lease[f[0]] = f[5]
+                current = main
+        except (msgpack.OutOfData, struct.error) as e:
+            raise BackendError(f"key bucket: {n} records do not decode: {e!r}") from None
+        if unpacker.tell() != fed:
+            raise BackendError(f"key bucket: {n} records decoded, bytes left over")
     return keys, key_to_lease, current
 
 

@@ -19,6 +19,10 @@ counter bump per leader change and per failed proposal.
     etcd_network_peer_sent_bytes_total{To}, etcd_network_peer_received_bytes_total{From},
     etcd_disk_wal_fsync_duration_seconds (also as etcd_wal_fsync_duration_seconds),
     etcd_disk_backend_commit_duration_seconds, and process_* (prometheus-client's).
+
+Beside etcd's, raftkv's own: raftkv_event_loop_lag_seconds (the largest lag of the event
+loop's 10 ms probe wakes in the last second) and raftkv_event_loop_lag_max_seconds (the largest
+since the previous scrape, reset by this one): see ``looplag.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.mvcc import KVStore
 from raftkv.raft import NONE
+from raftkv.server.looplag import LoopLagProbe
 from raftkv.server.promtext import text_format
 from raftkv.server.wait import Wait
 from raftkv.transport import Transport
@@ -78,6 +83,7 @@ class ServerMetrics:
         kv: KVStore,
         transport: Transport,
         quota_bytes: int,
+        loop_lag: LoopLagProbe,
     ) -> None:
         self.member_id = member_id
         self.node = node
@@ -88,6 +94,7 @@ class ServerMetrics:
         self.kv = kv
         self.transport = transport
         self.quota_bytes = quota_bytes
+        self.loop_lag = loop_lag
         self.leader_changes = 0
         self.proposals_failed = 0
         self._lead = NONE
@@ -256,3 +263,14 @@ class _StateCollector(Collector):
             received.add_metric([f"{pid:x}"], n)
         yield sent
         yield received
+        lag = m.loop_lag
+        yield _gauge(
+            "raftkv_event_loop_lag_seconds",
+            "The largest delay of the event loop's 10 ms probe timer in the last second.",
+            lag.recent(),
+        )
+        yield _gauge(
+            "raftkv_event_loop_lag_max_seconds",
+            "The largest delay of the event loop's 10 ms probe timer since the last scrape.",
+            lag.take_max(),
+        )

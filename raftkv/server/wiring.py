@@ -11,14 +11,15 @@ Build order (each line uses only what is above it)::
 
     storage (opened by storage.py) -> lessor, kv, cindex, alarms, cluster
     transport -> RaftNode(RawNode, wal, send=transport.send)
-    wait, idgen, applied waiters -> auth store (tokens wait for applied indexes) -> metrics
+    wait, idgen, applied waiters -> auth store (tokens wait for applied indexes)
+    -> loop-lag probe -> metrics
     -> proposer -> forwarder, read index
     watch streams, housekeeping -> physical compaction, member ops -> applier -> snapshots
     -> maintenance -> EtcdServer (the client facade) -> auto-compactor
 
-Start: transport, Raft loop, read index, housekeeping, compaction, compactor (then the caller
-serves the peer and client listeners). Stop: the reverse, then every waiter fails with "server
-stopped", the backend commits its batch, and the files are closed.
+Start: loop-lag probe, transport, Raft loop, read index, housekeeping, compaction, compactor
+(then the caller serves the peer and client listeners). Stop: the reverse, then every waiter
+fails with "server stopped", the backend commits its batch, and the files are closed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import structlog
 from aiohttp import web
 
 from raftkv import errors
@@ -52,6 +54,7 @@ from raftkv.server.diskfull import is_disk_full
 from raftkv.server.etcdserver import ClientLimits, EtcdServer, WatchStreams
 from raftkv.server.forward import LeaderForwarder
 from raftkv.server.housekeeping import Housekeeping
+from raftkv.server.looplag import LoopLagProbe
 from raftkv.server.maintenance import Maintenance
 from raftkv.server.member_ops import MemberOps
 from raftkv.server.membership import RaftCluster
@@ -65,6 +68,8 @@ from raftkv.server.wait import DROPPED, IdGenerator, Wait
 from raftkv.transport import Transport
 
 __all__ = ["Member", "PeerHooks", "ReadyHooks", "build_member", "min_lease_ttl"]
+
+log = structlog.get_logger("raftkv.server")
 
 
 # RAFTKV_LEASE_CHECKPOINT_INTERVAL (seconds) shortens etcd's 5 minutes between lease
@@ -179,7 +184,14 @@ class Member:
                 os.environ.get("RAFTKV_LEASE_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL)
             ),
         )
-        self.kv = kv = KVStore(backend, lessor)
+        t0 = time.monotonic()
+        self.kv = kv = KVStore(backend, lessor)  # (its index rebuilt from the backend)
+        log.info(
+            "mvcc_index_restored",
+            keys=kv.key_count,
+            revision=kv.current_revision,
+            took_ms=round((time.monotonic() - t0) * 1000),
+        )
         self.cindex = ConsistentIndex(backend)
         self.alarms = alarms = Alarms(backend)
 
@@ -226,6 +238,7 @@ class Member:
             m = cluster.members.get(me)
             return m is not None and m.is_learner
 
+        self.loop_lag = LoopLagProbe()
         self.metrics = metrics = ServerMetrics(
             member_id=me,
             node=node,
@@ -236,6 +249,7 @@ class Member:
             kv=kv,
             transport=transport,
             quota_bytes=cfg.quota_bytes,
+            loop_lag=self.loop_lag,
         )
         ms.wal.fsync_observer = metrics.observe_wal_fsync
         backend.commit_observer = metrics.observe_backend_commit
@@ -395,6 +409,7 @@ class Member:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.loop_lag.start()
         self.transport.start(self._peer_hooks)
         self.node.start(self._ready_hooks)
         self.read_index.start()
@@ -417,6 +432,7 @@ class Member:
         await self.snapshots.stop()
         await self.node.stop()
         await self.transport.stop()
+        self.loop_lag.stop()
         self.wait.fail_all(errors.ErrStopped)
         try:
             self.backend.commit()
