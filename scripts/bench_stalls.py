@@ -52,7 +52,6 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import post_ok  # (scripts/ is this script's directory: on sys.path)
 
 from cluster import LocalCluster, Member
 
@@ -69,6 +68,16 @@ def b64(data: bytes) -> str:
 
 
 # --- put load (client processes) ---------------------------------------------------------------
+
+
+async def post_ok(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
+    """POST ``body``; whether the answer was a 200 (a refused connection counts as not)."""
+    try:
+        async with session.post(url, data=body) as r:
+            await r.read()
+            return r.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
 
 
 async def _clients(urls: list[str], ids: list[int], value: bytes, t_end: float) -> list[tuple]:
