@@ -7,7 +7,8 @@ A tree is named by its root page id (0 = empty). Values come back as stored (byt
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .node import Branch, Leaf, child_index
 from .page import LeafRecords, pack_records
@@ -36,19 +37,22 @@ def tree_iter(
     return _iter_fwd(pager, pager.node(root), start, end)
 
 
-def tree_leaves(pager: Pager, root: int, start: bytes) -> Iterator[tuple[list[bytes], list]]:
-    """(keys, stored values) of each leaf in key order, from the first key >= ``start``: the
-    bulk form of ``tree_iter`` (no per-item generator; nodes read are not cached)."""
-    if not root:
-        return
+def _walk(
+    pager: Pager, root: int, start: bytes, read_rest: Callable[[int], Any]
+) -> Iterator[tuple[LeafRecords | None, list[bytes], list[Any]]]:
+    """(records, keys, values) of each leaf in key order from the first key >= ``start``: a
+    leaf after the first is read by ``read_rest`` (records when it returns them, else the
+    node's keys and values); the first leaf is a node, cut at ``start``."""
     stack = [root]
     first = True
     while stack:
-        n = pager.peek(stack.pop())
+        n = pager.peek(stack.pop()) if first else read_rest(stack.pop())
+        if type(n) is tuple:  # (never empty: a commit drops a leaf left without elements)
+            yield n, [], []
+            continue
         if not n.is_leaf:
-            children = n.children
             i = child_index(n.keys, start) if first else 0
-            stack.extend(reversed(children[i:]))
+            stack.extend(reversed(n.children[i:]))
             continue
         keys, values = n.keys, n.values
         if first:
@@ -56,7 +60,16 @@ def tree_leaves(pager: Pager, root: int, start: bytes) -> Iterator[tuple[list[by
             i = bisect_left(keys, start)
             keys, values = keys[i:], values[i:]
         if keys:
-            yield keys, values
+            yield None, keys, values
+
+
+def tree_leaves(pager: Pager, root: int, start: bytes) -> Iterator[tuple[list[bytes], list]]:
+    """(keys, stored values) of each leaf in key order, from the first key >= ``start``: the
+    bulk form of ``tree_iter`` (no per-item generator; nodes read are not cached)."""
+    if not root:
+        return
+    for _, keys, values in _walk(pager, root, start, pager.peek):
+        yield keys, values
 
 
 def tree_records(pager: Pager, root: int, start: bytes) -> Iterator[LeafRecords]:
@@ -66,25 +79,10 @@ def tree_records(pager: Pager, root: int, start: bytes) -> Iterator[LeafRecords]
     find ``start`` in it), as is one found in the node cache, and both are packed again."""
     if not root:
         return
-    stack = [root]
-    first = True
-    while stack:
-        n = pager.peek(stack.pop()) if first else pager.peek_records(stack.pop())
-        if type(n) is tuple:  # (never empty: a commit drops a leaf left without elements)
-            yield n
-            continue
-        if not n.is_leaf:
-            children = n.children
-            i = child_index(n.keys, start) if first else 0
-            stack.extend(reversed(children[i:]))
-            continue
-        keys, values = n.keys, n.values
-        if first:
-            first = False
-            i = bisect_left(keys, start)
-            keys, values = keys[i:], values[i:]
-        if keys:
-            yield pack_records(keys, [pager.value(v) for v in values])
+    for records, keys, values in _walk(pager, root, start, pager.peek_records):
+        yield (
+            records if records is not None else pack_records(keys, [pager.value(v) for v in values])
+        )
 
 
 def _iter_fwd(pager: Pager, n: Leaf | Branch, start: bytes, end: bytes | None):

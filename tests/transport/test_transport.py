@@ -146,13 +146,19 @@ async def test_snapshot_stream_delivers_message_and_db_bytes():
         await b.close()
 
 
-async def test_peer_that_starts_late_is_reached_after_backoff():
+async def _a_alone():
+    """a up and dialling b, which is not started yet (``b.serve``, ``b.tr.start(b)``)."""
     pa, pb = _free_port(), _free_port()
     a, b = _Member(1, 7, pa), _Member(2, 7, pb)
     a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
     b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
     await a.serve()
     a.tr.start(a)
+    return a, b
+
+
+async def test_peer_that_starts_late_is_reached_after_backoff():
+    a, b = await _a_alone()
     try:
         await asyncio.sleep(0.3)
         assert 2 in a.unreachable
@@ -172,12 +178,7 @@ async def test_a_peer_that_comes_back_is_redialled_without_waiting_out_the_backo
     from raftkv.transport import peer
 
     monkeypatch.setattr(peer, "BACKOFF_MIN", 30.0)
-    pa, pb = _free_port(), _free_port()
-    a, b = _Member(1, 7, pa), _Member(2, 7, pb)
-    a.tr.add_peer(2, [f"http://127.0.0.1:{pb}"])
-    b.tr.add_peer(1, [f"http://127.0.0.1:{pa}"])
-    await a.serve()
-    a.tr.start(a)
+    a, b = await _a_alone()
     try:
         await _until(lambda: 2 in a.unreachable)  # a's first dial failed: 30 s to wait
         await b.serve()
