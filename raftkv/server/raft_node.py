@@ -17,8 +17,11 @@ For each Ready (docs/ARCHITECTURE.md §2)::
 
 Everything that arrives while a Ready is being persisted (proposals, messages, ticks) is
 stepped into the core at once and comes out together in the next Ready: under load one fsync
-and one peer write cover many proposals. Proposals are queued and stepped in as one multi-entry
-PROP per loop turn, so a burst becomes one append message per follower.
+and one peer write cover many proposals. A peer's message is stepped in as it arrives, and
+what it makes sendable (commit updates, forwarded proposals) is sent and what it commits is
+applied right then (``_apply_early``), not a loop turn later. Proposals are queued and
+stepped in as one multi-entry PROP per loop turn, so a burst becomes one append message per
+follower.
 
 The driver owns the core: every call into ``RawNode`` goes through a method here (proposals,
 conf changes, reads, leadership transfer, views), so nothing else in the member can step the
@@ -129,10 +132,13 @@ class RaftNode:
         except Exception as e:  # a message the core refuses is not a reason to stop
             log.warning("step_failed", type=m.type.name, peer=f"{m.from_:x}", error=repr(e))
             return
-        if self._saving:
-            self._send_pending()
-            if self.rn.committed > self._applied:
-                self._apply_early()
+        # At once, not at the loop's next turn: what the step owes the network (a leader's
+        # commit update, a forwarded proposal) and the entries it committed (a client is
+        # waiting for their answers). Traced under one client, a put's commit otherwise
+        # waited a whole loop turn twice over.
+        self._send_pending()
+        if self.rn.committed > self._applied:
+            self._apply_early()
         self._wake.set()
 
     def read_index(self, ctx: bytes) -> None:
@@ -238,21 +244,21 @@ class RaftNode:
             self._wake.set()
 
     def _send_pending(self) -> None:
-        """While the loop waits for the WAL, send what the core queued since the last Ready
-        (appends of new proposals, commit updates, heartbeats): these messages may go before
-        anything is persisted (``Ready.messages``' contract), and holding them until the fsync
-        ends would add a whole fsync to every commit. Replication of the next batch thus
-        overlaps this member's fsync of the current one."""
+        """Send what the core queued since the last Ready (appends of new proposals, commit
+        updates, heartbeats): these messages may go before anything is persisted
+        (``Ready.messages``' contract), and holding them until the fsync ends would add a
+        whole fsync to every commit. Replication of the next batch thus overlaps this
+        member's fsync of the current one."""
         msgs = self.rn.take_messages()
         if msgs:
             self._send_all(msgs)
 
     def _apply_early(self) -> None:
-        """While the loop waits for the WAL: apply entries that just became committed (durable
-        on a quorum), instead of holding their clients until this fsync ends and the next Ready
-        hands them out. Raft still hands them out later; the applier skips them by the
-        consistent index. Stops before a conf change (those go through the Ready path, once,
-        in order).
+        """Apply entries that just became committed (durable on a quorum) as a peer's message
+        commits them, instead of holding their clients until the loop's next Ready (after this
+        fsync, if one runs) hands them out. Raft still hands them out later; the applier skips
+        them by the consistent index. Stops before a conf change (those go through the Ready
+        path, once, in order).
 
         The entries are read through the Raft log, never from MemoryStorage alone: after a
         conflicting append the log's unstable part shadows stored entries that were
