@@ -12,9 +12,11 @@ start members, or real etcd, without this runner (tests/server, tests/api).
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,8 +103,59 @@ def free_port(ip: str, preferred: int | None = None) -> int:
     raise OSError(f"no free port on {ip}")
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections' source ports."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # (Linux's default)
+
+
+PORT_FLOOR = 20000  # free_ports picks in [PORT_FLOOR, the ephemeral range's start)
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_ports(n: int, ip: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct TCP ports free on ``ip`` right now (all bound at once, so none repeats)."""
+    """``n`` distinct TCP ports free on ``ip`` right now, for members started next.
+
+    They are picked below the kernel's ephemeral range: a port the kernel hands out for
+    binding to 0 is also where it takes outgoing connections' source ports from, so one of
+    those (another cluster dialling its peers meanwhile) could take it before the member binds
+    it; seen as "address already in use" when etcd and raftkv clusters start side by side. A
+    port is never handed out twice by one process (clusters started from parallel threads)."""
+    low = _ephemeral_low()
+    if low - PORT_FLOOR < 1000:  # an unusual range: fall back on the kernel's choice
+        return _kernel_ports(n, ip)
+    rng = random.Random()
+    with _handed_out_lock:
+        socks: list[socket.socket] = []
+        ports: list[int] = []
+        tries = 0
+        try:
+            while len(ports) < n:
+                tries += 1
+                if tries > 100 * n + 1000:
+                    raise OSError(f"no {n} free ports on {ip} in [{PORT_FLOOR}, {low})")
+                port = rng.randrange(PORT_FLOOR, low)
+                if port in _handed_out or port in ports:
+                    continue
+                s = socket.socket()
+                try:
+                    s.bind((ip, port))
+                except OSError:
+                    s.close()
+                    continue
+                socks.append(s)
+                ports.append(port)
+        finally:
+            for s in socks:
+                s.close()
+        _handed_out.update(ports)
+        return ports
+
+
+def _kernel_ports(n: int, ip: str) -> list[int]:
     socks, ports = [], []
     for _ in range(n):
         s = socket.socket()
