@@ -54,7 +54,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -71,23 +70,15 @@ from bench_http import HttpConn, request_head
 from bench_report import Result, Round, phase_line, scale_line, summary
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cluster.config import free_ports  # noqa: E402
+
 DEFAULT_ETCD = "/opt/etcd-reference/usr/bin/etcd"
 DEFAULT_WORKLOADS = "put64,put256,put1,range_lin,range_ser"
 KEYS_PER_CLIENT = 1000  # each client cycles over this many keys
 RANGE_KEYS = 1000  # keys stored for the ranges to read when --preload asks for fewer
 BENCH_ROOT_PASSWORD = "bench"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class LocalCluster:

@@ -17,7 +17,9 @@ from raftkv.errors import EtcdError, GrpcCode, http_status
 
 __all__ = [
     "CORS",
+    "ERR_HEADERS",
     "METRICS_CONTENT_TYPE",
+    "OK_HEADERS",
     "Response",
     "error_body",
     "gateway_error",
@@ -44,12 +46,12 @@ CORS = {
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
     "Access-Control-Allow-Origin": "*",
 }
-_OK_HEADERS = {
+OK_HEADERS = {
     **CORS,
     "Content-Type": "application/json",
     "Grpc-Metadata-Content-Type": "application/grpc",
 }
-_ERR_HEADERS = {**CORS, "Content-Type": "application/json"}
+ERR_HEADERS = {**CORS, "Content-Type": "application/json"}
 _TEXT_HEADERS = {
     **CORS,
     "Content-Type": "text/plain; charset=utf-8",
@@ -83,8 +85,8 @@ GO_BUFFER_BEFORE_CHUNKING = 2048
 
 async def json_ok(request: web.Request, body: bytes) -> web.StreamResponse:
     if len(body) <= GO_BUFFER_BEFORE_CHUNKING or request.version < (1, 1):
-        return Response(body=body, headers=_OK_HEADERS)
-    resp = _RawChunked(headers={**_OK_HEADERS, "Transfer-Encoding": "chunked"})
+        return Response(body=body, headers=OK_HEADERS)
+    resp = _RawChunked(headers={**OK_HEADERS, "Transfer-Encoding": "chunked"})
     await _send_raw(request, resp, b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
     return resp
 
@@ -107,7 +109,7 @@ def error_body(message: str, code: int) -> bytes:
 def gateway_error(message: str, code: GrpcCode = GrpcCode.INVALID_ARGUMENT) -> web.Response:
     """An error from the gateway itself (body decoding): JSON with a Content-Length."""
     return Response(
-        status=http_status(code), body=error_body(message, int(code)), headers=_ERR_HEADERS
+        status=http_status(code), body=error_body(message, int(code)), headers=ERR_HEADERS
     )
 
 
@@ -115,12 +117,12 @@ async def grpc_error(request: web.Request, err: EtcdError) -> web.StreamResponse
     """An error returned by the gRPC server: chunked JSON, then the gRPC trailer."""
     body = error_body(err.message, int(err.code))
     if request.version < (1, 1):  # no chunks (nor trailers) in HTTP/1.0
-        headers = {**_ERR_HEADERS, "Trailer": "Grpc-Trailer-Content-Type"}
+        headers = {**ERR_HEADERS, "Trailer": "Grpc-Trailer-Content-Type"}
         return Response(status=err.http_status, body=body, headers=headers)
     resp = _RawChunked(
         status=err.http_status,
         headers={
-            **_ERR_HEADERS,
+            **ERR_HEADERS,
             "Trailer": "Grpc-Trailer-Content-Type",
             "Transfer-Encoding": "chunked",
         },

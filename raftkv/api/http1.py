@@ -32,7 +32,7 @@ import structlog
 
 from raftkv.api.app import UNARY_PATHS, run_unary
 from raftkv.api.gojson import GoJSONError
-from raftkv.api.http import CORS, GO_BUFFER_BEFORE_CHUNKING, error_body
+from raftkv.api.http import ERR_HEADERS, GO_BUFFER_BEFORE_CHUNKING, OK_HEADERS, error_body
 from raftkv.api.ops import ClientOps
 from raftkv.api.unary import Unary
 from raftkv.errors import EtcdError, GrpcCode
@@ -46,12 +46,15 @@ MAX_HEAD = 64 << 10  # a head still unfinished past this goes to aiohttp (which 
 PAUSE_READING_AT = 8 << 20
 
 _SPEC_BY_PATH: dict[bytes, Unary] = {p.encode(): s for p, s in UNARY_PATHS.items()}
-_CORS_LINES = b"".join(f"{k}: {v}\r\n".encode() for k, v in CORS.items())
-_OK_HEAD = (
-    b"HTTP/1.1 200 OK\r\n" + _CORS_LINES + b"Content-Type: application/json\r\n"
-    b"Grpc-Metadata-Content-Type: application/grpc\r\n"
-)
-_ERR_HEADERS = _CORS_LINES + b"Content-Type: application/json\r\n"
+
+
+def _lines(headers: dict[str, str]) -> bytes:
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+
+
+# (the aiohttp route's header dicts, in their order: one source for both paths' bytes)
+_OK_HEAD = b"HTTP/1.1 200 OK\r\n" + _lines(OK_HEADERS)
+_ERR_HEADERS = _lines(ERR_HEADERS)
 _TRAILER = b"0\r\nGrpc-Trailer-Content-Type: application/grpc\r\n\r\n"
 
 _date_cache: list[Any] = [0, b""]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.config import free_ports
 from raftkv.api import create_app, serve_clients
 from raftkv.api.listener import ClientListener
 from tests.api import cases as C
@@ -30,18 +31,12 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "etcd_replies.json").rea
 STATELESS = [X.as_dict(c) for c in C.CASES if X.as_dict(c)["name"] in C.STATELESS]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ListenerThread:
     """``serve_clients`` over a FakeServer on a loop in a background thread."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_ports(1)[0]}"
         self.listener: ClientListener | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
