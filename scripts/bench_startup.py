@@ -5,18 +5,20 @@ serializable range it answers.
     python scripts/bench_startup.py --order seq --runs 5
     python scripts/bench_startup.py --dir /tmp/st            # keep the data dir, reuse it
     python scripts/bench_startup.py --keys 100000 --etcd     # etcd 3.4 on the same load too
+    python scripts/bench_startup.py --stop kill              # starts after a crash (rebuilds)
 
 The data dir is made once: a member started fresh, ``--keys`` keys of ``--value-size`` bytes
 put in txns of 128 puts (keys ``/registry/pods/default/pod-%08d``, in key order or shuffled:
 the order decides how much sorting the index rebuild does), then stopped with SIGTERM. Under
-``--dir`` it stays, and a later run with the same sizes reuses it (nothing is written while
-the member is measured: its backend and WAL stay as they were); else it goes in a temp dir,
+``--dir`` it stays, and a later run with the same sizes reuses it (a measured start writes
+only its member attributes, and a clean stop its index image); else it goes in a temp dir,
 removed at the end.
 
 Each run starts the member on that data dir and polls a serializable single-key range every
 5 ms: the time to the first answer (wall, from just before the process is spawned), the CPU
 the member used by then (/proc), and, from its log, the time its MVCC index rebuild took
-(``mvcc_index_restored``). The machine is shared: the best run is the steadiest figure.
+(``mvcc_index_restored``: from the index image a clean stop leaves, or rebuilt from the
+backend after ``--stop kill``). The machine is shared: the best run is the steadiest figure.
 """
 
 from __future__ import annotations
@@ -73,10 +75,10 @@ class Node:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT)
             )
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         p = self.proc
         if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(sig)
             try:
                 p.wait(60)
             except subprocess.TimeoutExpired:
@@ -133,8 +135,9 @@ def wait_serving(node: Node, body: bytes, timeout: float = 300.0) -> bytes:
     raise SystemExit(f"not serving after {timeout:.0f} s: see {node.log}")
 
 
-def rebuild_ms(log: Path, after: int) -> int | None:
-    """``took_ms`` of the last ``mvcc_index_restored`` line written after offset ``after``."""
+def rebuild_ms(log: Path, after: int) -> tuple[int, str] | None:
+    """``took_ms`` and ``source`` of the last ``mvcc_index_restored`` line written after offset
+    ``after`` (source: "image", taken from the last clean stop, or "backend", rebuilt)."""
     with open(log, "rb") as f:
         f.seek(after)
         text = f.read().decode(errors="replace")
@@ -142,7 +145,8 @@ def rebuild_ms(log: Path, after: int) -> int | None:
     for line in text.splitlines():
         if "mvcc_index_restored" in line:
             try:
-                took = json.loads(line)["took_ms"]
+                ev = json.loads(line)
+                took = ev["took_ms"], ev.get("source", "backend")
             except (ValueError, KeyError):
                 continue
     return took
@@ -162,6 +166,13 @@ def measure(name: str, cmd: list[str], base: Path, args: argparse.Namespace) -> 
         finally:
             node.stop()
         print(f"{name}: loaded {args.keys:,} keys ({args.order}) in {time.time() - t:.1f} s")
+    stop_sig = signal.SIGKILL if args.stop == "kill" else signal.SIGTERM
+    if stop_sig == signal.SIGKILL and name == "raftkv":
+        node.start()  # (takes the index image the load's clean stop left; the kill leaves none)
+        try:
+            wait_serving(node, probe)
+        finally:
+            node.stop(stop_sig)
     walls = []
     for i in range(args.runs):
         offset = log.stat().st_size if log.exists() else 0
@@ -172,12 +183,12 @@ def measure(name: str, cmd: list[str], base: Path, args: argparse.Namespace) -> 
             wall = time.perf_counter() - t0
             cpu = node.cpu_seconds()
         finally:
-            node.stop()
+            node.stop(stop_sig)
         if b'"kvs"' not in got:
             raise SystemExit(f"{name}: the first key is missing: {got[:200]!r}")
         walls.append(wall)
         took = rebuild_ms(log, offset)
-        index = f", index rebuild {took / 1000:.2f} s" if took is not None else ""
+        index = f", index from the {took[1]} in {took[0] / 1000:.2f} s" if took is not None else ""
         print(
             f"{name} run {i + 1}: serving a range {wall:.2f} s after start, cpu {cpu:.2f} s{index}"
         )
@@ -194,6 +205,13 @@ def main() -> None:
     ap.add_argument("--value-size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--etcd", action="store_true", help=f"also etcd 3.4 ({ETCD})")
+    ap.add_argument(
+        "--stop",
+        choices=("term", "kill"),
+        default="term",
+        help="how each measured run ends: SIGTERM (a clean stop: raftkv's next start takes the "
+        "index image it leaves) or SIGKILL (a crash: the next start rebuilds the index)",
+    )
     ap.add_argument("--dir", default=None, help="where the data dirs stay (default: temp)")
     args = ap.parse_args()
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench_startup_"))

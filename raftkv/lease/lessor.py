@@ -216,6 +216,10 @@ class Lessor:
         """The lease the key is attached to (0: none)."""
         return self._item_map.get(key, 0)
 
+    def attachments(self) -> dict[bytes, int]:
+        """Every attached key and its lease."""
+        return dict(self._item_map)
+
     def keys_of(self, lease_id: int) -> list[bytes]:
         lease = self._leases.get(lease_id)
         if lease is None:

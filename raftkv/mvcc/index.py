@@ -52,6 +52,13 @@ class TreeIndex:
     def __len__(self) -> int:
         return len(self._map)
 
+    def sorted_items(self) -> tuple[list[bytes], list[Entry]]:
+        """Every key in order, and the entries in the same order (``restored`` takes them back
+        as a dict built in that order)."""
+        keys = list(self._keys)
+        m = self._map
+        return keys, [m[k] for k in keys]
+
     def get(self, key: bytes, at: int) -> tuple[int, int, int] | None:
         """(modified, created, version) of key at main revision ``at``, or None."""
         e = self._map.get(key)

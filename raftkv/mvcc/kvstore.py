@@ -32,13 +32,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
+import structlog
 
 from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.backend.breathe import Breather
 from raftkv.backend.errors import BackendError
 from raftkv.backend.page import LeafRecords
-from raftkv.mvcc import requests
+from raftkv.mvcc import index_image, requests
 from raftkv.mvcc.index import Entry, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["KVStore", "PreparedIndex", "prepare_index"]
 
 _unpackb = msgpack.unpackb
+log = structlog.get_logger("raftkv.mvcc")
 
 META_BUCKET = b"meta"
 CONSISTENT_INDEX_KEY = b"consistent_index"
@@ -98,6 +100,7 @@ class KVStore:
         self._compaction: list | None = None
         self._hub = WatchHub(self)
         self._writing: WriteTxn | None = None
+        self.restored_from = "backend"  # where the last restore found the index: or "image"
         self._restore()
 
     # --- requests ----------------------------------------------------------------------------
@@ -353,6 +356,28 @@ class KVStore:
         self._restore(prepared)
         self._hub.restore(seen_rev)
 
+    def save_image(self) -> None:
+        """Write the index for the next start to take instead of rebuilding it
+        (``index_image``): at a clean stop, once the backend's last commit is done. Not while
+        a compaction is unfinished (the next start resumes it from the backend's marks)."""
+        if self._compaction is not None:
+            log.info("index_image_skipped", reason="a compaction is unfinished")
+            return
+        keys, entries = self._index.sorted_items()
+        index_image.write(
+            self._b.path,
+            self._image_stamp(),
+            self.current_revision,
+            keys,
+            entries,
+            self._lessor.attachments(),
+        )
+
+    def _image_stamp(self) -> index_image.Stamp:
+        with self._b.read_snapshot() as snap:
+            txid = snap.txid
+        return txid, self._b.get(META_BUCKET, CONSISTENT_INDEX_KEY) or b""
+
     def _restore(self, prepared: PreparedIndex | None = None) -> None:
         b = self._b
         b.create_bucket(KEY_BUCKET)
@@ -365,7 +390,11 @@ class KVStore:
 
         if prepared is None:
             with _collector_paused():
-                keys, key_to_lease, current = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+                image = index_image.take(b.path, self._image_stamp())
+                self.restored_from = "image" if image is not None else "backend"
+                if image is None:
+                    image = _rebuild(b.scan(KEY_BUCKET, rev_to_bytes(1)))
+            keys, key_to_lease, current = image
         else:
             keys, key_to_lease, current = prepared.keys, prepared.key_to_lease, prepared.current
         self._index = TreeIndex.restored(keys)

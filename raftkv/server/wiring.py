@@ -188,6 +188,7 @@ class Member:
         self.kv = kv = KVStore(backend, lessor)  # (its index rebuilt from the backend)
         log.info(
             "mvcc_index_restored",
+            source=kv.restored_from,
             keys=kv.key_count,
             revision=kv.current_revision,
             took_ms=round((time.monotonic() - t0) * 1000),
@@ -436,6 +437,7 @@ class Member:
         self.wait.fail_all(errors.ErrStopped)
         try:
             self.backend.commit()
+            self.kv.save_image()  # (the next start takes it instead of rebuilding the index)
         finally:
             self.backend.close()
             self.node.wal.close()

@@ -119,3 +119,29 @@ async def test_restart_from_a_snapshot_compacts_the_log(tmp_path):
         assert got.count == 60
     finally:
         await s2.stop()
+
+
+async def test_a_clean_stop_leaves_the_index_for_the_next_start_and_a_crash_does_not(tmp_path):
+    cfg = _cfg(tmp_path)
+    s = await _start(cfg)
+    for i in range(50):
+        await s.server.put(rpc.PutRequest(key=f"k{i % 20}".encode(), value=b"v%d" % i))
+    await s.server.delete_range(rpc.DeleteRangeRequest(key=b"k3"))
+    await s.stop()  # clean: the backend committed, then the index image written
+
+    s2 = await _start(cfg)
+    assert s2.kv.restored_from == "image"
+    resp = await s2.server.range(rpc.RangeRequest(key=b"k", range_end=b"l"))
+    assert resp.count == 19
+    assert {kv.key: kv.version for kv in resp.kvs}[b"k1"] == 3
+    await s2.server.put(rpc.PutRequest(key=b"k1", value=b"after"))
+    await _crash(s2)
+
+    s3 = await _start(cfg)  # after a crash: no image (the start took it), the ordinary rebuild
+    try:
+        assert s3.kv.restored_from == "backend"
+        resp = await s3.server.range(rpc.RangeRequest(key=b"k1"))
+        assert resp.kvs[0].value == b"after"
+        assert resp.kvs[0].version == 4
+    finally:
+        await s3.stop()
