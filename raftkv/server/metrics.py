@@ -22,7 +22,8 @@ counter bump per leader change and per failed proposal.
 
 Beside etcd's, raftkv's own: raftkv_event_loop_lag_seconds (the largest lag of the event
 loop's 10 ms probe wakes in the last second) and raftkv_event_loop_lag_max_seconds (the largest
-since the previous scrape, reset by this one): see ``looplag.py``.
+since the previous scrape, reset by this one): see ``looplag.py``; raftkv_gc_pause_max_seconds
+(per generation, the longest collection since the previous scrape): see ``gcpause.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from raftkv import errors
 from raftkv.backend import Backend
 from raftkv.mvcc import KVStore
 from raftkv.raft import NONE
+from raftkv.server.gcpause import GCPauseWatch
 from raftkv.server.looplag import LoopLagProbe
 from raftkv.server.promtext import text_format
 from raftkv.server.wait import Wait
@@ -84,6 +86,7 @@ class ServerMetrics:
         transport: Transport,
         quota_bytes: int,
         loop_lag: LoopLagProbe,
+        gc_pauses: GCPauseWatch,
     ) -> None:
         self.member_id = member_id
         self.node = node
@@ -95,6 +98,7 @@ class ServerMetrics:
         self.transport = transport
         self.quota_bytes = quota_bytes
         self.loop_lag = loop_lag
+        self.gc_pauses = gc_pauses
         self.leader_changes = 0
         self.proposals_failed = 0
         self._lead = NONE
@@ -274,3 +278,11 @@ class _StateCollector(Collector):
             "The largest delay of the event loop's 10 ms probe timer since the last scrape.",
             lag.take_max(),
         )
+        pauses = GaugeMetricFamily(
+            "raftkv_gc_pause_max_seconds",
+            "The longest garbage-collector pause of each generation since the last scrape.",
+            labels=["generation"],
+        )
+        for gen, took in enumerate(m.gc_pauses.take_max()):
+            pauses.add_metric([str(gen)], took)
+        yield pauses

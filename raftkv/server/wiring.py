@@ -53,6 +53,7 @@ from raftkv.server.compactor import Compactor
 from raftkv.server.diskfull import is_disk_full
 from raftkv.server.etcdserver import ClientLimits, EtcdServer, WatchStreams
 from raftkv.server.forward import LeaderForwarder
+from raftkv.server.gcpause import GCPauseWatch
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.looplag import LoopLagProbe
 from raftkv.server.maintenance import Maintenance
@@ -240,6 +241,7 @@ class Member:
             return m is not None and m.is_learner
 
         self.loop_lag = LoopLagProbe()
+        self.gc_pauses = GCPauseWatch()
         self.metrics = metrics = ServerMetrics(
             member_id=me,
             node=node,
@@ -251,6 +253,7 @@ class Member:
             transport=transport,
             quota_bytes=cfg.quota_bytes,
             loop_lag=self.loop_lag,
+            gc_pauses=self.gc_pauses,
         )
         ms.wal.fsync_observer = metrics.observe_wal_fsync
         backend.commit_observer = metrics.observe_backend_commit
@@ -411,6 +414,7 @@ class Member:
 
     def start(self) -> None:
         self.loop_lag.start()
+        self.gc_pauses.start()
         self.transport.start(self._peer_hooks)
         self.node.start(self._ready_hooks)
         self.read_index.start()
@@ -434,6 +438,7 @@ class Member:
         await self.node.stop()
         await self.transport.stop()
         self.loop_lag.stop()
+        self.gc_pauses.stop()
         self.wait.fail_all(errors.ErrStopped)
         try:
             self.backend.commit()
