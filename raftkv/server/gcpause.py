@@ -8,19 +8,22 @@ exported on ``/metrics`` (``raftkv_gc_pause_max_seconds``, per generation), and 
 ``LOG_OVER`` is logged (``gc_pause``) with its generation and what it collected.
 
 Cost: two callbacks per collection (a clock read each); collections are rare next to
-requests (``member._tune_gc``). Invariant: at most one watch is installed per process (a
-second ``start`` is a no-op), and ``stop`` removes it.
+requests (``member._tune_gc``). Invariant: a process has one watch (``shared()``: the
+collector is the process's, whatever number of members a test runs in it), installed while
+at least one ``start`` has no matching ``stop``; nothing is logged once the interpreter is
+shutting down.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from typing import Any
 
 import structlog
 
-__all__ = ["LOG_OVER", "GCPauseWatch"]
+__all__ = ["LOG_OVER", "GCPauseWatch", "shared"]
 
 log = structlog.get_logger("raftkv.server")
 
@@ -32,13 +35,16 @@ class GCPauseWatch:
         self._began = 0.0
         self._max = [0.0, 0.0, 0.0]  # per generation, since take_max() last ran
         self.counts = [0, 0, 0]  # collections seen, per generation
+        self._users = 0
 
     def start(self) -> None:
+        self._users += 1
         if self._on_gc not in gc.callbacks:
             gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
-        if self._on_gc in gc.callbacks:
+        self._users = max(self._users - 1, 0)
+        if not self._users and self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -50,14 +56,13 @@ class GCPauseWatch:
         self.counts[gen] += 1
         if took > self._max[gen]:
             self._max[gen] = took
-        if took > LOG_OVER:
+        if took > LOG_OVER and not sys.is_finalizing():
             # (structlog allocates, but a callback's allocations never start a collection)
             log.warning(
                 "gc_pause",
                 generation=gen,
                 took_ms=round(took * 1000),
                 collected=info.get("collected", 0),
-                tracked=len(gc.get_objects(gen)),
             )
 
     def take_max(self) -> list[float]:
@@ -65,3 +70,11 @@ class GCPauseWatch:
         this one resets."""
         m, self._max = self._max, [0.0, 0.0, 0.0]
         return m
+
+
+_SHARED = GCPauseWatch()
+
+
+def shared() -> GCPauseWatch:
+    """The process's watch."""
+    return _SHARED

@@ -45,6 +45,7 @@ from raftkv.mvcc import KVStore
 from raftkv.mvcc.kvstore import PreparedIndex
 from raftkv.pb import rpc
 from raftkv.raft import Config, Entry, Message, RawNode, ReadState, Snapshot, SoftState, StateType
+from raftkv.server import gcpause
 from raftkv.server.alarms import Alarms
 from raftkv.server.applier import Applier
 from raftkv.server.cindex import ConsistentIndex
@@ -53,7 +54,6 @@ from raftkv.server.compactor import Compactor
 from raftkv.server.diskfull import is_disk_full
 from raftkv.server.etcdserver import ClientLimits, EtcdServer, WatchStreams
 from raftkv.server.forward import LeaderForwarder
-from raftkv.server.gcpause import GCPauseWatch
 from raftkv.server.housekeeping import Housekeeping
 from raftkv.server.looplag import LoopLagProbe
 from raftkv.server.maintenance import Maintenance
@@ -241,7 +241,7 @@ class Member:
             return m is not None and m.is_learner
 
         self.loop_lag = LoopLagProbe()
-        self.gc_pauses = GCPauseWatch()
+        self.gc_pauses = gcpause.shared()
         self.metrics = metrics = ServerMetrics(
             member_id=me,
             node=node,
