@@ -32,7 +32,7 @@ from collections.abc import Iterable
 import msgpack
 import structlog
 
-from raftkv.mvcc.index import Entry
+from raftkv.mvcc.index import Entry, KeyMap
 from raftkv.mvcc.key_index import Generation, KeyIndex
 
 __all__ = ["IMAGE_NAME", "MAGIC", "Image", "Stamp", "path_beside", "take", "write"]
@@ -142,7 +142,7 @@ def _decode(path: str, data: bytes, stamp: Stamp) -> Image | None:
             return None
         if type(current) is not int:
             raise TypeError(f"current revision {current!r}")
-        index: dict[bytes, Entry] = dict(zip(keys, singles, strict=True))
+        index: dict[bytes, Entry] = KeyMap(zip(keys, singles, strict=True))
         for key, modified, gens in histories:
             index[key] = _key_index(key, modified, gens)
         attachments = dict(leases)

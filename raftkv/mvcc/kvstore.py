@@ -40,7 +40,7 @@ from raftkv.backend.breathe import Breather
 from raftkv.backend.errors import BackendError
 from raftkv.backend.page import LeafRecords
 from raftkv.mvcc import index_image, requests
-from raftkv.mvcc.index import Entry, TreeIndex
+from raftkv.mvcc.index import Entry, KeyMap, TreeIndex
 from raftkv.mvcc.key_index import KeyIndex, RevisionNotFoundError
 from raftkv.mvcc.kvstore_txn import KEY_BUCKET, ReadTxn, WriteTxn, decode_kv
 from raftkv.mvcc.revision import (
@@ -473,7 +473,7 @@ def _rebuild(
     between; when none is a tombstone, the revision keys are decoded by one struct iterator.
     A key seen once costs one tuple (see ``index``), and only keys with history get a
     KeyIndex (``_restore_record``, which also takes every tombstone)."""
-    keys: dict[bytes, Entry] = {}
+    keys: dict[bytes, Entry] = KeyMap()
     key_to_lease: dict[bytes, int] = {}
     current = 1
     unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=0)
