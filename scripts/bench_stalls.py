@@ -41,6 +41,7 @@ import base64
 import json
 import math
 import multiprocessing as mp
+import re
 import shutil
 import sys
 import tempfile
@@ -347,9 +348,21 @@ async def run(args: argparse.Namespace, base: Path) -> None:
         notes["leases"] = f"{int(left.get('count', 0))} of {args.leases} lease keys left at the end"
         logs = [(base / "logs" / f"{m.name}.log").read_text(errors="replace") for m in c.members]
         notes["snapshot"] += f" ({sum(t.count('sending_snapshot') for t in logs)} snapshot sends)"
+        notes["defragment"] += "; " + _defrag_outcome("".join(logs))
     puts = [p for part in parts for p in part]
     print(f"{args.clients} clients on {len(targets)} members, windows of {args.window:.0f} s")
     report(starts, args.window, puts, probes, notes)
+
+
+def _defrag_outcome(logs: str) -> str:
+    """How the online defragment ended, from the members' logs: the copy attempts it took, or
+    the blocking fallback (every copy went stale)."""
+    if "finished_defragment_blocking" in logs:
+        return "every online copy went stale: blocking fallback"
+    for line in logs.splitlines():
+        if "finished_defragment" in line and (m := re.search(r"attempts\W+(\d+)", line)):
+            return f"online, {m.group(1)} copy attempt(s)"
+    return "outcome not logged"
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from raftkv.raft import (
     encode_conf_change,
 )
 from raftkv.server.alarms import Alarms
-from raftkv.server.applier import BATCH_LIMIT, Applier
+from raftkv.server.applier import BATCH_LIMIT, HELD_BATCH_LIMIT, Applier
 from raftkv.server.cindex import ConsistentIndex
 from raftkv.server.codec import encode_request
 from raftkv.server.forward import LeaderForwarder, LeaderOnly
@@ -38,6 +38,7 @@ from raftkv.server.member_ops import REJECTED_BUCKET, MemberOps
 from raftkv.server.membership import Member, RaftCluster
 from raftkv.server.propose import MAX_GAP_BETWEEN_APPLY_AND_COMMIT, Proposer
 from raftkv.server.snapshot import Snapshots
+from raftkv.server.storage import open_backend
 from raftkv.server.wait import IdGenerator, Wait
 
 ME, PEER = 0xA1, 0xB2
@@ -47,7 +48,7 @@ class Store:
     """The state beside the log, on a real page file."""
 
     def __init__(self, path: str) -> None:
-        self.backend = Backend.open(path)
+        self.backend = open_backend(path)  # (as a member opens it: commits are the applier's)
         self.lessor = Lessor(self.backend)
         self.kv = KVStore(self.backend, self.lessor)
         self.cindex = ConsistentIndex(self.backend)
@@ -162,6 +163,18 @@ async def test_applier_commits_the_batch_between_entries_at_its_limit(store):
     big = [rpc.RequestOp(request_put=rpc.PutRequest(key=b"k%d" % i)) for i in range(100)]
     ents = [_entry(i, txn=rpc.TxnRequest(success=big)) for i in range(1, BATCH_LIMIT // 100 + 2)]
     a.apply_entries(ents)
+    assert store.backend.pending < BATCH_LIMIT
+
+
+async def test_applier_lets_the_batch_grow_while_a_defragment_holds_commits(store):
+    a = _applier(store, [], [], [])
+    big = [rpc.RequestOp(request_put=rpc.PutRequest(key=b"k%d" % i)) for i in range(100)]
+    ents = [_entry(i, txn=rpc.TxnRequest(success=big)) for i in range(1, BATCH_LIMIT // 50)]
+    store.backend.hold_commits = True
+    a.apply_entries(ents)
+    assert BATCH_LIMIT < store.backend.pending < HELD_BATCH_LIMIT  # the copy stays current
+    store.backend.hold_commits = False
+    a.apply_entries([_entry(BATCH_LIMIT // 50, put=rpc.PutRequest(key=b"x"))])
     assert store.backend.pending < BATCH_LIMIT
 
 
