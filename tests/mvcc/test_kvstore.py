@@ -1,10 +1,12 @@
 """etcd v3.4's request semantics, one behaviour per test (revisions, errors, options)."""
 
 import os
+import random
 
 import pytest
 
 from raftkv import errors
+from raftkv.mvcc.index import TreeIndex
 from raftkv.mvcc.kvstore_txn import encode_kv
 from raftkv.pb import encode
 from raftkv.pb.kv import KeyValue
@@ -574,3 +576,12 @@ def test_an_index_prepared_in_a_thread_restores_what_reading_the_file_does(tmp_p
         KVStore(other, Lessor(other)).restore(prepared=got[0])
     other.close()
     follower.close()
+
+
+def test_an_index_restored_in_a_thread_sorts_its_keys_in_pieces_to_the_same_order():
+    rng = random.Random(7)
+    entries = {rng.randbytes(rng.randint(1, 12)): (2 << 32, 2 << 32, 1) for _ in range(45_000)}
+    at_once = TreeIndex.restored(dict(entries))
+    in_pieces = TreeIndex.restored(dict(entries), in_thread=True)
+    assert in_pieces.sorted_items() == at_once.sorted_items()
+    assert in_pieces.sorted_items()[0] == sorted(entries)
