@@ -349,6 +349,7 @@ async def run(args: argparse.Namespace, base: Path) -> None:
         logs = [(base / "logs" / f"{m.name}.log").read_text(errors="replace") for m in c.members]
         notes["snapshot"] += f" ({sum(t.count('sending_snapshot') for t in logs)} snapshot sends)"
         notes["defragment"] += "; " + _defrag_outcome("".join(logs))
+        notes["gc"] = _gc_pauses(c.members, logs)
     puts = [p for part in parts for p in part]
     print(f"{args.clients} clients on {len(targets)} members, windows of {args.window:.0f} s")
     report(starts, args.window, puts, probes, notes)
@@ -363,6 +364,25 @@ def _defrag_outcome(logs: str) -> str:
         if "finished_defragment" in line and (m := re.search(r"attempts\W+(\d+)", line)):
             return f"online, {m.group(1)} copy attempt(s)"
     return "outcome not logged"
+
+
+def _gc_pauses(members: list[Member], logs: list[str]) -> str:
+    """The garbage-collector pauses over 50 ms of the whole run (the members' ``gc_pause``
+    lines), per member: how many, and the longest of each generation."""
+    parts = []
+    for m, log in zip(members, logs, strict=True):
+        longest: dict[int, int] = {}
+        n = 0
+        for line in log.splitlines():
+            gen = re.search(r"generation\W+(\d)", line)
+            took = re.search(r"took_ms\W+(\d+)", line)
+            if "gc_pause" in line and gen and took:
+                n += 1
+                g = int(gen.group(1))
+                longest[g] = max(longest.get(g, 0), int(took.group(1)))
+        gens = " ".join(f"gen{g}={ms}ms" for g, ms in sorted(longest.items()))
+        parts.append(f"{m.name}: {n}" + (f" (longest {gens})" if gens else ""))
+    return "pauses over 50 ms: " + ", ".join(parts)
 
 
 def main() -> None:
