@@ -374,9 +374,11 @@ def _gc_pauses(members: list[Member], logs: list[str]) -> str:
         longest: dict[int, int] = {}
         n = 0
         for line in log.splitlines():
+            if "gc_pause" not in line:
+                continue
             gen = re.search(r"generation\W+(\d)", line)
             took = re.search(r"took_ms\W+(\d+)", line)
-            if "gc_pause" in line and gen and took:
+            if gen and took:
                 n += 1
                 g = int(gen.group(1))
                 longest[g] = max(longest.get(g, 0), int(took.group(1)))

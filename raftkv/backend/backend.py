@@ -64,11 +64,15 @@ from .node import TOMBSTONE
 from .page import PAGE_SIZE, LeafRecords, pack_records
 from .pager import DEFAULT_CACHE_NODES
 
-__all__ = ["Backend", "ReadSnapshot"]
+__all__ = ["HELD_PENDING_LIMIT", "Backend", "ReadSnapshot"]
 
 T = TypeVar("T")
 
 _SCAN_CHUNK = 1000
+# writes a batch may grow to while ``hold_commits`` (an online defragment copying) keeps
+# commit_soon from committing: under a flood of puts a commit at the usual limit would make
+# every copy stale, and the defragment would fall back to blocking the writer
+HELD_PENDING_LIMIT = 200_000
 
 
 class Backend:
@@ -89,7 +93,8 @@ class Backend:
         self._last_commit = self.clock()
         self._failed: BaseException | None = None
         self._closed = False
-        self.hold_commits = False  # commit_if_due waits (an online defragment is copying)
+        # commit_if_due waits, commit_soon up to HELD_PENDING_LIMIT (an online defragment copies)
+        self.hold_commits = False
         self.generation = 0  # files swapped in whole (replace_file)
         self._size_of: tuple[object, int] = (None, 0)  # (committed state, its file size)
         self.commit_observer: Callable[[float], None] | None = None  # seconds per commit
@@ -191,11 +196,14 @@ class Backend:
     def commit_soon(self) -> bool:
         """``commit_async()`` that never waits, for the event loop's batch-limit commit: hand
         the batch to the commit thread unless a commit is still in flight (then the batch
-        keeps growing and False is returned; the next call, or the periodic commit, takes it).
-        A finished commit is reaped first (its error is raised here)."""
+        keeps growing and False is returned; the next call, or the periodic commit, takes it),
+        or ``hold_commits`` holds a batch under ``HELD_PENDING_LIMIT``. A finished commit is
+        reaped first (its error is raised here)."""
         self._check_usable()
         self._reap(wait=False)
         if self._frozen is not None or not self._pending:
+            return False
+        if self.hold_commits and self._pending < HELD_PENDING_LIMIT:
             return False
         return self.commit_async() is not None
 

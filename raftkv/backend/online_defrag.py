@@ -11,9 +11,9 @@ while it defragments, so the work is split in two:
   Backend's buffer and are committed onto the new file. If a commit did happen, the copy is
   stale: it is removed and the caller tries again.
 
-``Backend.hold_commits`` keeps ``commit_if_due`` from committing while the copy is being made,
-so under steady load the first attempt succeeds (a batch that reaches the hard limit still
-commits; then the next attempt catches it).
+``Backend.hold_commits`` keeps ``commit_if_due`` and ``commit_soon`` from committing while the
+copy is being made, so under steady load the first attempt succeeds (a batch that reaches
+``HELD_PENDING_LIMIT`` still commits; then the next attempt catches it).
 """
 
 from __future__ import annotations

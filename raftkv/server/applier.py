@@ -8,10 +8,9 @@ change the member table only above the consistent index (``ConfChangeApplier``).
 
 The backend commits only between entries (never inside one): every ``BATCH_LIMIT`` writes here
 (frozen on the loop, written in the backend's commit thread), or every ``batch_interval`` from
-the housekeeping task. While an online defragment copies the file (``hold_commits``) the
-batch may grow to ``HELD_BATCH_LIMIT``: a commit in the meantime makes the copy stale, and
-under a steady flood of puts every copy would go stale until the blocking fallback. Every
-proposal's waiter gets its entry's result: the response, or the ``EtcdError`` the apply ended with.
+the housekeeping task (both held back while an online defragment copies the file: see
+``Backend.hold_commits``). Every proposal's waiter gets its entry's result: the response, or
+the ``EtcdError`` the apply ended with.
 
 The quota is checked again when a put, txn or lease grant is applied (etcd's quotaApplierV3):
 one that finds the backend over quota is still applied (every member applies the same
@@ -50,12 +49,11 @@ from raftkv.server.codec import decode_request
 from raftkv.server.membership import RaftCluster
 from raftkv.server.wait import Wait
 
-__all__ = ["BATCH_LIMIT", "HELD_BATCH_LIMIT", "Applier", "ConfChangeApplier"]
+__all__ = ["BATCH_LIMIT", "Applier", "ConfChangeApplier"]
 
 log = structlog.get_logger("raftkv.server")
 
 BATCH_LIMIT = 10_000
-HELD_BATCH_LIMIT = 20 * BATCH_LIMIT  # (tens of seconds of puts at this machine's rate)
 
 
 class ConfChangeApplier(Protocol):
@@ -131,7 +129,7 @@ class Applier:
                         self._raise_nospace(answer)
                     elif waiting:
                         wait.trigger(req.ID, result)
-                if backend.pending >= (HELD_BATCH_LIMIT if backend.hold_commits else BATCH_LIMIT):
+                if backend.pending >= BATCH_LIMIT:
                     backend.commit_soon()  # (in the commit thread: the loop goes on)
             if e.index > self.applied_index:  # entries applied early come again: skip back
                 self.applied_index = e.index

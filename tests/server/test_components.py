@@ -14,6 +14,7 @@ from raftkv import errors
 from raftkv.auth import AuthStore
 from raftkv.auth.tokens import SimpleTokens
 from raftkv.backend import Backend
+from raftkv.backend.backend import HELD_PENDING_LIMIT
 from raftkv.errors import EtcdError
 from raftkv.lease import Lessor
 from raftkv.mvcc import KVStore
@@ -29,7 +30,7 @@ from raftkv.raft import (
     encode_conf_change,
 )
 from raftkv.server.alarms import Alarms
-from raftkv.server.applier import BATCH_LIMIT, HELD_BATCH_LIMIT, Applier
+from raftkv.server.applier import BATCH_LIMIT, Applier
 from raftkv.server.cindex import ConsistentIndex
 from raftkv.server.codec import encode_request
 from raftkv.server.forward import LeaderForwarder, LeaderOnly
@@ -172,7 +173,7 @@ async def test_applier_lets_the_batch_grow_while_a_defragment_holds_commits(stor
     ents = [_entry(i, txn=rpc.TxnRequest(success=big)) for i in range(1, BATCH_LIMIT // 50)]
     store.backend.hold_commits = True
     a.apply_entries(ents)
-    assert BATCH_LIMIT < store.backend.pending < HELD_BATCH_LIMIT  # the copy stays current
+    assert BATCH_LIMIT < store.backend.pending < HELD_PENDING_LIMIT  # the copy stays current
     store.backend.hold_commits = False
     a.apply_entries([_entry(BATCH_LIMIT // 50, put=rpc.PutRequest(key=b"x"))])
     assert store.backend.pending < BATCH_LIMIT
