@@ -25,7 +25,9 @@ and the loop lag of each member, two ways:
   gauge        the member's own measure: the largest ``raftkv_event_loop_lag_max_seconds``
                (how late its 10 ms probe timer ran, the largest since the previous scrape)
                of the scrapes of its /metrics made during the window, every 100 ms from this
-               process. A stall is counted in the window of the scrape after it.
+               process. A stall is counted in the window of the scrape after it. In brackets,
+               ran/queued: over that worst wake's interval, how long the loop thread ran and
+               how long it waited for a CPU (the rest it slept: idle, or waiting for the GIL)
   /version     the response time of ``GET /version``, a constant answer written by the
                member's event loop without Raft or disk, polled every 10 ms from this process:
                the lag as a client sees it, including a loopback HTTP round trip (~1 ms here)
@@ -47,6 +49,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -61,6 +64,7 @@ TRIGGER_AT = 1.0  # seconds into its window a disturbance starts
 PROBE_INTERVAL = 0.01
 SCRAPE_INTERVAL = 0.1
 LAG_METRIC = "raftkv_event_loop_lag_max_seconds"
+LAG_METRICS = (LAG_METRIC, LAG_METRIC[:-8] + "_ran_seconds", LAG_METRIC[:-8] + "_queued_seconds")
 TXN_OPS = 128  # etcd's max txn ops
 
 
@@ -121,8 +125,9 @@ class Probes:
     """Loop-lag samples (the members' lag gauge, GET /version response times) and leader
     observations."""
 
-    lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (time, gauge)
-    version: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # (time, (gauge, ran, queued)): the lag gauge with its split
+    lag: dict[str, list[tuple[float, tuple[float, ...]]]] = field(default_factory=dict)
+    version: dict[str, list[tuple[float, tuple[float, ...]]]] = field(default_factory=dict)
     leaders: list[tuple[float, int]] = field(default_factory=list)  # (time, leader id) changes
 
     async def lag_probe(self, session: aiohttp.ClientSession, m: Member, t_end: float):
@@ -133,7 +138,8 @@ class Probes:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
                     text = await r.text()
                     if r.status == 200:
-                        samples.append((time.time(), metric(text, LAG_METRIC)))
+                        split = tuple(metric(text, name) for name in LAG_METRICS)
+                        samples.append((time.time(), split))
             except (aiohttp.ClientError, TimeoutError, KeyError):
                 pass  # the member is down (wiped): no sample
             await asyncio.sleep(max(0.0, SCRAPE_INTERVAL - (time.time() - t0)))
@@ -146,7 +152,7 @@ class Probes:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
                     await r.read()
                     if r.status == 200:
-                        samples.append((t0, time.time() - t0))
+                        samples.append((t0, (time.time() - t0,)))
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the member is down (wiped): no sample
             await asyncio.sleep(max(0.0, PROBE_INTERVAL - (time.time() - t0)))
@@ -263,12 +269,20 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
 
 
-def _window_max(samples: dict[str, list[tuple[float, float]]], t0: float, t1: float) -> str:
-    """Each member's largest sample in [t0, t1), in ms ("down": none)."""
+def _window_max(
+    samples: dict[str, list[tuple[float, tuple[float, ...]]]], t0: float, t1: float
+) -> str:
+    """Each member's largest sample in [t0, t1), in ms ("down": none); with a lag's split
+    (ran/queued) after it."""
     out = []
     for member, got in sorted(samples.items()):
         w = [d for t, d in got if t0 <= t < t1]
-        out.append(f"{member}={max(w) * 1e3:.0f}" if w else f"{member}=down")
+        if not w:
+            out.append(f"{member}=down")
+            continue
+        worst = max(w)
+        split = "/".join(f"{v * 1e3:.0f}" for v in worst[1:] if not math.isnan(v))
+        out.append(f"{member}={worst[0] * 1e3:.0f}" + (f"({split})" if split else ""))
     return " ".join(out)
 
 
@@ -278,7 +292,7 @@ def report(
     print(
         f"{'window':<11} {'puts':>7} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'p99.9 ms':>8} {'max ms':>7} {'leader chg':>10}  "
-        "loop lag max ms: gauge | GET /version"
+        "loop lag max ms: gauge(ran/queued) | GET /version"
     )
     for name, t0 in zip(WINDOWS, starts, strict=True):
         t1 = t0 + window
@@ -349,7 +363,7 @@ async def run(args: argparse.Namespace, base: Path) -> None:
         logs = [(base / "logs" / f"{m.name}.log").read_text(errors="replace") for m in c.members]
         notes["snapshot"] += f" ({sum(t.count('sending_snapshot') for t in logs)} snapshot sends)"
         notes["defragment"] += "; " + _defrag_outcome("".join(logs))
-        notes["gc"] = _gc_pauses(c.members, logs)
+        notes["gc"] = _gc_pauses(c.members, logs, starts, args.window)
     puts = [p for part in parts for p in part]
     print(f"{args.clients} clients on {len(targets)} members, windows of {args.window:.0f} s")
     report(starts, args.window, puts, probes, notes)
@@ -366,25 +380,28 @@ def _defrag_outcome(logs: str) -> str:
     return "outcome not logged"
 
 
-def _gc_pauses(members: list[Member], logs: list[str]) -> str:
-    """The garbage-collector pauses over 50 ms of the whole run (the members' ``gc_pause``
-    lines), per member: how many, and the longest of each generation."""
-    parts = []
+def _gc_pauses(members: list[Member], logs: list[str], starts: list[float], window: float) -> str:
+    """The garbage-collector pauses over 50 ms (the members' ``gc_pause`` lines) of each
+    window: member, generation, wall time and the CPU time the member spent in it (ms)."""
+    per_window: dict[str, list[str]] = {name: [] for name in WINDOWS}
     for m, log in zip(members, logs, strict=True):
-        longest: dict[int, int] = {}
-        n = 0
         for line in log.splitlines():
             if "gc_pause" not in line:
                 continue
+            ts = re.search(r"ts\W+([0-9T:.+-]+Z?)", line)
             gen = re.search(r"generation\W+(\d)", line)
             took = re.search(r"took_ms\W+(\d+)", line)
-            if gen and took:
-                n += 1
-                g = int(gen.group(1))
-                longest[g] = max(longest.get(g, 0), int(took.group(1)))
-        gens = " ".join(f"gen{g}={ms}ms" for g, ms in sorted(longest.items()))
-        parts.append(f"{m.name}: {n}" + (f" (longest {gens})" if gens else ""))
-    return "pauses over 50 ms: " + ", ".join(parts)
+            cpu = re.search(r"cpu_ms\W+(\d+)", line)
+            if not (ts and gen and took):
+                continue
+            t = datetime.fromisoformat(ts.group(1).replace("Z", "+00:00")).timestamp()
+            for name, t0 in zip(WINDOWS, starts, strict=True):
+                if t0 <= t < t0 + window:
+                    cpu_ms = f" cpu {cpu.group(1)}" if cpu else ""
+                    per_window[name].append(f"{m.name} gen{gen.group(1)} {took.group(1)}{cpu_ms}")
+    return "pauses over 50 ms: " + (
+        "; ".join(f"{name}: {', '.join(p)}" for name, p in per_window.items() if p) or "none"
+    )
 
 
 def main() -> None:

@@ -73,6 +73,9 @@ _SCAN_CHUNK = 1000
 # commit_soon from committing: under a flood of puts a commit at the usual limit would make
 # every copy stale, and the defragment would fall back to blocking the writer
 HELD_PENDING_LIMIT = 200_000
+# how often a forced commit on the event loop looks whether the hold is over (a defragment's
+# copy takes seconds: a poll costs nothing next to it and keeps the backend free of a loop)
+_HOLD_POLL = 0.01
 
 
 class Backend:
@@ -186,7 +189,10 @@ class Backend:
         self._reap()
 
     async def commit_in_thread(self) -> None:
-        """``commit()`` for an event loop: waits for the commit thread without blocking."""
+        """``commit()`` for an event loop: waits for the commit thread without blocking, and
+        for ``hold_commits`` to end (the callers, a snapshot taken or sent, can wait for an
+        online defragment's copy; a commit now would make it stale)."""
+        await self._unheld()
         await self._settled()
         fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
         if fut is not None:
@@ -210,7 +216,9 @@ class Backend:
     async def commit_marked(self, mark: Callable[[], T]) -> T:
         """Commit everything written so far (in the commit thread) and return ``mark()``,
         called at the moment the batch is frozen: what it reads of the writer's state is
-        exactly what this commit holds, as nothing is written between the two."""
+        exactly what this commit holds, as nothing is written between the two. Waits for
+        ``hold_commits`` to end first, as ``commit_in_thread`` does."""
+        await self._unheld()
         await self._settled()
         marked = mark()
         fut = self.commit_async()  # nothing in flight now: this freezes and returns at once
@@ -324,6 +332,10 @@ class Backend:
                 self._sorted[name] = []
         self._new_buckets |= fz.new_buckets
         self._pending += fz.pending
+
+    async def _unheld(self) -> None:
+        while self.hold_commits:
+            await asyncio.sleep(_HOLD_POLL)
 
     async def _settled(self) -> None:
         """Wait, without blocking the event loop, until no commit is in flight."""

@@ -12,8 +12,10 @@ while it defragments, so the work is split in two:
   stale: it is removed and the caller tries again.
 
 ``Backend.hold_commits`` keeps ``commit_if_due`` and ``commit_soon`` from committing while the
-copy is being made, so under steady load the first attempt succeeds (a batch that reaches
-``HELD_PENDING_LIMIT`` still commits; then the next attempt catches it).
+copy is being made, and makes the forced commits of the event loop (``commit_in_thread``,
+``commit_marked``: a snapshot taken or sent) wait until it is over, so under steady load the
+first attempt succeeds (a batch that reaches ``HELD_PENDING_LIMIT`` still commits; then the
+next attempt catches it).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ of keys that is tens to hundreds of milliseconds during which the event loop run
 and it shows as loop lag (``looplag``) with no code of ours to blame. ``GCPauseWatch`` times
 every collection through ``gc.callbacks``: the largest pause since the last scrape is
 exported on ``/metrics`` (``raftkv_gc_pause_max_seconds``, per generation), and a pause over
-``LOG_OVER`` is logged (``gc_pause``) with its generation and what it collected.
+``LOG_OVER`` is logged (``gc_pause``) with its generation, what it collected and the CPU
+time the thread spent in it (on a busy machine much of a long pause can be the OS running
+something else).
 
 Cost: two callbacks per collection (a clock read each); collections are rare next to
 requests (``member._tune_gc``). Invariant: a process has one watch (``shared()``: the
@@ -33,6 +35,7 @@ LOG_OVER = 0.05  # seconds: a collection that long is logged
 class GCPauseWatch:
     def __init__(self) -> None:
         self._began = 0.0
+        self._began_cpu = 0.0
         self._max = [0.0, 0.0, 0.0]  # per generation, since take_max() last ran
         self.counts = [0, 0, 0]  # collections seen, per generation
         self._users = 0
@@ -50,6 +53,7 @@ class GCPauseWatch:
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
+            self._began_cpu = time.thread_time()
             return
         took = time.perf_counter() - self._began
         gen = info.get("generation", 2)
@@ -62,6 +66,8 @@ class GCPauseWatch:
                 "gc_pause",
                 generation=gen,
                 took_ms=round(took * 1000),
+                # (less than took_ms: the thread was preempted, or a finalizer let others run)
+                cpu_ms=round((time.thread_time() - self._began_cpu) * 1000),
                 collected=info.get("collected", 0),
             )
 

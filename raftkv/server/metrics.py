@@ -22,7 +22,8 @@ counter bump per leader change and per failed proposal.
 
 Beside etcd's, raftkv's own: raftkv_event_loop_lag_seconds (the largest lag of the event
 loop's 10 ms probe wakes in the last second) and raftkv_event_loop_lag_max_seconds (the largest
-since the previous scrape, reset by this one): see ``looplag.py``; raftkv_gc_pause_max_seconds
+since the previous scrape, reset by this one; with _ran_seconds and _queued_seconds, how long
+the loop thread ran and waited for a CPU around it): see ``looplag.py``; raftkv_gc_pause_max_seconds
 (per generation, the longest collection since the previous scrape): see ``gcpause.py``.
 """
 
@@ -273,10 +274,21 @@ class _StateCollector(Collector):
             "The largest delay of the event loop's 10 ms probe timer in the last second.",
             lag.recent(),
         )
+        worst = lag.take_max()
         yield _gauge(
             "raftkv_event_loop_lag_max_seconds",
             "The largest delay of the event loop's 10 ms probe timer since the last scrape.",
-            lag.take_max(),
+            worst.lag,
+        )
+        yield _gauge(
+            "raftkv_event_loop_lag_max_ran_seconds",
+            "Over the interval of that largest delay: the time the loop thread ran.",
+            worst.ran,
+        )
+        yield _gauge(
+            "raftkv_event_loop_lag_max_queued_seconds",
+            "Over the interval of that largest delay: the time the loop thread waited for a CPU.",
+            worst.queued,
         )
         pauses = GaugeMetricFamily(
             "raftkv_gc_pause_max_seconds",

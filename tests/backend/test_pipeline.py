@@ -421,3 +421,30 @@ def test_commit_soon_hands_the_batch_over_without_waiting_for_the_commit_in_flig
     be.close()
     with Backend.open(str(tmp_path / "db")) as b:
         assert dict(b.range(b"key", b"")) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+
+
+def test_forced_commits_on_the_loop_wait_for_a_hold_to_end(tmp_path):
+    """A snapshot taken or sent while an online defragment copies (``hold_commits``) waits:
+    committing then would make the copy stale."""
+    be = Backend.open(str(tmp_path / "db"), batch_limit=10**9)
+    be.create_bucket(b"key")
+    be.commit()
+
+    async def run() -> None:
+        be.put(b"key", b"a", b"1")
+        be.hold_commits = True
+        forced = asyncio.ensure_future(be.commit_in_thread())
+        marked = asyncio.ensure_future(be.commit_marked(lambda: be.pending))
+        await asyncio.sleep(0.1)
+        assert not forced.done() and not marked.done()
+        assert be.pending == 1  # nothing committed under the hold
+        assert await be.commit_if_due_in_thread() is False  # the periodic commit goes on
+        be.hold_commits = False
+        await asyncio.wait_for(forced, 5)
+        assert await asyncio.wait_for(marked, 5) == 0  # (committed by the first)
+        assert be.pending == 0
+
+    asyncio.run(run())
+    with be.read_snapshot() as snap:
+        assert dict(snap.items(b"key")) == {b"a": b"1"}
+    be.close()
